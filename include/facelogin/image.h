@@ -1,0 +1,51 @@
+#pragma once
+
+// Images as the engine sees them, and the one safe way to turn untrusted bytes into one.
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <vector>
+
+#include "facelogin/status.h"
+
+namespace facelogin {
+
+// An 8-bit, 3-channel image in BGR order (as a camera driver or OpenCV delivers it), rows
+// packed without padding: pixel (x, y) channel c is bgr[(y * width + x) * 3 + c].
+struct Image {
+  int width = 0;
+  int height = 0;
+  std::vector<std::uint8_t> bgr;
+
+  bool empty() const { return width <= 0 || height <= 0; }
+};
+
+// Limits applied to untrusted encoded images. The defaults admit any real camera frame or
+// phone photo (up to 50 MP, 25 MiB) and refuse decompression bombs before any pixel is decoded.
+struct DecodeLimits {
+  std::size_t max_bytes = 25u << 20;
+  std::int64_t max_pixels = 50'000'000;
+  int max_side = 16'384;
+};
+
+enum class ImageFormat { kUnknown, kJpeg, kPng };
+
+// Identifies the format from the magic bytes alone.
+[[nodiscard]] ImageFormat sniff_image_format(std::span<const std::uint8_t> bytes);
+
+// Decodes a JPEG or PNG held in memory into BGR, applying the EXIF orientation.
+// The format is identified by magic bytes (the file name is never trusted); the dimensions are
+// read from the header and checked against `limits` before decoding.
+// Errors: kImageTooLarge (bytes, pixels or a side over the limit), kBadImage (unknown format,
+// truncated or corrupt data). Thread-safe.
+[[nodiscard]] Result<Image> decode_image(std::span<const std::uint8_t> bytes,
+                                         const DecodeLimits& limits = {});
+
+// Reads a file (refusing one larger than limits.max_bytes without reading it whole) and decodes
+// it as decode_image does. Errors additionally: kNotFound, kIoError.
+[[nodiscard]] Result<Image> load_image_file(const std::filesystem::path& path,
+                                            const DecodeLimits& limits = {});
+
+}  // namespace facelogin

@@ -1,0 +1,95 @@
+#pragma once
+
+// Model descriptions. A model is described once, here, and the vision code is generic over the
+// description: adding a model means adding a ModelSpec (and, for recognition, a RecognizerSpec),
+// not a code path. The catalog itself lives in src/vision/model_catalog.cpp.
+
+#include <array>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "facelogin/geometry.h"
+#include "facelogin/status.h"
+
+namespace facelogin {
+
+enum class ModelKind { kDetector, kEmbedder, kLiveness };
+enum class ColorOrder { kRgb, kBgr };
+enum class Metric { kCosine, kEuclidean };
+
+struct ModelSpec {
+  std::string id;    // stable identifier, e.g. "dlib-resnet-v1"
+  ModelKind kind = ModelKind::kEmbedder;
+  std::string file;  // file name inside the model directory
+  std::string sha256;  // lower-case hex of the file's bytes
+  int input_width = 0;
+  int input_height = 0;
+  ColorOrder color = ColorOrder::kRgb;
+  // Input normalisation, per channel in the model's colour order: (pixel - mean) * scale.
+  std::array<float, 3> mean{0.f, 0.f, 0.f};
+  float scale = 1.f;
+  // Embedders: where the five landmarks (Landmarks5 order) go in the input, in input pixels.
+  Landmarks5 alignment{};
+  int embedding_size = 0;
+  std::string licence;
+  // Where the weights come from and how they become this file.
+  std::string source;
+  // Upstream URL for a direct download, empty where the file is made by tools/ from a registry
+  // package.
+  std::string url;
+  std::string notes;
+};
+
+// One member of a recogniser: a model's L2-normalised embedding, optionally averaged with the
+// embedding of the horizontally flipped crop, scaled by sqrt(weight) before concatenation so
+// that the dot product of two templates is sum(weight_i * cosine_i).
+struct RecognizerComponent {
+  std::string model_id;
+  float weight = 1.f;
+  bool flip = false;
+};
+
+// What makes a template: one model or a weighted fusion of several. Template model ids are
+// recogniser ids.
+struct RecognizerSpec {
+  std::string id;
+  std::string description;
+  std::vector<RecognizerComponent> components;
+  // The metric the threshold is expressed in. Templates are unit vectors, so both metrics order
+  // pairs identically; scores inside facelogin are always cosine similarity (higher = closer),
+  // and a Euclidean threshold d corresponds to a cosine of 1 - d*d/2.
+  Metric metric = Metric::kCosine;
+  // Default decision threshold in the metric's unit, calibrated for a false match rate of at most
+  // 1e-5 per comparison (see threshold_source).
+  float threshold = 0.f;
+  std::string threshold_source;
+
+  // The threshold as a cosine similarity.
+  float cosine_threshold() const;
+};
+
+[[nodiscard]] const std::vector<ModelSpec>& model_catalog();
+[[nodiscard]] const std::vector<RecognizerSpec>& recognizer_catalog();
+[[nodiscard]] const ModelSpec* find_model(std::string_view id);
+[[nodiscard]] const RecognizerSpec* find_recognizer(std::string_view id);
+[[nodiscard]] std::string_view default_recognizer_id();
+[[nodiscard]] std::string_view default_detector_id();
+
+// Sum of the components' embedding sizes. Requires every component to be in the catalog.
+[[nodiscard]] int recognizer_embedding_size(const RecognizerSpec& spec);
+
+// The model directory: FACELOGIN_MODEL_DIR if set, else the "models" folder next to the
+// current directory's project checkout (./models), else ../shared/models.
+[[nodiscard]] std::filesystem::path default_model_dir();
+
+// Checks that `dir/spec.file` exists and has spec.sha256. Errors: kModelError naming the file,
+// what was expected and how to obtain it.
+[[nodiscard]] Status verify_model_file(const std::filesystem::path& dir, const ModelSpec& spec);
+
+// SHA-256 of a file, lower-case hex. Errors: kNotFound, kIoError.
+[[nodiscard]] Result<std::string> sha256_file(const std::filesystem::path& path);
+
+}  // namespace facelogin
