@@ -1,0 +1,94 @@
+#pragma once
+
+// Enrolment, verification and identification: the engine and the store together, as the CLI and
+// the server use them. Nothing here prints or logs templates.
+
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "facelogin/engine.h"
+#include "facelogin/image.h"
+#include "facelogin/matching.h"
+#include "facelogin/store.h"
+
+namespace facelogin {
+
+// One input image and what the engine made of it.
+struct ImageReport {
+  std::string source;  // file name or frame label, for messages
+  FrameOutcome outcome = FrameOutcome::kNoFace;
+  std::string message;
+  QualityReport quality;
+  std::optional<Box> box;
+};
+
+struct EnrollResult {
+  UserInfo user;
+  std::vector<ImageReport> images;
+};
+
+struct VerifyResult {
+  ImageReport image;
+  VerifyDecision decision;
+};
+
+struct IdentifyMatch {
+  std::string user;
+  float score = 0.f;
+};
+
+struct IdentifyResult {
+  ImageReport image;
+  std::vector<IdentifyMatch> candidates;  // best first
+  bool match = false;                     // the best candidate reaches the threshold
+  float threshold = 0.f;
+};
+
+struct LabeledImage {
+  std::string source;
+  Image image;
+};
+
+struct ServiceOptions {
+  AnalyzeOptions analyze;  // quality gate etc. for every image
+  // Override of the recogniser's calibrated threshold (cosine); NaN keeps the default.
+  float threshold_override = std::numeric_limits<float>::quiet_NaN();
+};
+
+// Not thread-safe (owns one Worker); the Store may be shared.
+class FaceService {
+ public:
+  FaceService(std::shared_ptr<const Engine> engine, std::unique_ptr<Worker> worker, Store& store,
+              ServiceOptions options = {});
+
+  float threshold() const;
+
+  // Enrols `images` as templates of `name`: a new user, or (add = true) more faces of an
+  // existing one. All or nothing: an image without exactly one usable face fails the whole call
+  // (kNoFace, kSeveralFaces, kPoorQuality naming the image and what to do), and so does a face
+  // that already matches another user (kDuplicateFace); the store is then unchanged.
+  [[nodiscard]] Result<EnrollResult> enroll(std::string_view name,
+                                            const std::vector<LabeledImage>& images, bool add);
+
+  // 1:1. Errors: kNotFound (unknown user), kModelMismatch (enrolled with another recogniser),
+  // image problems as in enroll.
+  [[nodiscard]] Result<VerifyResult> verify(std::string_view name, const LabeledImage& image);
+
+  // 1:N, the k best users.
+  [[nodiscard]] Result<IdentifyResult> identify(const LabeledImage& image, std::size_t k);
+
+ private:
+  // Analyses one image and returns its template, or the error that makes it unusable.
+  Result<FaceTemplate> usable_face(const LabeledImage& image, ImageReport* report);
+
+  std::shared_ptr<const Engine> engine_;
+  std::unique_ptr<Worker> worker_;
+  Store& store_;
+  ServiceOptions options_;
+};
+
+}  // namespace facelogin

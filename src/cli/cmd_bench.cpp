@@ -1,0 +1,215 @@
+// bench: per-stage latency of the pipeline on one core, and 1:N search over synthetic galleries.
+
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "cli/context.h"
+#include "facelogin/matching.h"
+
+namespace facelogin::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Summary {
+  double median = 0;
+  double p90 = 0;
+};
+
+Summary summarise(std::vector<double> v) {
+  if (v.empty()) {
+    return {};
+  }
+  std::sort(v.begin(), v.end());
+  const auto at = [&](double q) {
+    return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
+  };
+  return {at(0.5), at(0.9)};
+}
+
+double ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+std::filesystem::path default_bench_image() {
+  const char* env = std::getenv("FACELOGIN_DATA_DIR");
+  const std::filesystem::path data = env != nullptr && *env != '\0'
+                                         ? std::filesystem::path(env)
+                                         : std::filesystem::path("../shared/data");
+  return data / "nuaa/ClientRaw/0001/0001_00_00_01_0.jpg";
+}
+
+struct BenchOptions {
+  std::string image;
+  int iterations = 50;
+  std::vector<int> gallery_sizes{1000, 10000, 100000};
+};
+
+int run_bench(Context& ctx, const BenchOptions& opts) {
+  // One core: the process is pinned to the CPU it starts on and OpenCV uses one thread, so the
+  // figures are per-core costs whatever else the machine runs.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(static_cast<unsigned>(std::max(0, sched_getcpu())), &set);
+  sched_setaffinity(0, sizeof set, &set);
+
+  const std::filesystem::path path =
+      opts.image.empty() ? default_bench_image() : std::filesystem::path(opts.image);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return ctx.fail(Status(ErrorCode::kNotFound,
+                           fmt::format("bench image {} not found: pass --image FILE (a 640x480 "
+                                       "JPEG with one face)",
+                                       path.string())));
+  }
+  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                        std::istreambuf_iterator<char>());
+  auto engine = ctx.open_engine(1);
+  if (!engine) {
+    return ctx.fail(engine.error());
+  }
+  auto worker = (*engine)->make_worker();
+  if (!worker) {
+    return ctx.fail(worker.error());
+  }
+  AnalyzeOptions analyze;
+  analyze.enforce_quality = false;
+  analyze.refuse_several_faces = false;
+
+  std::vector<double> decode, detect, quality, align, embed, match, total;
+  std::optional<FaceTemplate> reference;
+  int width = 0, height = 0;
+  // The first runs warm caches and OpenCV's lazy initialisation; they are not counted.
+  const int warmup = 3;
+  for (int i = 0; i < opts.iterations + warmup; ++i) {
+    const auto t0 = Clock::now();
+    auto image = decode_image(bytes);
+    const auto t1 = Clock::now();
+    if (!image) {
+      return ctx.fail(image.error());
+    }
+    width = image->width;
+    height = image->height;
+    auto analysis = (*worker)->analyze(*image, analyze);
+    if (!analysis) {
+      return ctx.fail(analysis.error());
+    }
+    if (!analysis->face) {
+      return ctx.fail(Status(ErrorCode::kNoFace,
+                             fmt::format("{}: no face found; bench needs an image with a face",
+                                         path.string())));
+    }
+    if (!reference) {
+      reference = analysis->face;
+    }
+    const auto t2 = Clock::now();
+    auto s = similarity(*analysis->face, *reference);
+    const auto t3 = Clock::now();
+    if (!s) {
+      return ctx.fail(s.error());
+    }
+    if (i < warmup) {
+      continue;
+    }
+    decode.push_back(ms(t0, t1));
+    detect.push_back(analysis->timings.detect_ms);
+    quality.push_back(analysis->timings.quality_ms);
+    align.push_back(analysis->timings.align_ms);
+    embed.push_back(analysis->timings.embed_ms);
+    match.push_back(ms(t2, t3));
+    total.push_back(ms(t0, t1) + ms(t1, t2) + ms(t2, t3));
+  }
+
+  nlohmann::json stages = nlohmann::json::array();
+  const std::vector<std::pair<std::string, std::vector<double>*>> rows = {
+      {"decode", &decode}, {"detect", &detect}, {"quality", &quality}, {"align", &align},
+      {"embed", &embed},   {"match", &match},   {"total", &total}};
+  if (!ctx.json) {
+    std::cout << fmt::format("Pipeline on {} ({}x{}), recogniser {}, one core, {} runs:\n",
+                             path.string(), width, height, (*engine)->recognizer().id,
+                             opts.iterations);
+    std::cout << fmt::format("  {:<8} {:>10} {:>10}\n", "stage", "median ms", "p90 ms");
+  }
+  for (const auto& [name, values] : rows) {
+    const Summary s = summarise(*values);
+    stages.push_back({{"stage", name}, {"median_ms", s.median}, {"p90_ms", s.p90}});
+    if (!ctx.json) {
+      std::cout << fmt::format("  {:<8} {:>10.2f} {:>10.2f}\n", name, s.median, s.p90);
+    }
+  }
+
+  // 1:N over random unit vectors of the recogniser's size: the cost of search, not accuracy.
+  nlohmann::json searches = nlohmann::json::array();
+  std::mt19937 rng(12345);
+  std::normal_distribution<float> normal;
+  const std::size_t dim = reference->embedding.size();
+  if (!ctx.json) {
+    std::cout << fmt::format("1:N search, top-1, {}-d templates:\n", dim);
+  }
+  for (int n : opts.gallery_sizes) {
+    std::vector<StoredTemplate> gallery(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      auto& t = gallery[static_cast<std::size_t>(i)];
+      t.user_id = i;
+      t.face.model_id = reference->model_id;
+      t.face.embedding.resize(dim);
+      double norm = 0;
+      for (float& v : t.face.embedding) {
+        v = normal(rng);
+        norm += static_cast<double>(v) * v;
+      }
+      for (float& v : t.face.embedding) {
+        v = static_cast<float>(v / std::sqrt(norm));
+      }
+    }
+    std::vector<double> times;
+    const int reps = std::max(3, std::min(20, 2'000'000 / std::max(n, 1)));
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = Clock::now();
+      auto top = search(*reference, gallery, 1);
+      times.push_back(ms(t0, Clock::now()));
+      if (top.empty()) {
+        return ctx.fail(Status(ErrorCode::kInternal, "search returned nothing"));
+      }
+    }
+    const Summary s = summarise(times);
+    searches.push_back({{"templates", n}, {"median_ms", s.median}, {"p90_ms", s.p90}});
+    if (!ctx.json) {
+      std::cout << fmt::format("  N={:<8} median {:>9.3f} ms   p90 {:>9.3f} ms\n", n, s.median,
+                               s.p90);
+    }
+  }
+  ctx.emit_json({{"ok", true},
+                 {"image", path.string()},
+                 {"width", width},
+                 {"height", height},
+                 {"recognizer", (*engine)->recognizer().id},
+                 {"iterations", opts.iterations},
+                 {"stages", stages},
+                 {"search", searches}});
+  return kExitOk;
+}
+
+}  // namespace
+
+void register_bench_command(CLI::App& app, Context& ctx, int& exit_code) {
+  auto opts = std::make_shared<BenchOptions>();
+  auto* bench = app.add_subcommand("bench", "Per-stage latency on one core, and 1:N search cost");
+  bench->add_option("--image", opts->image,
+                    "640x480 JPEG with one face (default: a NUAA frame from ../shared/data)");
+  bench->add_option("--iterations", opts->iterations, "Timed runs")->check(CLI::Range(1, 100000));
+  bench->add_option("--gallery", opts->gallery_sizes, "Gallery sizes for 1:N search")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 10'000'000));
+  bench->callback([&ctx, &exit_code, opts] { exit_code = run_bench(ctx, *opts); });
+}
+
+}  // namespace facelogin::cli

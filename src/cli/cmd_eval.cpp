@@ -1,0 +1,352 @@
+// eval lfw: the LFW View-2 protocol on any pairs file, plus all-pairs FMR/FNMR, a DET plot and
+// an embedding cache.
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "cli/context.h"
+#include "facelogin/eval.h"
+
+namespace facelogin::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct EvalOptions {
+  std::string pairs;
+  std::string images;
+  std::vector<std::string> recognizers;
+  std::string cache_dir;
+  std::string plot;
+  int threads = 0;
+  bool no_cache = false;
+};
+
+// Everything that changes an embedding besides the recogniser id: the model files' hashes and the
+// pipeline version (detector, subject choice, alignment). Bump kPipelineVersion when any of them
+// changes behaviour.
+std::string fingerprint(const RecognizerSpec& spec) {
+  constexpr const char* kPipelineVersion = "pipeline-1:yunet320:central:umeyama5";
+  std::string fp = kPipelineVersion;
+  for (const auto& c : spec.components) {
+    const ModelSpec* m = find_model(c.model_id);
+    fp += fmt::format("|{}:{}:{}:{}", c.model_id, m != nullptr ? m->sha256 : "?", c.weight,
+                      c.flip);
+  }
+  return fp;
+}
+
+// Embeds every key missing from the cache with `threads` workers; progress on a terminal.
+Status embed_missing(const Engine& engine, const std::filesystem::path& images_dir,
+                     const std::vector<std::string>& keys, eval::EmbeddingCache& cache,
+                     int threads, const std::filesystem::path& cache_path, bool quiet) {
+  std::vector<std::string> todo;
+  for (const auto& k : keys) {
+    if (!cache.entries.contains(k)) {
+      todo.push_back(k);
+    }
+  }
+  if (todo.empty()) {
+    return Status::Ok();
+  }
+  const bool tty = isatty(STDERR_FILENO) != 0 && !quiet;
+  std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> done{0};
+  std::mutex mu;  // guards cache and first_error
+  Status first_error;
+  AnalyzeOptions analyze;
+  analyze.enforce_quality = false;       // LFW is scored as it is, like every published figure
+  analyze.refuse_several_faces = false;  // LFW crops often show other people
+  analyze.subject = SubjectPolicy::kCentral;
+  const auto start = Clock::now();
+
+  auto work = [&] {
+    auto worker = engine.make_worker();
+    if (!worker) {
+      std::lock_guard lock(mu);
+      first_error = worker.error();
+      return;
+    }
+    for (std::size_t i = next++; i < todo.size(); i = next++) {
+      std::optional<std::vector<float>> entry;
+      auto image = load_image_file(images_dir / todo[i]);
+      if (!image) {
+        std::lock_guard lock(mu);
+        if (first_error.ok()) {
+          first_error = Status(image.error().code(),
+                               fmt::format("{}: {}", todo[i], image.error().message()));
+        }
+        return;
+      }
+      auto analysis = (*worker)->analyze(*image, analyze);
+      if (!analysis) {
+        std::lock_guard lock(mu);
+        first_error = analysis.error();
+        return;
+      }
+      if (analysis->face) {
+        entry = std::move(analysis->face->embedding);
+      }
+      {
+        std::lock_guard lock(mu);
+        cache.entries[todo[i]] = std::move(entry);
+      }
+      const std::size_t n = ++done;
+      if (tty && (n % 25 == 0 || n == todo.size())) {
+        const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+        const double rate = n / std::max(secs, 1e-3);
+        std::lock_guard lock(mu);
+        std::cerr << fmt::format("\r  {}: {}/{} images ({:.1f}/s, {:.0f} s left)   ",
+                                 engine.recognizer().id, n, todo.size(), rate,
+                                 (todo.size() - n) / std::max(rate, 1e-3))
+                  << std::flush;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back(work);
+  }
+  for (auto& t : pool) {
+    t.join();
+  }
+  if (tty) {
+    std::cerr << "\n";
+  }
+  if (!cache_path.empty()) {
+    // Saved even after an error, so that an interrupted evaluation resumes where it stopped.
+    if (Status s = eval::save_embedding_cache(cache_path, cache); !s.ok() && first_error.ok()) {
+      return s;
+    }
+  }
+  return first_error;
+}
+
+struct RecognizerResult {
+  std::string id;
+  eval::CrossValidation cv;
+  double auc = 0;
+  std::size_t images = 0, no_face = 0;
+  std::vector<eval::OperatingPoint> points;
+  std::vector<eval::CurvePoint> curve;
+};
+
+Result<RecognizerResult> evaluate(Context& ctx, const EvalOptions& opts,
+                                  const eval::PairsProtocol& protocol,
+                                  const std::vector<std::string>& keys,
+                                  const std::string& recognizer_id, int threads) {
+  Context local = ctx;
+  local.recognizer = recognizer_id;
+  auto engine = local.open_engine(1);
+  if (!engine) {
+    return make_error(engine.error());
+  }
+  const RecognizerSpec& spec = (*engine)->recognizer();
+  const std::string fp = fingerprint(spec);
+  std::filesystem::path cache_path;
+  eval::EmbeddingCache cache;
+  cache.recognizer_id = spec.id;
+  cache.fingerprint = fp;
+  cache.dim = static_cast<std::size_t>(recognizer_embedding_size(spec));
+  if (!opts.no_cache) {
+    std::error_code ec;
+    std::filesystem::create_directories(opts.cache_dir, ec);
+    cache_path = std::filesystem::path(opts.cache_dir) / (spec.id + ".embcache");
+    if (auto loaded = eval::load_embedding_cache(cache_path, spec.id, fp)) {
+      cache = std::move(*loaded);
+    } else if (loaded.error().code() != ErrorCode::kNotFound && !ctx.json) {
+      std::cerr << fmt::format("  ignoring cache {}: {}\n", cache_path.string(),
+                               loaded.error().message());
+    }
+  }
+  if (Status s = embed_missing(**engine, opts.images, keys, cache, threads, cache_path, ctx.json);
+      !s.ok()) {
+    return make_error(s);
+  }
+
+  RecognizerResult r;
+  r.id = spec.id;
+  auto scores = eval::score_pairs(protocol.pairs, cache);
+  if (!scores) {
+    return make_error(scores.error());
+  }
+  auto cv = eval::cross_validated_accuracy(protocol.pairs, *scores);
+  if (!cv) {
+    return make_error(cv.error());
+  }
+  r.cv = *cv;
+  std::vector<float> genuine_pairs, impostor_pairs;
+  for (std::size_t i = 0; i < protocol.pairs.size(); ++i) {
+    (protocol.pairs[i].same ? genuine_pairs : impostor_pairs).push_back((*scores)[i]);
+  }
+  auto auc = eval::roc_auc(genuine_pairs, impostor_pairs);
+  if (!auc) {
+    return make_error(auc.error());
+  }
+  r.auc = *auc;
+
+  // All cross-identity and same-identity pairs of the images involved.
+  std::vector<float> matrix;
+  std::vector<int> identities;
+  std::map<std::string, int, std::less<>> ids;
+  for (const auto& key : keys) {
+    const auto& entry = cache.entries.at(key);
+    ++r.images;
+    if (!entry) {
+      ++r.no_face;
+      identities.push_back(-1);
+      matrix.insert(matrix.end(), cache.dim, 0.f);
+      continue;
+    }
+    const std::string person(eval::key_identity(key));
+    auto [it, inserted] = ids.try_emplace(person, static_cast<int>(ids.size()));
+    identities.push_back(it->second);
+    matrix.insert(matrix.end(), entry->begin(), entry->end());
+  }
+  auto all = eval::all_pairs_scores(matrix, cache.dim, identities, threads);
+  if (!all) {
+    return make_error(all.error());
+  }
+  const std::vector<double> targets{1e-3, 1e-4, 1e-5};
+  auto points = eval::operating_points(all->genuine, all->impostor, targets);
+  if (!points) {
+    return make_error(points.error());
+  }
+  r.points = *points;
+  auto curve = eval::det_curve(all->genuine, all->impostor);
+  if (!curve) {
+    return make_error(curve.error());
+  }
+  r.curve = std::move(*curve);
+  return r;
+}
+
+int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
+  auto protocol = eval::read_pairs_file(opts.pairs);
+  if (!protocol) {
+    return ctx.fail(protocol.error());
+  }
+  if (!std::filesystem::is_directory(opts.images)) {
+    return ctx.fail(Status(ErrorCode::kNotFound,
+                           fmt::format("images directory {} not found", opts.images)));
+  }
+  const auto keys = eval::unique_image_keys(protocol->pairs);
+  const int threads =
+      opts.threads > 0 ? opts.threads
+                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::string> recognizers = opts.recognizers;
+  if (recognizers.empty()) {
+    recognizers.push_back(ctx.recognizer.empty() ? std::string(default_recognizer_id())
+                                                 : ctx.recognizer);
+  }
+  if (!ctx.json) {
+    std::cout << fmt::format("LFW: {} folds x {} pairs, {} images, {} thread(s)\n",
+                             protocol->folds, 2 * protocol->pairs_per_fold, keys.size(), threads);
+  }
+  std::vector<RecognizerResult> results;
+  for (const auto& id : recognizers) {
+    auto r = evaluate(ctx, opts, *protocol, keys, id, threads);
+    if (!r) {
+      return ctx.fail(r.error());
+    }
+    results.push_back(std::move(*r));
+  }
+
+  nlohmann::json out = nlohmann::json::array();
+  if (!ctx.json) {
+    std::cout << fmt::format("\n{:<30} {:>16} {:>8} {:>20} {:>20} {:>20}\n", "recogniser",
+                             "accuracy", "AUC", "FMR 1e-3: FNMR (thr)", "FMR 1e-4: FNMR (thr)",
+                             "FMR 1e-5: FNMR (thr)");
+  }
+  for (const auto& r : results) {
+    nlohmann::json ops = nlohmann::json::array();
+    std::string cells;
+    for (const auto& p : r.points) {
+      ops.push_back({{"target_fmr", p.target_fmr},
+                     {"threshold", p.threshold},
+                     {"fmr", p.fmr},
+                     {"fnmr", p.fnmr},
+                     {"false_matches", p.false_matches},
+                     {"impostor_pairs", p.impostor_count},
+                     {"genuine_pairs", p.genuine_count},
+                     {"resolvable", p.resolvable}});
+      cells += fmt::format(" {:>11.2f}% ({:.3f})", 100 * p.fnmr, p.threshold);
+    }
+    out.push_back({{"recognizer", r.id},
+                   {"accuracy_mean", r.cv.mean_accuracy},
+                   {"accuracy_std", r.cv.std_accuracy},
+                   {"fold_accuracy", r.cv.fold_accuracy},
+                   {"fold_threshold", r.cv.fold_threshold},
+                   {"auc", r.auc},
+                   {"images", r.images},
+                   {"images_without_face", r.no_face},
+                   {"operating_points", ops}});
+    if (!ctx.json) {
+      std::cout << fmt::format("{:<30} {:>7.2f}% ± {:.2f} {:>8.5f}{}\n", r.id,
+                               100 * r.cv.mean_accuracy, 100 * r.cv.std_accuracy, r.auc, cells);
+    }
+  }
+  if (!ctx.json && !results.empty()) {
+    const auto& p = results.front().points;
+    std::cout << fmt::format(
+        "\nAccuracy: mean ± std over {} folds, threshold chosen on the other folds. FMR/FNMR: all "
+        "{} cross-identity and {} same-identity pairs of the {} images ({} without a face, "
+        "scored as non-matches).\n",
+        protocol->folds, p.empty() ? 0 : p[0].impostor_count, p.empty() ? 0 : p[0].genuine_count,
+        results.front().images, results.front().no_face);
+  }
+  if (!opts.plot.empty()) {
+    std::vector<eval::DetSeries> series;
+    for (const auto& r : results) {
+      series.push_back({r.id, r.curve, r.points});
+    }
+    eval::PlotOptions plot;
+    plot.title = "LFW: DET over all image pairs";
+    if (Status s = eval::write_det_plot(opts.plot, series, plot); !s.ok()) {
+      return ctx.fail(s);
+    }
+    if (!ctx.json) {
+      std::cout << fmt::format("DET plot written to {}\n", opts.plot);
+    }
+  }
+  ctx.emit_json({{"ok", true},
+                 {"folds", protocol->folds},
+                 {"pairs", protocol->pairs.size()},
+                 {"results", out}});
+  return kExitOk;
+}
+
+}  // namespace
+
+void register_eval_commands(CLI::App& app, Context& ctx, int& exit_code) {
+  auto* eval_cmd = app.add_subcommand("eval", "Measure recognition accuracy");
+  eval_cmd->require_subcommand(1);
+  auto opts = std::make_shared<EvalOptions>();
+  opts->cache_dir = ".cache/eval";
+  auto* lfw = eval_cmd->add_subcommand(
+      "lfw", "LFW View-2 protocol: n-fold accuracy, AUC, FNMR at FMR 1e-3/1e-4/1e-5, DET plot");
+  lfw->add_option("--pairs", opts->pairs, "pairs.txt in the LFW View-2 format")
+      ->required()
+      ->check(CLI::ExistingFile);
+  lfw->add_option("--images", opts->images, "Folder holding <Name>/<Name>_<NNNN>.jpg")->required();
+  lfw->add_option("--recognizers", opts->recognizers,
+                  "Recognisers to compare (default: --recognizer or the default one)")
+      ->delimiter(',');
+  lfw->add_option("--plot", opts->plot, "Write a DET plot (.svg or .png)");
+  lfw->add_option("--cache-dir", opts->cache_dir, "Where embeddings are cached")
+      ->capture_default_str();
+  lfw->add_flag("--no-cache", opts->no_cache, "Neither read nor write the embedding cache");
+  lfw->add_option("--threads", opts->threads, "Worker threads (default: all cores)")
+      ->check(CLI::Range(0, 256));
+  lfw->callback([&ctx, &exit_code, opts] { exit_code = run_eval_lfw(ctx, *opts); });
+}
+
+}  // namespace facelogin::cli

@@ -1,0 +1,187 @@
+// enroll, verify, identify: the face commands.
+
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli/context.h"
+
+namespace facelogin::cli {
+namespace {
+
+Result<std::vector<LabeledImage>> load_images(const std::vector<std::string>& paths) {
+  std::vector<LabeledImage> images;
+  for (const auto& p : paths) {
+    auto image = load_image_file(p);
+    if (!image) {
+      return make_error(image.error().code(), fmt::format("{}: {}", p, image.error().message()));
+    }
+    images.push_back({p, std::move(*image)});
+  }
+  return images;
+}
+
+int run_enroll(Context& ctx, const std::string& user, const std::vector<std::string>& paths,
+               bool add) {
+  auto images = load_images(paths);
+  if (!images) {
+    return ctx.fail(images.error());
+  }
+  auto store = ctx.open_store();
+  if (!store) {
+    return ctx.fail(store.error());
+  }
+  auto service = ctx.open_service(**store);
+  if (!service) {
+    return ctx.fail(service.error());
+  }
+  auto result = service->enroll(user, *images, add);
+  if (!result) {
+    return ctx.fail(result.error());
+  }
+  if (ctx.json) {
+    nlohmann::json imgs = nlohmann::json::array();
+    for (const auto& r : result->images) {
+      imgs.push_back(to_json(r));
+    }
+    ctx.emit_json({{"ok", true},
+                   {"user", result->user.name},
+                   {"templates", result->user.template_count},
+                   {"images", imgs}});
+  } else {
+    std::cout << fmt::format("Enrolled {} with {} face template(s) ({} in total).\n",
+                             result->user.name, images->size(), result->user.template_count);
+  }
+  return kExitOk;
+}
+
+int run_verify(Context& ctx, const std::string& user, const std::vector<std::string>& paths) {
+  auto images = load_images(paths);
+  if (!images) {
+    return ctx.fail(images.error());
+  }
+  auto store = ctx.open_store();
+  if (!store) {
+    return ctx.fail(store.error());
+  }
+  auto service = ctx.open_service(**store);
+  if (!service) {
+    return ctx.fail(service.error());
+  }
+  nlohmann::json results = nlohmann::json::array();
+  bool all_match = true;
+  for (const auto& image : *images) {
+    auto r = service->verify(user, image);
+    if (!r) {
+      return ctx.fail(r.error());
+    }
+    all_match &= r->decision.match;
+    results.push_back({{"image", to_json(r->image)},
+                       {"match", r->decision.match},
+                       {"score", r->decision.score},
+                       {"threshold", r->decision.threshold}});
+    if (!ctx.json) {
+      std::cout << fmt::format("{}: {} (score {:.3f}, threshold {:.3f})\n", image.source,
+                               r->decision.match ? "MATCH" : "no match", r->decision.score,
+                               r->decision.threshold);
+    }
+  }
+  ctx.emit_json({{"ok", true}, {"user", user}, {"match", all_match}, {"results", results}});
+  if (!ctx.json) {
+    std::cout << (all_match ? fmt::format("Verified: this is {}.\n", user)
+                            : fmt::format("Not verified as {}.\n", user));
+  }
+  return all_match ? kExitOk : kExitNoMatch;
+}
+
+int run_identify(Context& ctx, const std::vector<std::string>& paths, std::size_t top_k) {
+  auto images = load_images(paths);
+  if (!images) {
+    return ctx.fail(images.error());
+  }
+  auto store = ctx.open_store();
+  if (!store) {
+    return ctx.fail(store.error());
+  }
+  auto service = ctx.open_service(**store);
+  if (!service) {
+    return ctx.fail(service.error());
+  }
+  nlohmann::json results = nlohmann::json::array();
+  bool all_match = true;
+  for (const auto& image : *images) {
+    auto r = service->identify(image, top_k);
+    if (!r) {
+      return ctx.fail(r.error());
+    }
+    all_match &= r->match;
+    nlohmann::json candidates = nlohmann::json::array();
+    for (const auto& c : r->candidates) {
+      candidates.push_back({{"user", c.user}, {"score", c.score}});
+    }
+    results.push_back({{"image", to_json(r->image)},
+                       {"match", r->match},
+                       {"user", r->match ? nlohmann::json(r->candidates.front().user)
+                                         : nlohmann::json(nullptr)},
+                       {"threshold", r->threshold},
+                       {"candidates", candidates}});
+    if (!ctx.json) {
+      std::cout << fmt::format("{}: {}\n", image.source,
+                               r->match ? fmt::format("identified as {}", r->candidates[0].user)
+                                        : std::string("nobody we know"));
+      for (const auto& c : r->candidates) {
+        std::cout << fmt::format("  {:<24} {:.3f}{}\n", c.user, c.score,
+                                 c.score >= r->threshold ? "  (above threshold)" : "");
+      }
+    }
+  }
+  ctx.emit_json({{"ok", true}, {"match", all_match}, {"results", results}});
+  return all_match ? kExitOk : kExitNoMatch;
+}
+
+}  // namespace
+
+struct FaceOptions {
+  std::string user;
+  std::vector<std::string> images;
+  bool add = false;
+  std::size_t top_k = 3;
+};
+
+void register_face_commands(CLI::App& app, Context& ctx, int& exit_code) {
+  auto enroll_opts = std::make_shared<FaceOptions>();
+  auto* enroll = app.add_subcommand("enroll", "Enrol a user from one or more face images");
+  enroll->add_option("--user", enroll_opts->user, "User name")->required();
+  enroll->add_flag("--add", enroll_opts->add,
+                   "Add faces to an existing user instead of creating one");
+  enroll->add_option("images", enroll_opts->images, "JPEG or PNG images, one face each")
+      ->required()
+      ->check(CLI::ExistingFile);
+  enroll->callback([&ctx, &exit_code, o = enroll_opts] {
+    exit_code = run_enroll(ctx, o->user, o->images, o->add);
+  });
+
+  auto verify_opts = std::make_shared<FaceOptions>();
+  auto* verify = app.add_subcommand("verify", "Check that images show an enrolled user (1:1)");
+  verify->add_option("--user", verify_opts->user, "User name")->required();
+  verify->add_option("images", verify_opts->images, "JPEG or PNG images")
+      ->required()
+      ->check(CLI::ExistingFile);
+  verify->callback([&ctx, &exit_code, o = verify_opts] {
+    exit_code = run_verify(ctx, o->user, o->images);
+  });
+
+  auto identify_opts = std::make_shared<FaceOptions>();
+  auto* identify =
+      app.add_subcommand("identify", "Find who images show among enrolled users (1:N)");
+  identify->add_option("--top", identify_opts->top_k, "How many candidates to list")
+      ->check(CLI::Range(1, 100));
+  identify->add_option("images", identify_opts->images, "JPEG or PNG images")
+      ->required()
+      ->check(CLI::ExistingFile);
+  identify->callback([&ctx, &exit_code, o = identify_opts] {
+    exit_code = run_identify(ctx, o->images, o->top_k);
+  });
+}
+
+}  // namespace facelogin::cli

@@ -1,0 +1,118 @@
+#include "cli/context.h"
+
+#include <cstdlib>
+#include <iostream>
+
+#include <fmt/format.h>
+
+namespace facelogin::cli {
+
+int exit_code_for(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kOk: return kExitOk;
+    case ErrorCode::kInvalidArgument: return kExitUsage;
+    case ErrorCode::kBadImage:
+    case ErrorCode::kImageTooLarge:
+    case ErrorCode::kNoFace:
+    case ErrorCode::kSeveralFaces:
+    case ErrorCode::kPoorQuality: return kExitBadInput;
+    case ErrorCode::kNotFound: return kExitNotFound;
+    case ErrorCode::kModelMismatch:
+    case ErrorCode::kModelError: return kExitModel;
+    case ErrorCode::kAlreadyExists:
+    case ErrorCode::kDuplicateFace: return kExitConflict;
+    case ErrorCode::kIoError:
+    case ErrorCode::kCorrupt:
+    case ErrorCode::kBusy: return kExitStorage;
+    case ErrorCode::kInternal: return kExitInternal;
+  }
+  return kExitInternal;
+}
+
+Result<std::shared_ptr<const Engine>> Context::open_engine(int threads) const {
+  EngineOptions options;
+  options.model_dir = models;
+  options.recognizer_id = recognizer;
+  options.threads_per_worker = threads;
+  return Engine::load(options);
+}
+
+Result<std::unique_ptr<Store>> Context::open_store() const {
+  std::error_code ec;
+  std::filesystem::create_directories(home, ec);
+  if (ec) {
+    return make_error(ErrorCode::kIoError,
+                      fmt::format("cannot create {}: {}", home.string(), ec.message()));
+  }
+  std::filesystem::permissions(home, std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::replace, ec);
+  auto key = load_or_create_key(home / "template.key");
+  if (!key) {
+    return make_error(key.error());
+  }
+  SqliteStoreOptions options;
+  options.key = std::move(*key);
+  return open_sqlite_store(home / "facelogin.db", options);
+}
+
+Result<FaceService> Context::open_service(Store& store) const {
+  auto engine = open_engine();
+  if (!engine) {
+    return make_error(engine.error());
+  }
+  auto worker = (*engine)->make_worker();
+  if (!worker) {
+    return make_error(worker.error());
+  }
+  ServiceOptions options;
+  options.analyze.enforce_quality = !no_quality;
+  options.threshold_override = threshold;
+  return FaceService(*engine, std::move(*worker), store, options);
+}
+
+int Context::fail(const Status& status) const {
+  if (json) {
+    nlohmann::json doc = {{"ok", false},
+                          {"error", {{"code", std::string(error_code_name(status.code()))},
+                                     {"message", status.message()}}}};
+    std::cout << doc.dump(2) << "\n";
+  } else {
+    std::cerr << "facelogin: " << status.message() << " ["
+              << error_code_name(status.code()) << "]\n";
+  }
+  return exit_code_for(status.code());
+}
+
+void Context::emit_json(const nlohmann::json& doc) const {
+  if (json) {
+    std::cout << doc.dump(2) << "\n";
+  }
+}
+
+nlohmann::json to_json(const QualityReport& q) {
+  nlohmann::json issues = nlohmann::json::array();
+  for (QualityIssue i : q.issues) {
+    issues.push_back(std::string(quality_issue_name(i)));
+  }
+  return {{"issues", issues},
+          {"face_width_px", q.face_width_px},
+          {"brightness", q.brightness},
+          {"sharpness", q.sharpness},
+          {"pose", {{"yaw", q.pose.yaw}, {"pitch", q.pose.pitch}, {"roll", q.pose.roll}}},
+          {"score", q.score}};
+}
+
+nlohmann::json to_json(const ImageReport& r) {
+  nlohmann::json doc = {{"source", r.source},
+                        {"outcome", std::string(frame_outcome_name(r.outcome))},
+                        {"quality", to_json(r.quality)}};
+  if (!r.message.empty()) {
+    doc["message"] = r.message;
+  }
+  if (r.box) {
+    doc["box"] = {r.box->x, r.box->y, r.box->width, r.box->height};
+  }
+  return doc;
+}
+
+}  // namespace facelogin::cli

@@ -1,0 +1,64 @@
+#pragma once
+
+// What every CLI command shares: global options, how to open the engine and the store, how to
+// print results (human text or --json) and how errors become exit codes.
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "facelogin/engine.h"
+#include "facelogin/face_service.h"
+#include "facelogin/status.h"
+#include "facelogin/store.h"
+
+namespace facelogin::cli {
+
+// Exit codes scripts can rely on (documented in README.md).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitNoMatch = 1,    // a verification or identification that did not match
+  kExitUsage = 2,      // bad command line
+  kExitBadInput = 3,   // unusable image: not an image, too large, no face, several, poor quality
+  kExitNotFound = 4,   // unknown user or file
+  kExitModel = 5,      // model missing or corrupt
+  kExitStorage = 6,    // database or key problem
+  kExitConflict = 7,   // user exists, or face already enrolled under another user
+  kExitInternal = 70,
+};
+
+[[nodiscard]] int exit_code_for(ErrorCode code);
+
+struct Context {
+  std::filesystem::path home;  // state: database and key (--home / FACELOGIN_HOME)
+  std::filesystem::path models;  // --models / FACELOGIN_MODEL_DIR
+  std::string recognizer;        // --recognizer
+  bool json = false;
+  bool no_quality = false;       // --no-quality: skip the quality gate (datasets, tests)
+  float threshold = std::numeric_limits<float>::quiet_NaN();  // --threshold
+
+  // Opens the engine with these options. Errors are printed by fail().
+  [[nodiscard]] Result<std::shared_ptr<const Engine>> open_engine(int threads = 1) const;
+  [[nodiscard]] Result<std::unique_ptr<Store>> open_store() const;
+  [[nodiscard]] Result<FaceService> open_service(Store& store) const;
+
+  // Prints `status` (human or JSON on stderr/stdout) and returns its exit code.
+  int fail(const Status& status) const;
+  // Prints a JSON document (with --json) or nothing.
+  void emit_json(const nlohmann::json& doc) const;
+};
+
+// Each command file registers its subcommands. `run` receives the exit code.
+void register_face_commands(CLI::App& app, Context& ctx, int& exit_code);
+void register_admin_commands(CLI::App& app, Context& ctx, int& exit_code);
+void register_eval_commands(CLI::App& app, Context& ctx, int& exit_code);
+void register_bench_command(CLI::App& app, Context& ctx, int& exit_code);
+
+// JSON views of engine results (never templates).
+nlohmann::json to_json(const ImageReport& report);
+nlohmann::json to_json(const QualityReport& quality);
+
+}  // namespace facelogin::cli

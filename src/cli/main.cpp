@@ -1,0 +1,61 @@
+// facelogin: the command line. Each subcommand lives in a cmd_*.cpp file; this file only parses
+// the global options and dispatches.
+
+#include <cstdlib>
+#include <iostream>
+
+#include "cli/context.h"
+
+namespace {
+
+std::filesystem::path default_home() {
+  if (const char* env = std::getenv("FACELOGIN_HOME"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
+    return std::filesystem::path(xdg) / "facelogin";
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return std::filesystem::path(home) / ".local/share/facelogin";
+  }
+  return ".facelogin";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using facelogin::cli::Context;
+  Context ctx;
+  ctx.home = default_home();
+  int exit_code = facelogin::cli::kExitOk;
+
+  CLI::App app{"facelogin: face login. Enrol faces, verify and identify them, evaluate and "
+               "benchmark the recogniser."};
+  app.require_subcommand(1);
+  app.add_option("--home", ctx.home, "Where the database and key live (env FACELOGIN_HOME)");
+  app.add_option("--models", ctx.models, "Model directory (env FACELOGIN_MODEL_DIR)");
+  app.add_option("--recognizer", ctx.recognizer, "Recogniser id (see `models list`)");
+  app.add_option("--threshold", ctx.threshold,
+                 "Decision threshold (cosine) instead of the recogniser's calibrated default");
+  app.add_flag("--json", ctx.json, "Machine-readable output on stdout");
+  app.add_flag("--no-quality", ctx.no_quality,
+               "Accept faces that fail the quality gate (for datasets; not for logins)");
+
+  facelogin::cli::register_face_commands(app, ctx, exit_code);
+  facelogin::cli::register_admin_commands(app, ctx, exit_code);
+  facelogin::cli::register_eval_commands(app, ctx, exit_code);
+  facelogin::cli::register_bench_command(app, ctx, exit_code);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : facelogin::cli::kExitUsage;
+  } catch (const std::exception& e) {
+    // Nothing is expected to throw past the library's adapters; if something does, say so
+    // plainly instead of aborting.
+    std::cerr << "facelogin: internal error: " << e.what() << "\n";
+    return facelogin::cli::kExitInternal;
+  }
+  return exit_code;
+}

@@ -1,0 +1,169 @@
+#include "facelogin/face_service.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace facelogin {
+
+FaceService::FaceService(std::shared_ptr<const Engine> engine, std::unique_ptr<Worker> worker,
+                         Store& store, ServiceOptions options)
+    : engine_(std::move(engine)),
+      worker_(std::move(worker)),
+      store_(store),
+      options_(std::move(options)) {}
+
+float FaceService::threshold() const {
+  return std::isnan(options_.threshold_override) ? engine_->recognizer().cosine_threshold()
+                                                 : options_.threshold_override;
+}
+
+Result<FaceTemplate> FaceService::usable_face(const LabeledImage& image, ImageReport* report) {
+  report->source = image.source;
+  auto analysis = worker_->analyze(image.image, options_.analyze);
+  if (!analysis) {
+    return make_error(analysis.error());
+  }
+  report->outcome = analysis->outcome;
+  report->message = analysis->message;
+  report->quality = analysis->quality;
+  if (analysis->subject) {
+    report->box = analysis->faces[*analysis->subject].box;
+  }
+  switch (analysis->outcome) {
+    case FrameOutcome::kOk:
+      break;
+    case FrameOutcome::kNoFace:
+      return make_error(ErrorCode::kNoFace, fmt::format("{}: {}", image.source, analysis->message));
+    case FrameOutcome::kSeveralFaces:
+      return make_error(ErrorCode::kSeveralFaces,
+                        fmt::format("{}: {}", image.source, analysis->message));
+    case FrameOutcome::kPoorQuality:
+      return make_error(ErrorCode::kPoorQuality,
+                        fmt::format("{}: {}", image.source, analysis->message));
+  }
+  if (!analysis->face) {
+    return make_error(ErrorCode::kInternal, "analysis returned no template");
+  }
+  return std::move(*analysis->face);
+}
+
+Result<EnrollResult> FaceService::enroll(std::string_view name,
+                                         const std::vector<LabeledImage>& images, bool add) {
+  if (Status s = validate_user_name(name); !s.ok()) {
+    return make_error(s);
+  }
+  if (images.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "enrolment needs at least one image");
+  }
+  EnrollResult result;
+  std::vector<FaceTemplate> templates;
+  for (const auto& image : images) {
+    ImageReport report;
+    auto face = usable_face(image, &report);
+    result.images.push_back(report);
+    if (!face) {
+      return make_error(face.error());
+    }
+    templates.push_back(std::move(*face));
+  }
+
+  // A face that already belongs to someone else must not become a second identity. The other
+  // user is not named: the caller may not be entitled to know who it is.
+  auto gallery = store_.all_templates(engine_->recognizer().id);
+  if (!gallery) {
+    return make_error(gallery.error());
+  }
+  std::optional<std::int64_t> own_id;
+  if (add) {
+    auto user = store_.get_user(name);
+    if (!user) {
+      return make_error(user.error());
+    }
+    own_id = user->id;
+  }
+  for (std::size_t i = 0; i < templates.size(); ++i) {
+    for (const auto& stored : *gallery) {
+      if (own_id && stored.user_id == *own_id) {
+        continue;
+      }
+      auto s = similarity(templates[i], stored.face);
+      if (s && *s >= threshold()) {
+        return make_error(ErrorCode::kDuplicateFace,
+                          fmt::format("{}: this face is already enrolled under another user",
+                                      images[i].source));
+      }
+    }
+  }
+
+  if (add) {
+    if (Status s = store_.add_templates(name, templates); !s.ok()) {
+      return make_error(s);
+    }
+    auto user = store_.get_user(name);
+    if (!user) {
+      return make_error(user.error());
+    }
+    result.user = *user;
+  } else {
+    auto user = store_.create_user(name, templates);
+    if (!user) {
+      return make_error(user.error());
+    }
+    result.user = *user;
+  }
+  return result;
+}
+
+Result<VerifyResult> FaceService::verify(std::string_view name, const LabeledImage& image) {
+  auto enrolled = store_.user_templates(name);
+  if (!enrolled) {
+    return make_error(enrolled.error());
+  }
+  auto user = store_.get_user(name);
+  if (!user) {
+    return make_error(user.error());
+  }
+  if (user->disabled) {
+    return make_error(ErrorCode::kNotFound, fmt::format("user '{}' is disabled", name));
+  }
+  VerifyResult result;
+  auto probe = usable_face(image, &result.image);
+  if (!probe) {
+    return make_error(probe.error());
+  }
+  auto decision = facelogin::verify(*probe, *enrolled, threshold());
+  if (!decision) {
+    return make_error(decision.error());
+  }
+  result.decision = *decision;
+  return result;
+}
+
+Result<IdentifyResult> FaceService::identify(const LabeledImage& image, std::size_t k) {
+  IdentifyResult result;
+  result.threshold = threshold();
+  auto probe = usable_face(image, &result.image);
+  if (!probe) {
+    return make_error(probe.error());
+  }
+  auto gallery = store_.all_templates(engine_->recognizer().id);
+  if (!gallery) {
+    return make_error(gallery.error());
+  }
+  auto users = store_.list_users();
+  if (!users) {
+    return make_error(users.error());
+  }
+  for (const auto& c : search(*probe, *gallery, k)) {
+    for (const auto& u : *users) {
+      if (u.id == c.user_id) {
+        result.candidates.push_back({u.name, c.score});
+      }
+    }
+  }
+  result.match = !result.candidates.empty() && result.candidates.front().score >= result.threshold;
+  return result;
+}
+
+}  // namespace facelogin

@@ -1,0 +1,308 @@
+#include "facelogin/engine.h"
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iterator>
+
+#include <fmt/format.h>
+#include <opencv2/core.hpp>
+
+#include "vision/cv_image.h"
+#include "vision/detector.h"
+#include "vision/embedder.h"
+#include "vision/quality.h"
+#include "vision/subject.h"
+
+namespace facelogin {
+
+std::string_view quality_issue_name(QualityIssue issue) {
+  switch (issue) {
+    case QualityIssue::kTooSmall: return "too_small";
+    case QualityIssue::kTooClose: return "too_close";
+    case QualityIssue::kCutOff: return "cut_off";
+    case QualityIssue::kTooDark: return "too_dark";
+    case QualityIssue::kOverexposed: return "overexposed";
+    case QualityIssue::kBlurred: return "blurred";
+    case QualityIssue::kTurnedAway: return "turned_away";
+  }
+  return "unknown";
+}
+
+std::string_view quality_issue_advice(QualityIssue issue) {
+  switch (issue) {
+    case QualityIssue::kTooSmall: return "Move closer to the camera.";
+    case QualityIssue::kTooClose: return "Move back a little from the camera.";
+    case QualityIssue::kCutOff: return "Centre your face in the frame.";
+    case QualityIssue::kTooDark: return "Your face is too dark: add light in front of you.";
+    case QualityIssue::kOverexposed: return "Too much light on your face: avoid direct light.";
+    case QualityIssue::kBlurred: return "The image is blurred: hold still.";
+    case QualityIssue::kTurnedAway: return "Look straight at the camera.";
+  }
+  return "";
+}
+
+std::string_view frame_outcome_name(FrameOutcome outcome) {
+  switch (outcome) {
+    case FrameOutcome::kOk: return "ok";
+    case FrameOutcome::kNoFace: return "no_face";
+    case FrameOutcome::kSeveralFaces: return "several_faces";
+    case FrameOutcome::kPoorQuality: return "poor_quality";
+  }
+  return "unknown";
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+Result<std::vector<unsigned char>> read_model(const std::filesystem::path& dir,
+                                              const ModelSpec& spec) {
+  if (Status s = verify_model_file(dir, spec); !s.ok()) {
+    return make_error(s);
+  }
+  std::ifstream in(dir / spec.file, std::ios::binary);
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    return make_error(ErrorCode::kIoError, fmt::format("cannot read {}", spec.file));
+  }
+  return bytes;
+}
+
+struct LoadedComponent {
+  const ModelSpec* spec;
+  RecognizerComponent component;
+  std::vector<unsigned char> bytes;  // shared read-only by all workers
+};
+
+class EngineImpl;
+
+class WorkerImpl final : public Worker {
+ public:
+  WorkerImpl(std::shared_ptr<const EngineImpl> engine,
+             std::unique_ptr<vision::FaceDetector> detector,
+             std::vector<std::unique_ptr<vision::Embedder>> embedders)
+      : engine_(std::move(engine)),
+        detector_(std::move(detector)),
+        embedders_(std::move(embedders)) {}
+
+  Result<FrameAnalysis> analyze(const Image& frame, const AnalyzeOptions& options) override;
+  Result<std::vector<DetectedFace>> detect(const Image& frame) override;
+  Result<FaceTemplate> embed(const Image& frame, const DetectedFace& face) override;
+
+ private:
+  Result<FaceTemplate> embed_mat(const cv::Mat& frame, const DetectedFace& face,
+                                 StageTimings* timings);
+
+  std::shared_ptr<const EngineImpl> engine_;
+  std::unique_ptr<vision::FaceDetector> detector_;
+  std::vector<std::unique_ptr<vision::Embedder>> embedders_;
+};
+
+class EngineImpl final : public Engine, public std::enable_shared_from_this<EngineImpl> {
+ public:
+  EngineImpl(EngineOptions options, const RecognizerSpec& recognizer,
+             std::filesystem::path detector_path, std::vector<LoadedComponent> components)
+      : options_(std::move(options)),
+        recognizer_(recognizer),
+        detector_path_(std::move(detector_path)),
+        components_(std::move(components)) {}
+
+  const RecognizerSpec& recognizer() const override { return recognizer_; }
+  const EngineOptions& options() const override { return options_; }
+  const std::vector<LoadedComponent>& components() const { return components_; }
+
+  Result<std::unique_ptr<Worker>> make_worker() const override {
+    // OpenCV's DNN thread pool is process-wide; a worker per core wants one thread each.
+    cv::setNumThreads(options_.threads_per_worker);
+    auto detector = vision::FaceDetector::create(detector_path_, options_.detect_score_threshold,
+                                                 options_.detect_max_side);
+    if (!detector) {
+      return make_error(detector.error());
+    }
+    std::vector<std::unique_ptr<vision::Embedder>> embedders;
+    for (const auto& c : components_) {
+      auto e = vision::Embedder::create(*c.spec, c.bytes);
+      if (!e) {
+        return make_error(e.error());
+      }
+      embedders.push_back(std::move(*e));
+    }
+    return std::unique_ptr<Worker>(
+        new WorkerImpl(shared_from_this(), std::move(*detector), std::move(embedders)));
+  }
+
+ private:
+  EngineOptions options_;
+  const RecognizerSpec& recognizer_;
+  std::filesystem::path detector_path_;
+  std::vector<LoadedComponent> components_;
+};
+
+Result<std::vector<DetectedFace>> WorkerImpl::detect(const Image& frame) {
+  if (frame.empty()) {
+    return make_error(ErrorCode::kBadImage, "empty image");
+  }
+  return detector_->detect(vision::as_mat(frame));
+}
+
+Result<FaceTemplate> WorkerImpl::embed(const Image& frame, const DetectedFace& face) {
+  if (frame.empty()) {
+    return make_error(ErrorCode::kBadImage, "empty image");
+  }
+  return embed_mat(vision::as_mat(frame), face, nullptr);
+}
+
+Result<FaceTemplate> WorkerImpl::embed_mat(const cv::Mat& frame, const DetectedFace& face,
+                                           StageTimings* timings) {
+  const auto& components = engine_->components();
+  FaceTemplate tmpl;
+  tmpl.model_id = engine_->recognizer().id;
+  for (std::size_t i = 0; i < embedders_.size(); ++i) {
+    auto start = Clock::now();
+    cv::Mat crop = embedders_[i]->crop(frame, face.landmarks);
+    if (timings != nullptr) {
+      timings->align_ms += ms_since(start);
+    }
+    start = Clock::now();
+    auto e = embedders_[i]->embed_crop(crop, components[i].component.flip);
+    if (timings != nullptr) {
+      timings->embed_ms += ms_since(start);
+    }
+    if (!e) {
+      return make_error(e.error());
+    }
+    // Weighting by sqrt(w) makes the dot product of two templates sum(w_i * cosine_i).
+    const float w = std::sqrt(components[i].component.weight);
+    for (float v : *e) {
+      tmpl.embedding.push_back(v * w);
+    }
+  }
+  double norm = 0;
+  for (float v : tmpl.embedding) {
+    norm += static_cast<double>(v) * v;
+  }
+  const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.f;
+  for (float& v : tmpl.embedding) {
+    v *= inv;
+  }
+  return tmpl;
+}
+
+Result<FrameAnalysis> WorkerImpl::analyze(const Image& frame, const AnalyzeOptions& options) {
+  if (frame.empty()) {
+    return make_error(ErrorCode::kBadImage, "empty image");
+  }
+  const EngineOptions& eo = engine_->options();
+  const cv::Mat mat = vision::as_mat(frame);
+  FrameAnalysis result;
+
+  auto start = Clock::now();
+  auto faces = detector_->detect(mat);
+  result.timings.detect_ms = ms_since(start);
+  if (!faces) {
+    return make_error(faces.error());
+  }
+  result.faces = std::move(*faces);
+  const auto choice = vision::choose_subject(result.faces, options.subject, frame.width,
+                                             frame.height, eo.second_face_area_ratio);
+  if (!choice) {
+    result.outcome = FrameOutcome::kNoFace;
+    result.message = "No face found: face the camera in good light.";
+    return result;
+  }
+  result.subject = choice->subject;
+  const DetectedFace& subject = result.faces[choice->subject];
+
+  start = Clock::now();
+  result.quality = vision::assess_quality(mat, subject, eo.quality);
+  result.timings.quality_ms = ms_since(start);
+
+  if (options.refuse_several_faces && choice->rival) {
+    result.outcome = FrameOutcome::kSeveralFaces;
+    result.message = "Several faces in the frame: only one person may be in view.";
+    return result;
+  }
+  if (options.enforce_quality && !result.quality.ok()) {
+    result.outcome = FrameOutcome::kPoorQuality;
+    std::string advice;
+    for (QualityIssue issue : result.quality.issues) {
+      if (!advice.empty()) {
+        advice += ' ';
+      }
+      advice += quality_issue_advice(issue);
+    }
+    result.message = advice;
+    return result;
+  }
+  result.outcome = FrameOutcome::kOk;
+  if (options.embed) {
+    auto tmpl = embed_mat(mat, subject, &result.timings);
+    if (!tmpl) {
+      return make_error(tmpl.error());
+    }
+    tmpl->quality = result.quality.score;
+    result.face = std::move(*tmpl);
+  }
+  return result;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const Engine>> Engine::load(const EngineOptions& options) {
+  EngineOptions opts = options;
+  if (opts.model_dir.empty()) {
+    opts.model_dir = default_model_dir();
+  }
+  if (opts.recognizer_id.empty()) {
+    opts.recognizer_id = std::string(default_recognizer_id());
+  }
+  if (opts.detector_id.empty()) {
+    opts.detector_id = std::string(default_detector_id());
+  }
+  const RecognizerSpec* recognizer = find_recognizer(opts.recognizer_id);
+  if (recognizer == nullptr) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("unknown recogniser '{}': `facelogin models list` shows the "
+                                  "available ones",
+                                  opts.recognizer_id));
+  }
+  const ModelSpec* detector = find_model(opts.detector_id);
+  if (detector == nullptr || detector->kind != ModelKind::kDetector) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("unknown detector '{}'", opts.detector_id));
+  }
+  if (Status s = verify_model_file(opts.model_dir, *detector); !s.ok()) {
+    return make_error(s);
+  }
+  std::vector<LoadedComponent> components;
+  for (const auto& c : recognizer->components) {
+    const ModelSpec* spec = find_model(c.model_id);
+    if (spec == nullptr || spec->kind != ModelKind::kEmbedder) {
+      return make_error(ErrorCode::kInternal,
+                        fmt::format("recogniser {} names unknown embedder {}", recognizer->id,
+                                    c.model_id));
+    }
+    auto bytes = read_model(opts.model_dir, *spec);
+    if (!bytes) {
+      return make_error(bytes.error());
+    }
+    components.push_back({spec, c, std::move(*bytes)});
+  }
+  const auto detector_path = opts.model_dir / detector->file;
+  auto engine = std::make_shared<EngineImpl>(std::move(opts), *recognizer, detector_path,
+                                             std::move(components));
+  // Building one worker up front proves that every network loads, so a broken model is reported
+  // at start-up rather than on the first frame.
+  if (auto probe = engine->make_worker(); !probe) {
+    return make_error(probe.error());
+  }
+  return std::shared_ptr<const Engine>(std::move(engine));
+}
+
+}  // namespace facelogin

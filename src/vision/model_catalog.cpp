@@ -1,0 +1,241 @@
+// The model catalog: every model facelogin can run, described once. See docs/models.md for how
+// each file is obtained and how each threshold was calibrated.
+
+#include <openssl/evp.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "facelogin/models.h"
+
+namespace facelogin {
+namespace {
+
+// ArcFace's five-point template for a 112x112 crop (InsightFace), in Landmarks5 order.
+constexpr Landmarks5 kArcFace112 = {{{38.2946f, 51.6963f},
+                                     {73.5318f, 51.5014f},
+                                     {56.0252f, 71.7366f},
+                                     {41.5493f, 92.3655f},
+                                     {70.7299f, 92.2041f}}};
+
+// Where dlib's get_face_chip_details(shape, 150, 0.25) puts the eye centres (mean of landmarks
+// 36-41 and 42-47), nose tip (30) and mouth corners (48, 54) of dlib's mean face shape:
+// (0.25 + mean) / 1.5 * 150 (dlib/image_transforms/interpolation.h, mean_face_shape_x/y).
+constexpr Landmarks5 kDlibChip150 = {{{47.5492f, 46.5990f},
+                                      {100.4761f, 46.5990f},
+                                      {74.0127f, 76.5625f},
+                                      {50.4149f, 103.0233f},
+                                      {97.6104f, 103.0233f}}};
+
+std::vector<ModelSpec> make_models() {
+  std::vector<ModelSpec> models;
+
+  ModelSpec yunet;
+  yunet.id = "yunet-2022mar";
+  yunet.kind = ModelKind::kDetector;
+  yunet.file = "face_detection_yunet_2022mar.onnx";
+  yunet.sha256 = "50ef07f702a31741ca46a4c0d947773b64143b9362780237bf0d427d6c79bab7";
+  yunet.color = ColorOrder::kBgr;
+  yunet.licence = "MIT";
+  yunet.source =
+      "ShiqiYu/libfacedetection.train tasks/task1/onnx/yunet_120x160.onnx (same bytes as "
+      "opencv_extra dnn/onnx/models/yunet-202202.onnx); run through cv::FaceDetectorYN";
+  yunet.url =
+      "https://github.com/opencv/opencv_extra/raw/4.x/testdata/dnn/onnx/models/yunet-202202.onnx";
+  yunet.notes = "2022 output layout, for OpenCV 4.5.4-4.7. Box, 5 landmarks, score.";
+  models.push_back(yunet);
+
+  ModelSpec dlib;
+  dlib.id = "dlib-resnet-v1";
+  dlib.kind = ModelKind::kEmbedder;
+  dlib.file = "dlib_resnet_v1.onnx";
+  dlib.sha256 = "212b2eaaecc8c91552f465e6c1d3ef910d378b44af483a8c958d84dac411c4a6";
+  dlib.input_width = 150;
+  dlib.input_height = 150;
+  dlib.color = ColorOrder::kRgb;
+  // dlib's normalisation, (x - [122.782, 117.001, 104.298]) / 256, is folded into the first
+  // convolution by the converter, so the graph takes raw 0-255 RGB.
+  dlib.mean = {0.f, 0.f, 0.f};
+  dlib.scale = 1.f;
+  dlib.alignment = kDlibChip150;
+  dlib.embedding_size = 128;
+  dlib.licence =
+      "public domain (dlib-models README: released by Davis King); face-api packaging MIT";
+  dlib.source =
+      "npm @vladmandic/face-api 1.7.15 model/face_recognition_model (tfjs weight map), converted "
+      "to ONNX by tools/convert_faceapi.py";
+  dlib.notes = "dlib ResNet-29 face descriptor (dlib_face_recognition_resnet_model_v1).";
+  models.push_back(dlib);
+
+  ModelSpec mfn;
+  mfn.id = "mobilefacenet-faceplugin-v1";
+  mfn.kind = ModelKind::kEmbedder;
+  mfn.file = "mobilefacenet_faceplugin.onnx";
+  mfn.sha256 = "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581";
+  mfn.input_width = 112;
+  mfn.input_height = 112;
+  mfn.color = ColorOrder::kRgb;
+  mfn.mean = {127.f, 127.f, 127.f};
+  mfn.scale = 1.f / 128.f;
+  mfn.alignment = kArcFace112;
+  mfn.embedding_size = 512;
+  mfn.licence =
+      "package says MIT; the origin and training data of the weights are not documented";
+  mfn.source = "npm faceplugin-face-recognition-js 0.0.1 model/fr_feature.onnx (already ONNX)";
+  mfn.notes = "MobileFaceNet-style, 112x112, ArcFace alignment.";
+  models.push_back(mfn);
+
+  return models;
+}
+
+std::vector<RecognizerSpec> make_recognizers() {
+  std::vector<RecognizerSpec> recognizers;
+
+  RecognizerSpec dlib;
+  dlib.id = "dlib-resnet-v1";
+  dlib.description = "dlib ResNet, 128-d, with flip averaging";
+  dlib.components = {{"dlib-resnet-v1", 1.f, true}};
+  dlib.metric = Metric::kCosine;
+  dlib.threshold = 0.f;  // calibrated below; see docs/models.md
+  recognizers.push_back(dlib);
+
+  RecognizerSpec mfn;
+  mfn.id = "mobilefacenet-faceplugin-v1";
+  mfn.description = "faceplugin MobileFaceNet, 512-d, with flip averaging";
+  mfn.components = {{"mobilefacenet-faceplugin-v1", 1.f, true}};
+  mfn.metric = Metric::kCosine;
+  mfn.threshold = 0.f;
+  recognizers.push_back(mfn);
+
+  RecognizerSpec fusion;
+  fusion.id = "fusion-dlib-mfn-v1";
+  fusion.description = "0.7 x dlib ResNet (flip) + 0.3 x MobileFaceNet (flip), cosine";
+  fusion.components = {{"dlib-resnet-v1", 0.7f, true}, {"mobilefacenet-faceplugin-v1", 0.3f, true}};
+  fusion.metric = Metric::kCosine;
+  fusion.threshold = 0.f;
+  recognizers.push_back(fusion);
+
+  return recognizers;
+}
+
+}  // namespace
+
+float RecognizerSpec::cosine_threshold() const {
+  if (metric == Metric::kEuclidean) {
+    return 1.f - threshold * threshold / 2.f;
+  }
+  return threshold;
+}
+
+const std::vector<ModelSpec>& model_catalog() {
+  static const std::vector<ModelSpec> models = make_models();
+  return models;
+}
+
+const std::vector<RecognizerSpec>& recognizer_catalog() {
+  static const std::vector<RecognizerSpec> recognizers = make_recognizers();
+  return recognizers;
+}
+
+const ModelSpec* find_model(std::string_view id) {
+  for (const auto& m : model_catalog()) {
+    if (m.id == id) {
+      return &m;
+    }
+  }
+  return nullptr;
+}
+
+const RecognizerSpec* find_recognizer(std::string_view id) {
+  for (const auto& r : recognizer_catalog()) {
+    if (r.id == id) {
+      return &r;
+    }
+  }
+  return nullptr;
+}
+
+std::string_view default_recognizer_id() { return "fusion-dlib-mfn-v1"; }
+std::string_view default_detector_id() { return "yunet-2022mar"; }
+
+int recognizer_embedding_size(const RecognizerSpec& spec) {
+  int size = 0;
+  for (const auto& c : spec.components) {
+    const ModelSpec* m = find_model(c.model_id);
+    size += m != nullptr ? m->embedding_size : 0;
+  }
+  return size;
+}
+
+std::filesystem::path default_model_dir() {
+  if (const char* env = std::getenv("FACELOGIN_MODEL_DIR"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  std::error_code ec;
+  if (std::filesystem::is_directory("models", ec)) {
+    return std::filesystem::absolute("models", ec);
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return std::filesystem::path(home) / ".local/share/facelogin/models";
+  }
+  return "models";
+}
+
+Result<std::string> sha256_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
+      return make_error(ErrorCode::kNotFound, fmt::format("{} does not exist", path.string()));
+    }
+    return make_error(ErrorCode::kIoError, fmt::format("cannot read {}", path.string()));
+  }
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    return make_error(ErrorCode::kInternal, "cannot initialise SHA-256");
+  }
+  std::vector<char> buffer(1 << 16);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    if (in.gcount() > 0) {
+      EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<std::size_t>(in.gcount()));
+    }
+  }
+  if (in.bad()) {
+    return make_error(ErrorCode::kIoError, fmt::format("error reading {}", path.string()));
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest, &length);
+  std::string hex;
+  hex.reserve(length * 2);
+  for (unsigned int i = 0; i < length; ++i) {
+    hex += fmt::format("{:02x}", digest[i]);
+  }
+  return hex;
+}
+
+Status verify_model_file(const std::filesystem::path& dir, const ModelSpec& spec) {
+  const auto path = dir / spec.file;
+  auto digest = sha256_file(path);
+  if (!digest) {
+    return Status(ErrorCode::kModelError,
+                  fmt::format("model {} not found at {}: run `facelogin models fetch` (or "
+                              "tools/fetch_models.sh) or point FACELOGIN_MODEL_DIR at a directory "
+                              "that holds {}",
+                              spec.id, path.string(), spec.file));
+  }
+  if (*digest != spec.sha256) {
+    return Status(ErrorCode::kModelError,
+                  fmt::format("model file {} has sha256 {}, expected {}: the file is corrupt or a "
+                              "different version; fetch it again",
+                              path.string(), *digest, spec.sha256));
+  }
+  return Status::Ok();
+}
+
+}  // namespace facelogin
