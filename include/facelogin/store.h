@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,7 +72,11 @@ class Store {
 struct SqliteStoreOptions {
   // 32 bytes of AES-256 key material; see load_or_create_key().
   std::string key;
+  // How long a call waits for another connection's write lock before failing with kBusy.
   int busy_timeout_ms = 5000;
+  // The current time in Unix seconds (UTC), for created_at. Empty: the system clock. Tests pass a
+  // fixed clock.
+  std::function<std::int64_t()> now;
 };
 
 // Opens (creating if absent) the SQLite database at `path` in WAL mode and migrates its schema
