@@ -44,7 +44,8 @@ enum class ImageFormat { kUnknown, kJpeg, kPng };
                                          const DecodeLimits& limits = {});
 
 // Reads a file (refusing one larger than limits.max_bytes without reading it whole) and decodes
-// it as decode_image does. Errors additionally: kNotFound, kIoError.
+// it as decode_image does. Errors additionally: kNotFound (no such file), kInvalidArgument (a
+// directory), kImageTooLarge (a file over limits.max_bytes), kIoError (open or read failed).
 [[nodiscard]] Result<Image> load_image_file(const std::filesystem::path& path,
                                             const DecodeLimits& limits = {});
 
