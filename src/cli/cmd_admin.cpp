@@ -115,6 +115,7 @@ int run_users_remove(Context& ctx, const std::string& name) {
 std::string_view kind_name(ModelKind kind) {
   switch (kind) {
     case ModelKind::kDetector: return "detector";
+    case ModelKind::kLandmarks: return "landmarks";
     case ModelKind::kEmbedder: return "embedder";
     case ModelKind::kLiveness: return "liveness";
   }

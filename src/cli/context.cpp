@@ -33,6 +33,7 @@ Result<std::shared_ptr<const Engine>> Context::open_engine(int threads) const {
   EngineOptions options;
   options.model_dir = models;
   options.recognizer_id = recognizer;
+  options.detector_id = detector;
   options.threads_per_worker = threads;
   return Engine::load(options);
 }

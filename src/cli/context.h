@@ -36,6 +36,7 @@ struct Context {
   std::filesystem::path home;  // state: database and key (--home / FACELOGIN_HOME)
   std::filesystem::path models;  // --models / FACELOGIN_MODEL_DIR
   std::string recognizer;        // --recognizer
+  std::string detector;          // --detector (empty: YuNet when present, else the fallback)
   bool json = false;
   bool no_quality = false;       // --no-quality: skip the quality gate (datasets, tests)
   float threshold = std::numeric_limits<float>::quiet_NaN();  // --threshold

@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
   app.add_option("--home", ctx.home, "Where the database and key live (env FACELOGIN_HOME)");
   app.add_option("--models", ctx.models, "Model directory (env FACELOGIN_MODEL_DIR)");
   app.add_option("--recognizer", ctx.recognizer, "Recogniser id (see `models list`)");
+  app.add_option("--detector", ctx.detector,
+                 "Detector id (see `models list`; default: YuNet when present, else the npm "
+                 "fallback)");
   app.add_option("--threshold", ctx.threshold,
                  "Decision threshold (cosine) instead of the recogniser's calibrated default");
   app.add_flag("--json", ctx.json, "Machine-readable output on stdout");

@@ -5,40 +5,33 @@
 
 #include <fmt/format.h>
 #include <opencv2/imgproc.hpp>
+#include <opencv2/objdetect.hpp>
+
+#include "vision/ultraface_detector.h"
 
 namespace facelogin::vision {
+namespace {
 
-Result<std::unique_ptr<FaceDetector>> FaceDetector::create(const std::filesystem::path& model_path,
-                                                           float score_threshold, int max_side) {
-  try {
-    // NMS 0.3 and top-k 5000 are YuNet's published defaults.
-    auto net = cv::FaceDetectorYN::create(model_path.string(), "", cv::Size(320, 320),
-                                          score_threshold, 0.3f, 5000);
-    if (net.empty()) {
-      return make_error(ErrorCode::kModelError,
-                        fmt::format("cannot load the face detector {}", model_path.string()));
-    }
-    return std::unique_ptr<FaceDetector>(new FaceDetector(std::move(net), std::max(32, max_side)));
-  } catch (const cv::Exception& e) {
-    return make_error(ErrorCode::kModelError, fmt::format("cannot load the face detector {}: {}",
-                                                          model_path.string(), e.what()));
-  }
-}
+// YuNet through cv::FaceDetectorYN: boxes, five landmarks and a score in one network.
+class YunetDetector final : public FaceDetector {
+ public:
+  YunetDetector(cv::Ptr<cv::FaceDetectorYN> net, int max_side)
+      : net_(std::move(net)), max_side_(max_side) {}
 
-Result<std::vector<DetectedFace>> FaceDetector::detect(const cv::Mat& frame) {
+  Result<std::vector<DetectedFace>> detect(const cv::Mat& frame) override;
+
+ private:
+  cv::Ptr<cv::FaceDetectorYN> net_;
+  int max_side_;
+  cv::Size input_size_;
+};
+
+Result<std::vector<DetectedFace>> YunetDetector::detect(const cv::Mat& frame) {
   if (frame.empty() || frame.type() != CV_8UC3) {
     return make_error(ErrorCode::kInternal, "detector needs a non-empty 8-bit BGR image");
   }
-  const double scale =
-      std::min(1.0, static_cast<double>(max_side_) / std::max(frame.cols, frame.rows));
-  cv::Mat small;
-  if (scale < 1.0) {
-    const int w = std::max(1, static_cast<int>(std::lround(frame.cols * scale)));
-    const int h = std::max(1, static_cast<int>(std::lround(frame.rows * scale)));
-    cv::resize(frame, small, cv::Size(w, h), 0, 0, cv::INTER_AREA);
-  } else {
-    small = frame;
-  }
+  double back = 1.0;
+  const cv::Mat small = shrink_for_detection(frame, max_side_, &back);
   const double back_x = static_cast<double>(frame.cols) / small.cols;
   const double back_y = static_cast<double>(frame.rows) / small.rows;
 
@@ -72,6 +65,55 @@ Result<std::vector<DetectedFace>> FaceDetector::detect(const cv::Mat& frame) {
   std::sort(faces.begin(), faces.end(),
             [](const DetectedFace& a, const DetectedFace& b) { return a.score > b.score; });
   return faces;
+}
+
+}  // namespace
+
+cv::Mat shrink_for_detection(const cv::Mat& frame, int max_side, double* scale) {
+  const double s = std::min(1.0, static_cast<double>(std::max(32, max_side)) /
+                                     std::max(frame.cols, frame.rows));
+  if (s >= 1.0) {
+    *scale = 1.0;
+    return frame;
+  }
+  const int w = std::max(1, static_cast<int>(std::lround(frame.cols * s)));
+  const int h = std::max(1, static_cast<int>(std::lround(frame.rows * s)));
+  cv::Mat small;
+  cv::resize(frame, small, cv::Size(w, h), 0, 0, cv::INTER_AREA);
+  *scale = 1.0 / s;
+  return small;
+}
+
+Result<std::unique_ptr<FaceDetector>> create_detector(const ModelSpec& spec,
+                                                      const std::filesystem::path& model_dir,
+                                                      const DetectorOptions& options) {
+  const auto path = model_dir / spec.file;
+  try {
+    if (spec.runtime == "yunet") {
+      // NMS 0.3 and top-k 5000 are YuNet's published defaults.
+      auto net = cv::FaceDetectorYN::create(path.string(), "", cv::Size(320, 320),
+                                            options.score_threshold, 0.3f, 5000);
+      if (net.empty()) {
+        return make_error(ErrorCode::kModelError,
+                          fmt::format("cannot load the face detector {}", path.string()));
+      }
+      return std::unique_ptr<FaceDetector>(new YunetDetector(std::move(net), options.max_side));
+    }
+    if (spec.runtime == "ultraface") {
+      const ModelSpec* landmarks = find_model(spec.companion_model);
+      if (landmarks == nullptr) {
+        return make_error(ErrorCode::kInternal,
+                          fmt::format("detector {} names unknown landmark model {}", spec.id,
+                                      spec.companion_model));
+      }
+      return create_ultraface_detector(spec, *landmarks, model_dir, options);
+    }
+  } catch (const cv::Exception& e) {
+    return make_error(ErrorCode::kModelError,
+                      fmt::format("cannot load the face detector {}: {}", path.string(), e.what()));
+  }
+  return make_error(ErrorCode::kInternal,
+                    fmt::format("detector {} has unknown runtime '{}'", spec.id, spec.runtime));
 }
 
 }  // namespace facelogin::vision
