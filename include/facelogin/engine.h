@@ -114,7 +114,9 @@ struct FrameAnalysis {
 struct EngineOptions {
   std::filesystem::path model_dir;  // empty: default_model_dir()
   std::string recognizer_id;        // empty: default_recognizer_id()
-  std::string detector_id;          // empty: default_detector_id()
+  // Empty: the first detector of the catalog whose files are present (YuNet, else the npm
+  // fallback), so that a machine without YuNet still runs.
+  std::string detector_id;
   // Frames are shrunk to at most this many pixels on their longer side for detection; crops are
   // then cut from the full-resolution frame. YuNet boxes only part of the face on 12 MP photos
   // and is 4x slower at 640x480 than at 320x240.
@@ -124,7 +126,8 @@ struct EngineOptions {
   // subject's. Background faces in webcam frames are typically 6-11% of the subject's area.
   float second_face_area_ratio = 0.25f;
   QualityOptions quality;
-  // Inference threads per worker (OpenCV DNN); 1 suits one worker per core.
+  // OpenCV inference threads (process-wide, set when the engine loads); 1 suits one worker per
+  // core.
   int threads_per_worker = 1;
 };
 
@@ -162,6 +165,12 @@ class Worker {
 
   // Embeds a given face of the frame, skipping detection and the quality gate.
   [[nodiscard]] virtual Result<FaceTemplate> embed(const Image& frame, const DetectedFace& face) = 0;
+
+  // Both views (crop and mirror image) of the face by every model of the recogniser, from which
+  // compose_template() makes the template of this or any recogniser built from the same models.
+  // For evaluation: one pass serves several recognisers.
+  [[nodiscard]] virtual Result<FaceViews> embed_views(const Image& frame,
+                                                      const DetectedFace& face) = 0;
 };
 
 }  // namespace facelogin

@@ -6,17 +6,20 @@
 
 #include <array>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "facelogin/face_template.h"
 #include "facelogin/geometry.h"
 #include "facelogin/status.h"
 
 namespace facelogin {
 
-enum class ModelKind { kDetector, kEmbedder, kLiveness };
+enum class ModelKind { kDetector, kLandmarks, kEmbedder, kLiveness };
 enum class ColorOrder { kRgb, kBgr };
 enum class Metric { kCosine, kEuclidean };
 
@@ -25,6 +28,11 @@ struct ModelSpec {
   ModelKind kind = ModelKind::kEmbedder;
   std::string file;  // file name inside the model directory
   std::string sha256;  // lower-case hex of the file's bytes
+  // Which decoder runs the network, for kinds whose outputs need model-specific decoding
+  // (detectors: "yunet", "ultraface"; landmark models: "landmark68"). Embedders need none.
+  std::string runtime;
+  // Another model this one needs, by id (a box-only detector names its landmark model).
+  std::string companion_model;
   int input_width = 0;
   int input_height = 0;
   ColorOrder color = ColorOrder::kRgb;
@@ -70,6 +78,21 @@ struct RecognizerSpec {
   // The threshold as a cosine similarity.
   float cosine_threshold() const;
 };
+
+// What one embedding model made of one face: the unit-length embedding of the aligned crop and,
+// when computed, of its mirror image.
+struct ModelViews {
+  std::vector<float> original;
+  std::vector<float> mirrored;  // empty when not computed
+};
+using FaceViews = std::map<std::string, ModelViews, std::less<>>;  // by ModelSpec::id
+
+// A recogniser's template from per-model views: per component, the original view (or the
+// normalised mean of both views when the component flips), scaled by sqrt(weight), concatenated
+// and normalised. This is the only place templates are put together, for the engine and for
+// evaluation alike. Errors: kInvalidArgument naming a missing model or mirrored view.
+[[nodiscard]] Result<FaceTemplate> compose_template(const RecognizerSpec& spec,
+                                                    const FaceViews& views);
 
 [[nodiscard]] const std::vector<ModelSpec>& model_catalog();
 [[nodiscard]] const std::vector<RecognizerSpec>& recognizer_catalog();

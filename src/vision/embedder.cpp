@@ -29,7 +29,7 @@ cv::Mat Embedder::crop(const cv::Mat& frame, const Landmarks5& landmarks) const 
   return align_face(frame, landmarks, spec_.alignment, spec_.input_width, spec_.input_height);
 }
 
-Result<std::vector<float>> Embedder::embed_crop(const cv::Mat& crop, bool flip) {
+Result<ModelViews> Embedder::embed_crop(const cv::Mat& crop, bool mirrored) {
   if (crop.empty() || crop.type() != CV_8UC3 || crop.cols != spec_.input_width ||
       crop.rows != spec_.input_height) {
     return make_error(ErrorCode::kInternal,
@@ -37,10 +37,10 @@ Result<std::vector<float>> Embedder::embed_crop(const cv::Mat& crop, bool flip) 
                                   spec_.input_height));
   }
   std::vector<cv::Mat> batch{crop};
-  if (flip) {
-    cv::Mat mirrored;
-    cv::flip(crop, mirrored, 1);
-    batch.push_back(mirrored);
+  if (mirrored) {
+    cv::Mat flipped;
+    cv::flip(crop, flipped, 1);
+    batch.push_back(flipped);
   }
   const bool swap_rb = spec_.color == ColorOrder::kRgb;
   // blobFromImages computes (pixel - mean) * scale after the optional channel swap, so mean is
@@ -56,39 +56,34 @@ Result<std::vector<float>> Embedder::embed_crop(const cv::Mat& crop, bool flip) 
     return make_error(ErrorCode::kInternal,
                       fmt::format("model {} failed to run: {}", spec_.id, e.what()));
   }
-  out = out.reshape(1, static_cast<int>(batch.size()));
-  if (out.cols != spec_.embedding_size || out.type() != CV_32F) {
+  // Some graphs end in a Reshape to [1, -1], which lays a batch out as one row: the total size
+  // is what must match.
+  const auto expected = static_cast<std::size_t>(spec_.embedding_size) * batch.size();
+  if (out.type() != CV_32F || !out.isContinuous() || out.total() != expected) {
     return make_error(ErrorCode::kModelError,
-                      fmt::format("model {} produced {} values, its description says {}", spec_.id,
-                                  out.cols, spec_.embedding_size));
+                      fmt::format("model {} produced {} values for {} face(s), its description "
+                                  "says {} each",
+                                  spec_.id, out.total(), batch.size(), spec_.embedding_size));
   }
-  std::vector<float> embedding(static_cast<std::size_t>(spec_.embedding_size), 0.f);
-  for (int b = 0; b < out.rows; ++b) {
-    // Each view is normalised before averaging so that neither dominates.
-    const float* row = out.ptr<float>(b);
+  ModelViews views;
+  for (std::size_t b = 0; b < batch.size(); ++b) {
+    const float* row = out.ptr<float>() + b * static_cast<std::size_t>(spec_.embedding_size);
+    std::vector<float> v(row, row + spec_.embedding_size);
     double norm = 0;
-    for (int i = 0; i < out.cols; ++i) {
-      norm += static_cast<double>(row[i]) * row[i];
+    for (float x : v) {
+      norm += static_cast<double>(x) * x;
     }
-    const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.f;
-    for (int i = 0; i < out.cols; ++i) {
-      embedding[static_cast<std::size_t>(i)] += row[i] * inv;
+    if (!(norm > 0) || !std::isfinite(norm)) {
+      return make_error(ErrorCode::kInternal,
+                        fmt::format("model {} produced a zero or non-finite embedding", spec_.id));
     }
+    const float inv = static_cast<float>(1.0 / std::sqrt(norm));
+    for (float& x : v) {
+      x *= inv;
+    }
+    (b == 0 ? views.original : views.mirrored) = std::move(v);
   }
-  double norm = 0;
-  for (float v : embedding) {
-    norm += static_cast<double>(v) * v;
-  }
-  if (!(norm > 0) || !std::isfinite(norm)) {
-    return make_error(ErrorCode::kInternal, fmt::format("model {} produced a zero or non-finite "
-                                                        "embedding",
-                                                        spec_.id));
-  }
-  const float inv = static_cast<float>(1.0 / std::sqrt(norm));
-  for (float& v : embedding) {
-    v *= inv;
-  }
-  return embedding;
+  return views;
 }
 
 }  // namespace facelogin::vision

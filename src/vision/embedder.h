@@ -27,9 +27,9 @@ class Embedder {
   // The aligned input crop (BGR, input_width x input_height) for `landmarks` in `frame`.
   [[nodiscard]] cv::Mat crop(const cv::Mat& frame, const Landmarks5& landmarks) const;
 
-  // The unit-length embedding of an aligned crop; with `flip`, of the mean of the crop's and its
-  // mirror image's embeddings (both run as one batch of two).
-  [[nodiscard]] Result<std::vector<float>> embed_crop(const cv::Mat& crop, bool flip);
+  // The unit-length embeddings of an aligned crop and, with `mirrored`, of its mirror image
+  // (both run as one batch of two).
+  [[nodiscard]] Result<ModelViews> embed_crop(const cv::Mat& crop, bool mirrored);
 
  private:
   Embedder(const ModelSpec& spec, cv::dnn::Net net) : spec_(spec), net_(std::move(net)) {}

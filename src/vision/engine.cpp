@@ -94,8 +94,11 @@ class WorkerImpl final : public Worker {
   Result<FrameAnalysis> analyze(const Image& frame, const AnalyzeOptions& options) override;
   Result<std::vector<DetectedFace>> detect(const Image& frame) override;
   Result<FaceTemplate> embed(const Image& frame, const DetectedFace& face) override;
+  Result<FaceViews> embed_views(const Image& frame, const DetectedFace& face) override;
 
  private:
+  Result<FaceViews> views_mat(const cv::Mat& frame, const DetectedFace& face, bool all_mirrored,
+                              StageTimings* timings);
   Result<FaceTemplate> embed_mat(const cv::Mat& frame, const DetectedFace& face,
                                  StageTimings* timings);
 
@@ -107,10 +110,10 @@ class WorkerImpl final : public Worker {
 class EngineImpl final : public Engine, public std::enable_shared_from_this<EngineImpl> {
  public:
   EngineImpl(EngineOptions options, const RecognizerSpec& recognizer,
-             std::filesystem::path detector_path, std::vector<LoadedComponent> components)
+             const ModelSpec& detector, std::vector<LoadedComponent> components)
       : options_(std::move(options)),
         recognizer_(recognizer),
-        detector_path_(std::move(detector_path)),
+        detector_(detector),
         components_(std::move(components)) {}
 
   const RecognizerSpec& recognizer() const override { return recognizer_; }
@@ -118,10 +121,10 @@ class EngineImpl final : public Engine, public std::enable_shared_from_this<Engi
   const std::vector<LoadedComponent>& components() const { return components_; }
 
   Result<std::unique_ptr<Worker>> make_worker() const override {
-    // OpenCV's DNN thread pool is process-wide; a worker per core wants one thread each.
-    cv::setNumThreads(options_.threads_per_worker);
-    auto detector = vision::FaceDetector::create(detector_path_, options_.detect_score_threshold,
-                                                 options_.detect_max_side);
+    vision::DetectorOptions detector_options;
+    detector_options.score_threshold = options_.detect_score_threshold;
+    detector_options.max_side = options_.detect_max_side;
+    auto detector = vision::create_detector(detector_, options_.model_dir, detector_options);
     if (!detector) {
       return make_error(detector.error());
     }
@@ -140,7 +143,7 @@ class EngineImpl final : public Engine, public std::enable_shared_from_this<Engi
  private:
   EngineOptions options_;
   const RecognizerSpec& recognizer_;
-  std::filesystem::path detector_path_;
+  const ModelSpec& detector_;
   std::vector<LoadedComponent> components_;
 };
 
@@ -158,11 +161,10 @@ Result<FaceTemplate> WorkerImpl::embed(const Image& frame, const DetectedFace& f
   return embed_mat(vision::as_mat(frame), face, nullptr);
 }
 
-Result<FaceTemplate> WorkerImpl::embed_mat(const cv::Mat& frame, const DetectedFace& face,
-                                           StageTimings* timings) {
+Result<FaceViews> WorkerImpl::views_mat(const cv::Mat& frame, const DetectedFace& face,
+                                        bool all_mirrored, StageTimings* timings) {
   const auto& components = engine_->components();
-  FaceTemplate tmpl;
-  tmpl.model_id = engine_->recognizer().id;
+  FaceViews views;
   for (std::size_t i = 0; i < embedders_.size(); ++i) {
     auto start = Clock::now();
     cv::Mat crop = embedders_[i]->crop(frame, face.landmarks);
@@ -170,28 +172,32 @@ Result<FaceTemplate> WorkerImpl::embed_mat(const cv::Mat& frame, const DetectedF
       timings->align_ms += ms_since(start);
     }
     start = Clock::now();
-    auto e = embedders_[i]->embed_crop(crop, components[i].component.flip);
+    auto v = embedders_[i]->embed_crop(crop, all_mirrored || components[i].component.flip);
     if (timings != nullptr) {
       timings->embed_ms += ms_since(start);
     }
-    if (!e) {
-      return make_error(e.error());
+    if (!v) {
+      return make_error(v.error());
     }
-    // Weighting by sqrt(w) makes the dot product of two templates sum(w_i * cosine_i).
-    const float w = std::sqrt(components[i].component.weight);
-    for (float v : *e) {
-      tmpl.embedding.push_back(v * w);
-    }
+    views[components[i].spec->id] = std::move(*v);
   }
-  double norm = 0;
-  for (float v : tmpl.embedding) {
-    norm += static_cast<double>(v) * v;
+  return views;
+}
+
+Result<FaceTemplate> WorkerImpl::embed_mat(const cv::Mat& frame, const DetectedFace& face,
+                                           StageTimings* timings) {
+  auto views = views_mat(frame, face, false, timings);
+  if (!views) {
+    return make_error(views.error());
   }
-  const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.f;
-  for (float& v : tmpl.embedding) {
-    v *= inv;
+  return compose_template(engine_->recognizer(), *views);
+}
+
+Result<FaceViews> WorkerImpl::embed_views(const Image& frame, const DetectedFace& face) {
+  if (frame.empty()) {
+    return make_error(ErrorCode::kBadImage, "empty image");
   }
-  return tmpl;
+  return views_mat(vision::as_mat(frame), face, true, nullptr);
 }
 
 Result<FrameAnalysis> WorkerImpl::analyze(const Image& frame, const AnalyzeOptions& options) {
@@ -252,6 +258,45 @@ Result<FrameAnalysis> WorkerImpl::analyze(const Image& frame, const AnalyzeOptio
   return result;
 }
 
+// The detector to run: the one asked for, or else the first of the catalog's detectors, in order
+// of preference, whose files are present and intact (so that a machine without YuNet, which only
+// upstream hosts, still runs on the npm-obtainable detector). Errors: kInvalidArgument for an
+// unknown id, kModelError when nothing usable is present.
+Result<const ModelSpec*> choose_detector(const std::filesystem::path& model_dir,
+                                         const std::string& requested) {
+  std::vector<const ModelSpec*> candidates;
+  if (!requested.empty()) {
+    const ModelSpec* spec = find_model(requested);
+    if (spec == nullptr || spec->kind != ModelKind::kDetector) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("unknown detector '{}'", requested));
+    }
+    candidates.push_back(spec);
+  } else {
+    for (const auto& m : model_catalog()) {
+      if (m.kind == ModelKind::kDetector) {
+        candidates.push_back(&m);
+      }
+    }
+  }
+  Status first_error;
+  for (const ModelSpec* spec : candidates) {
+    Status s = verify_model_file(model_dir, *spec);
+    if (s.ok() && !spec->companion_model.empty()) {
+      const ModelSpec* companion = find_model(spec->companion_model);
+      s = companion != nullptr ? verify_model_file(model_dir, *companion)
+                               : Status(ErrorCode::kInternal, "unknown companion model");
+    }
+    if (s.ok()) {
+      return spec;
+    }
+    if (first_error.ok()) {
+      first_error = s;
+    }
+  }
+  return make_error(first_error);
+}
+
 }  // namespace
 
 Result<std::shared_ptr<const Engine>> Engine::load(const EngineOptions& options) {
@@ -262,9 +307,6 @@ Result<std::shared_ptr<const Engine>> Engine::load(const EngineOptions& options)
   if (opts.recognizer_id.empty()) {
     opts.recognizer_id = std::string(default_recognizer_id());
   }
-  if (opts.detector_id.empty()) {
-    opts.detector_id = std::string(default_detector_id());
-  }
   const RecognizerSpec* recognizer = find_recognizer(opts.recognizer_id);
   if (recognizer == nullptr) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -272,14 +314,15 @@ Result<std::shared_ptr<const Engine>> Engine::load(const EngineOptions& options)
                                   "available ones",
                                   opts.recognizer_id));
   }
-  const ModelSpec* detector = find_model(opts.detector_id);
-  if (detector == nullptr || detector->kind != ModelKind::kDetector) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("unknown detector '{}'", opts.detector_id));
+  auto detector = choose_detector(opts.model_dir, opts.detector_id);
+  if (!detector) {
+    return make_error(detector.error());
   }
-  if (Status s = verify_model_file(opts.model_dir, *detector); !s.ok()) {
-    return make_error(s);
-  }
+  opts.detector_id = (*detector)->id;
+  // OpenCV's thread pool is process-wide, so it is sized here, before any worker runs: changing it
+  // while another thread is inside a network is not safe. One thread per worker suits one worker
+  // per core.
+  cv::setNumThreads(std::max(1, opts.threads_per_worker));
   std::vector<LoadedComponent> components;
   for (const auto& c : recognizer->components) {
     const ModelSpec* spec = find_model(c.model_id);
@@ -294,8 +337,7 @@ Result<std::shared_ptr<const Engine>> Engine::load(const EngineOptions& options)
     }
     components.push_back({spec, c, std::move(*bytes)});
   }
-  const auto detector_path = opts.model_dir / detector->file;
-  auto engine = std::make_shared<EngineImpl>(std::move(opts), *recognizer, detector_path,
+  auto engine = std::make_shared<EngineImpl>(std::move(opts), *recognizer, **detector,
                                              std::move(components));
   // Building one worker up front proves that every network loads, so a broken model is reported
   // at start-up rather than on the first frame.

@@ -31,6 +31,11 @@ constexpr Landmarks5 kDlibChip150 = {{{47.5492f, 46.5990f},
                                       {50.4149f, 103.0233f},
                                       {97.6104f, 103.0233f}}};
 
+constexpr const char* kLfwCalibration =
+    "LFW deep-funneled, the 3,811 images of ../shared/data/lfw/pairs.txt: highest cosine "
+    "threshold with at most 1e-5 of the 7.26 million cross-identity pairs accepted "
+    "(facelogin eval lfw, docs/models.md)";
+
 std::vector<ModelSpec> make_models() {
   std::vector<ModelSpec> models;
 
@@ -39,6 +44,7 @@ std::vector<ModelSpec> make_models() {
   yunet.kind = ModelKind::kDetector;
   yunet.file = "face_detection_yunet_2022mar.onnx";
   yunet.sha256 = "50ef07f702a31741ca46a4c0d947773b64143b9362780237bf0d427d6c79bab7";
+  yunet.runtime = "yunet";
   yunet.color = ColorOrder::kBgr;
   yunet.licence = "MIT";
   yunet.source =
@@ -48,6 +54,52 @@ std::vector<ModelSpec> make_models() {
       "https://github.com/opencv/opencv_extra/raw/4.x/testdata/dnn/onnx/models/yunet-202202.onnx";
   yunet.notes = "2022 output layout, for OpenCV 4.5.4-4.7. Box, 5 landmarks, score.";
   models.push_back(yunet);
+
+  // The fallback when YuNet cannot be fetched: both files come from the npm registry. Read by
+  // src/vision/ultraface_detector.cpp, which follows the package's lib/fr_detect.js and
+  // lib/fr_landmark.js.
+  ModelSpec ultraface;
+  ultraface.id = "ultraface-rfb320-faceplugin";
+  ultraface.kind = ModelKind::kDetector;
+  ultraface.file = "ultraface_rfb320_faceplugin.onnx";
+  ultraface.sha256 = "6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854";
+  ultraface.runtime = "ultraface";
+  ultraface.companion_model = "landmark68-faceplugin";
+  ultraface.input_width = 320;
+  ultraface.input_height = 240;
+  ultraface.color = ColorOrder::kRgb;
+  ultraface.mean = {127.f, 127.f, 127.f};
+  ultraface.scale = 1.f / 128.f;
+  ultraface.licence =
+      "package says MIT; UltraFace upstream (Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB) "
+      "is MIT";
+  ultraface.source =
+      "npm faceplugin-face-recognition-js 0.0.1 model/fr_detect.onnx (already ONNX), copied by "
+      "tools/fetch_models.sh";
+  ultraface.notes =
+      "UltraFace version-RFB-320: outputs 'scores' [1,4420,2] (softmaxed) and 'boxes' [1,4420,4] "
+      "(already decoded: corners in 0..1 of the input). Boxes only; landmarks come from "
+      "landmark68-faceplugin.";
+  models.push_back(ultraface);
+
+  ModelSpec landmark68;
+  landmark68.id = "landmark68-faceplugin";
+  landmark68.kind = ModelKind::kLandmarks;
+  landmark68.file = "landmark68_faceplugin.onnx";
+  landmark68.sha256 = "f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258";
+  landmark68.runtime = "landmark68";
+  landmark68.input_width = 64;
+  landmark68.input_height = 64;
+  landmark68.mean = {0.f, 0.f, 0.f};
+  landmark68.scale = 1.f / 256.f;
+  landmark68.licence = "package says MIT; origin of the weights not documented";
+  landmark68.source =
+      "npm faceplugin-face-recognition-js 0.0.1 model/fr_landmark.onnx (already ONNX), copied by "
+      "tools/fetch_models.sh";
+  landmark68.notes =
+      "Grey 64x64 crop of the squared face box in, 68 (x, y) points in 0..1 of the crop out "
+      "(iBUG 68-point order).";
+  models.push_back(landmark68);
 
   ModelSpec dlib;
   dlib.id = "dlib-resnet-v1";
@@ -93,33 +145,33 @@ std::vector<ModelSpec> make_models() {
 }
 
 std::vector<RecognizerSpec> make_recognizers() {
-  std::vector<RecognizerSpec> recognizers;
-
-  RecognizerSpec dlib;
-  dlib.id = "dlib-resnet-v1";
-  dlib.description = "dlib ResNet, 128-d, with flip averaging";
-  dlib.components = {{"dlib-resnet-v1", 1.f, true}};
-  dlib.metric = Metric::kCosine;
-  dlib.threshold = 0.f;  // calibrated below; see docs/models.md
-  recognizers.push_back(dlib);
-
-  RecognizerSpec mfn;
-  mfn.id = "mobilefacenet-faceplugin-v1";
-  mfn.description = "faceplugin MobileFaceNet, 512-d, with flip averaging";
-  mfn.components = {{"mobilefacenet-faceplugin-v1", 1.f, true}};
-  mfn.metric = Metric::kCosine;
-  mfn.threshold = 0.f;
-  recognizers.push_back(mfn);
-
-  RecognizerSpec fusion;
-  fusion.id = "fusion-dlib-mfn-v1";
-  fusion.description = "0.7 x dlib ResNet (flip) + 0.3 x MobileFaceNet (flip), cosine";
-  fusion.components = {{"dlib-resnet-v1", 0.7f, true}, {"mobilefacenet-faceplugin-v1", 0.3f, true}};
-  fusion.metric = Metric::kCosine;
-  fusion.threshold = 0.f;
-  recognizers.push_back(fusion);
-
-  return recognizers;
+  // Thresholds: cosine at FMR <= 1e-5 over all cross-identity pairs of the LFW images in
+  // ../shared (see docs/models.md for the command and the figures).
+  const auto make = [](std::string id, std::string description,
+                       std::vector<RecognizerComponent> components, float threshold) {
+    RecognizerSpec r;
+    r.id = std::move(id);
+    r.description = std::move(description);
+    r.components = std::move(components);
+    r.metric = Metric::kCosine;
+    r.threshold = threshold;
+    r.threshold_source = kLfwCalibration;
+    return r;
+  };
+  constexpr const char* kDlib = "dlib-resnet-v1";
+  constexpr const char* kMfn = "mobilefacenet-faceplugin-v1";
+  return {
+      make("fusion-dlib-mfn-v1", "0.7 x dlib ResNet + 0.3 x MobileFaceNet, both flip-averaged",
+           {{kDlib, 0.7f, true}, {kMfn, 0.3f, true}}, 0.f),
+      make("fusion-dlib-mfn-noflip-v1", "0.7 x dlib ResNet + 0.3 x MobileFaceNet, no flip",
+           {{kDlib, 0.7f, false}, {kMfn, 0.3f, false}}, 0.f),
+      make("dlib-resnet-v1", "dlib ResNet, 128-d, flip-averaged", {{kDlib, 1.f, true}}, 0.f),
+      make("dlib-resnet-noflip-v1", "dlib ResNet, 128-d", {{kDlib, 1.f, false}}, 0.f),
+      make("mobilefacenet-faceplugin-v1", "faceplugin MobileFaceNet, 512-d, flip-averaged",
+           {{kMfn, 1.f, true}}, 0.f),
+      make("mobilefacenet-faceplugin-noflip-v1", "faceplugin MobileFaceNet, 512-d",
+           {{kMfn, 1.f, false}}, 0.f),
+  };
 }
 
 }  // namespace
@@ -129,6 +181,53 @@ float RecognizerSpec::cosine_threshold() const {
     return 1.f - threshold * threshold / 2.f;
   }
   return threshold;
+}
+
+namespace {
+
+void normalise(std::vector<float>& v) {
+  double norm = 0;
+  for (float x : v) {
+    norm += static_cast<double>(x) * x;
+  }
+  const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.f;
+  for (float& x : v) {
+    x *= inv;
+  }
+}
+
+}  // namespace
+
+Result<FaceTemplate> compose_template(const RecognizerSpec& spec, const FaceViews& views) {
+  FaceTemplate tmpl;
+  tmpl.model_id = spec.id;
+  for (const auto& c : spec.components) {
+    const auto it = views.find(c.model_id);
+    if (it == views.end() || it->second.original.empty()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("no embedding by {} for recogniser {}", c.model_id, spec.id));
+    }
+    std::vector<float> part = it->second.original;
+    if (c.flip) {
+      const auto& mirrored = it->second.mirrored;
+      if (mirrored.size() != part.size()) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          fmt::format("recogniser {} needs the mirrored view of {}", spec.id,
+                                      c.model_id));
+      }
+      for (std::size_t i = 0; i < part.size(); ++i) {
+        part[i] += mirrored[i];
+      }
+      normalise(part);
+    }
+    // Weighting by sqrt(w) makes the dot product of two templates sum(w_i * cosine_i).
+    const float w = std::sqrt(c.weight);
+    for (float v : part) {
+      tmpl.embedding.push_back(v * w);
+    }
+  }
+  normalise(tmpl.embedding);
+  return tmpl;
 }
 
 const std::vector<ModelSpec>& model_catalog() {
