@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -30,22 +31,73 @@ struct EvalOptions {
   bool no_cache = false;
 };
 
-// Everything that changes an embedding besides the recogniser id: the model files' hashes and the
-// pipeline version (detector, subject choice, alignment). Bump kPipelineVersion when any of them
-// changes behaviour.
-std::string fingerprint(const RecognizerSpec& spec) {
-  constexpr const char* kPipelineVersion = "pipeline-1:yunet320:central:umeyama5";
-  std::string fp = kPipelineVersion;
+// The models a recogniser runs, sorted.
+std::vector<std::string> model_ids(const RecognizerSpec& spec) {
+  std::vector<std::string> ids;
   for (const auto& c : spec.components) {
-    const ModelSpec* m = find_model(c.model_id);
-    fp += fmt::format("|{}:{}:{}:{}", c.model_id, m != nullptr ? m->sha256 : "?", c.weight,
-                      c.flip);
+    ids.push_back(c.model_id);
   }
-  return fp;
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
 }
 
-// Embeds every key missing from the cache with `threads` workers; progress on a terminal.
-Status embed_missing(const Engine& engine, const std::filesystem::path& images_dir,
+// The views cache holds, per image, both views of every model of the carrier recogniser, laid
+// out model by model (sorted ids), original then mirrored. Its fingerprint covers everything
+// else that changes an embedding: the model files and the pipeline (detector, subject choice,
+// alignment); bump kPipelineVersion when any of those changes behaviour.
+struct ViewsLayout {
+  std::vector<std::pair<std::string, std::size_t>> models;  // id, embedding size
+  std::size_t dim = 0;
+  std::string cache_id;
+  std::string fingerprint;
+};
+
+ViewsLayout views_layout(const RecognizerSpec& carrier, const std::string& detector_id) {
+  constexpr const char* kPipelineVersion = "pipeline-1:det320:central:umeyama5";
+  ViewsLayout layout;
+  layout.cache_id = "views";
+  layout.fingerprint = fmt::format("{}:{}", kPipelineVersion, detector_id);
+  for (const auto& id : model_ids(carrier)) {
+    const ModelSpec* m = find_model(id);
+    const auto size = static_cast<std::size_t>(m->embedding_size);
+    layout.models.emplace_back(id, size);
+    layout.dim += 2 * size;
+    layout.cache_id += "-" + id;
+    layout.fingerprint += fmt::format("|{}:{}", id, m->sha256);
+  }
+  return layout;
+}
+
+std::vector<float> flatten(const ViewsLayout& layout, const FaceViews& views) {
+  std::vector<float> out;
+  out.reserve(layout.dim);
+  for (const auto& [id, size] : layout.models) {
+    const auto& v = views.at(id);
+    out.insert(out.end(), v.original.begin(), v.original.end());
+    out.insert(out.end(), v.mirrored.begin(), v.mirrored.end());
+  }
+  return out;
+}
+
+FaceViews unflatten(const ViewsLayout& layout, const std::vector<float>& flat) {
+  FaceViews views;
+  std::size_t at = 0;
+  for (const auto& [id, size] : layout.models) {
+    auto& v = views[id];
+    const auto first = flat.begin() + static_cast<std::ptrdiff_t>(at);
+    v.original.assign(first, first + static_cast<std::ptrdiff_t>(size));
+    v.mirrored.assign(first + static_cast<std::ptrdiff_t>(size),
+                      first + static_cast<std::ptrdiff_t>(2 * size));
+    at += 2 * size;
+  }
+  return views;
+}
+
+// Computes the views of every key missing from the cache with `threads` workers; progress on a
+// terminal.
+Status embed_missing(const Engine& engine, const ViewsLayout& layout,
+                     const std::filesystem::path& images_dir,
                      const std::vector<std::string>& keys, eval::EmbeddingCache& cache,
                      int threads, const std::filesystem::path& cache_path, bool quiet) {
   std::vector<std::string> todo;
@@ -63,37 +115,44 @@ Status embed_missing(const Engine& engine, const std::filesystem::path& images_d
   std::mutex mu;  // guards cache and first_error
   Status first_error;
   AnalyzeOptions analyze;
+  analyze.embed = false;                 // views are computed below
   analyze.enforce_quality = false;       // LFW is scored as it is, like every published figure
   analyze.refuse_several_faces = false;  // LFW crops often show other people
   analyze.subject = SubjectPolicy::kCentral;
   const auto start = Clock::now();
+  const auto record_error = [&](Status s) {
+    std::lock_guard lock(mu);
+    if (first_error.ok()) {
+      first_error = std::move(s);
+    }
+  };
 
   auto work = [&] {
     auto worker = engine.make_worker();
     if (!worker) {
-      std::lock_guard lock(mu);
-      first_error = worker.error();
+      record_error(worker.error());
       return;
     }
     for (std::size_t i = next++; i < todo.size(); i = next++) {
       std::optional<std::vector<float>> entry;
       auto image = load_image_file(images_dir / todo[i]);
       if (!image) {
-        std::lock_guard lock(mu);
-        if (first_error.ok()) {
-          first_error = Status(image.error().code(),
-                               fmt::format("{}: {}", todo[i], image.error().message()));
-        }
+        record_error(Status(image.error().code(),
+                            fmt::format("{}: {}", todo[i], image.error().message())));
         return;
       }
       auto analysis = (*worker)->analyze(*image, analyze);
       if (!analysis) {
-        std::lock_guard lock(mu);
-        first_error = analysis.error();
+        record_error(analysis.error());
         return;
       }
-      if (analysis->face) {
-        entry = std::move(analysis->face->embedding);
+      if (analysis->subject) {
+        auto views = (*worker)->embed_views(*image, analysis->faces[*analysis->subject]);
+        if (!views) {
+          record_error(views.error());
+          return;
+        }
+        entry = flatten(layout, *views);
       }
       {
         std::lock_guard lock(mu);
@@ -102,11 +161,11 @@ Status embed_missing(const Engine& engine, const std::filesystem::path& images_d
       const std::size_t n = ++done;
       if (tty && (n % 25 == 0 || n == todo.size())) {
         const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-        const double rate = n / std::max(secs, 1e-3);
+        const double rate = static_cast<double>(n) / std::max(secs, 1e-3);
         std::lock_guard lock(mu);
-        std::cerr << fmt::format("\r  {}: {}/{} images ({:.1f}/s, {:.0f} s left)   ",
-                                 engine.recognizer().id, n, todo.size(), rate,
-                                 (todo.size() - n) / std::max(rate, 1e-3))
+        std::cerr << fmt::format("\r  embedding: {}/{} images ({:.1f}/s, {:.0f} s left)   ", n,
+                                 todo.size(), rate,
+                                 static_cast<double>(todo.size() - n) / std::max(rate, 1e-3))
                   << std::flush;
       }
     }
@@ -139,37 +198,60 @@ struct RecognizerResult {
   std::vector<eval::CurvePoint> curve;
 };
 
-Result<RecognizerResult> evaluate(Context& ctx, const EvalOptions& opts,
-                                  const eval::PairsProtocol& protocol,
-                                  const std::vector<std::string>& keys,
-                                  const std::string& recognizer_id, int threads) {
+// Views of every key by the carrier recogniser's models, from the cache or computed.
+Result<eval::EmbeddingCache> compute_views(Context& ctx, const EvalOptions& opts,
+                                           const std::vector<std::string>& keys,
+                                           const std::string& carrier_id, int threads,
+                                           ViewsLayout* layout) {
   Context local = ctx;
-  local.recognizer = recognizer_id;
+  local.recognizer = carrier_id;
   auto engine = local.open_engine(1);
   if (!engine) {
     return make_error(engine.error());
   }
-  const RecognizerSpec& spec = (*engine)->recognizer();
-  const std::string fp = fingerprint(spec);
+  *layout = views_layout((*engine)->recognizer(), (*engine)->options().detector_id);
   std::filesystem::path cache_path;
   eval::EmbeddingCache cache;
-  cache.recognizer_id = spec.id;
-  cache.fingerprint = fp;
-  cache.dim = static_cast<std::size_t>(recognizer_embedding_size(spec));
+  cache.recognizer_id = layout->cache_id;
+  cache.fingerprint = layout->fingerprint;
+  cache.dim = layout->dim;
   if (!opts.no_cache) {
     std::error_code ec;
     std::filesystem::create_directories(opts.cache_dir, ec);
-    cache_path = std::filesystem::path(opts.cache_dir) / (spec.id + ".embcache");
-    if (auto loaded = eval::load_embedding_cache(cache_path, spec.id, fp)) {
+    cache_path = std::filesystem::path(opts.cache_dir) / (layout->cache_id + ".embcache");
+    if (auto loaded = eval::load_embedding_cache(cache_path, layout->cache_id,
+                                                 layout->fingerprint)) {
       cache = std::move(*loaded);
     } else if (loaded.error().code() != ErrorCode::kNotFound && !ctx.json) {
       std::cerr << fmt::format("  ignoring cache {}: {}\n", cache_path.string(),
                                loaded.error().message());
     }
   }
-  if (Status s = embed_missing(**engine, opts.images, keys, cache, threads, cache_path, ctx.json);
+  if (Status s = embed_missing(**engine, *layout, opts.images, keys, cache, threads, cache_path,
+                               ctx.json);
       !s.ok()) {
     return make_error(s);
+  }
+  return cache;
+}
+
+Result<RecognizerResult> evaluate(const eval::PairsProtocol& protocol,
+                                  const std::vector<std::string>& keys, const RecognizerSpec& spec,
+                                  const ViewsLayout& layout, const eval::EmbeddingCache& views,
+                                  int threads) {
+  eval::EmbeddingCache cache;
+  cache.recognizer_id = spec.id;
+  cache.dim = static_cast<std::size_t>(recognizer_embedding_size(spec));
+  for (const auto& [key, flat] : views.entries) {
+    if (!flat) {
+      cache.entries[key] = std::nullopt;
+      continue;
+    }
+    auto tmpl = compose_template(spec, unflatten(layout, *flat));
+    if (!tmpl) {
+      return make_error(tmpl.error());
+    }
+    cache.entries[key] = std::move(tmpl->embedding);
   }
 
   RecognizerResult r;
@@ -251,13 +333,51 @@ int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
     std::cout << fmt::format("LFW: {} folds x {} pairs, {} images, {} thread(s)\n",
                              protocol->folds, 2 * protocol->pairs_per_fold, keys.size(), threads);
   }
-  std::vector<RecognizerResult> results;
+  // Recognisers built from the same models share one inference pass: each is evaluated from
+  // the views of a "carrier" whose models include its own.
+  std::vector<const RecognizerSpec*> specs;
   for (const auto& id : recognizers) {
-    auto r = evaluate(ctx, opts, *protocol, keys, id, threads);
-    if (!r) {
-      return ctx.fail(r.error());
+    const RecognizerSpec* spec = find_recognizer(id);
+    if (spec == nullptr) {
+      return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                             fmt::format("unknown recogniser '{}': see `facelogin models list`",
+                                         id)));
     }
-    results.push_back(std::move(*r));
+    specs.push_back(spec);
+  }
+  std::vector<const RecognizerSpec*> carriers = specs;
+  std::stable_sort(carriers.begin(), carriers.end(), [](const auto* a, const auto* b) {
+    return model_ids(*a).size() > model_ids(*b).size();
+  });
+  const auto covers = [](const RecognizerSpec& carrier, const RecognizerSpec& spec) {
+    const auto have = model_ids(carrier);
+    const auto need = model_ids(spec);
+    return std::includes(have.begin(), have.end(), need.begin(), need.end());
+  };
+  std::vector<std::optional<RecognizerResult>> results(specs.size());
+  for (const RecognizerSpec* carrier : carriers) {
+    bool needed = false;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      needed |= !results[i] && covers(*carrier, *specs[i]);
+    }
+    if (!needed) {
+      continue;
+    }
+    ViewsLayout layout;
+    auto views = compute_views(ctx, opts, keys, carrier->id, threads, &layout);
+    if (!views) {
+      return ctx.fail(views.error());
+    }
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      if (results[i] || !covers(*carrier, *specs[i])) {
+        continue;
+      }
+      auto r = evaluate(*protocol, keys, *specs[i], layout, *views, threads);
+      if (!r) {
+        return ctx.fail(r.error());
+      }
+      results[i] = std::move(*r);
+    }
   }
 
   nlohmann::json out = nlohmann::json::array();
@@ -266,7 +386,8 @@ int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
                              "accuracy", "AUC", "FMR 1e-3: FNMR (thr)", "FMR 1e-4: FNMR (thr)",
                              "FMR 1e-5: FNMR (thr)");
   }
-  for (const auto& r : results) {
+  for (const auto& result : results) {
+    const RecognizerResult& r = *result;
     nlohmann::json ops = nlohmann::json::array();
     std::string cells;
     for (const auto& p : r.points) {
@@ -295,18 +416,18 @@ int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
     }
   }
   if (!ctx.json && !results.empty()) {
-    const auto& p = results.front().points;
+    const auto& p = results.front()->points;
     std::cout << fmt::format(
         "\nAccuracy: mean ± std over {} folds, threshold chosen on the other folds. FMR/FNMR: all "
         "{} cross-identity and {} same-identity pairs of the {} images ({} without a face, "
         "scored as non-matches).\n",
         protocol->folds, p.empty() ? 0 : p[0].impostor_count, p.empty() ? 0 : p[0].genuine_count,
-        results.front().images, results.front().no_face);
+        results.front()->images, results.front()->no_face);
   }
   if (!opts.plot.empty()) {
     std::vector<eval::DetSeries> series;
     for (const auto& r : results) {
-      series.push_back({r.id, r.curve, r.points});
+      series.push_back({r->id, r->curve, r->points});
     }
     eval::PlotOptions plot;
     plot.title = "LFW: DET over all image pairs";

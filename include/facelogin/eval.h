@@ -1,0 +1,267 @@
+#pragma once
+
+// Evaluation of a face recogniser, independent of how its embeddings are made: the LFW View-2
+// pairs protocol, verification metrics over similarity scores (higher = more similar), all-pairs
+// genuine/impostor scoring of an embedding matrix, DET plots, and a cache of embeddings so that a
+// rerun with the same recogniser does not recompute them.
+//
+// Conventions used throughout:
+//  - A comparison is accepted ("match") iff score >= threshold.
+//  - FMR (false match rate) = fraction of impostor scores accepted; FNMR (false non-match rate) =
+//    fraction of genuine scores rejected.
+//  - Scores must not be NaN or +infinity. A comparison that could not be made (no face found in
+//    an image) is scored -infinity: it is rejected at every threshold this file produces, so it
+//    counts as a non-match, which is what a deployed system would do.
+//
+// Every function here is thread-compatible: it keeps no state between calls, so distinct calls
+// may run concurrently.
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "facelogin/status.h"
+
+namespace facelogin::eval {
+
+// ---------------------------------------------------------------------------------------------
+// LFW pairs (View 2)
+
+// One line of a pairs file.
+struct Pair {
+  int fold = 0;        // 0-based fold index
+  std::string first;   // image key, "Name/Name_0001.jpg"
+  std::string second;  // image key
+  bool same = false;   // true: both images show the same person
+};
+
+struct PairsProtocol {
+  int folds = 0;
+  int pairs_per_fold = 0;  // of each kind: a fold has this many same and this many different
+  // In file order: fold 0's same pairs, fold 0's different pairs, fold 1's same pairs, ...
+  std::vector<Pair> pairs;
+};
+
+// The image key (relative path below the LFW images folder) of image `number` (1-based) of
+// `name`: lfw_image_key("Zico", 2) == "Zico/Zico_0002.jpg".
+[[nodiscard]] std::string lfw_image_key(std::string_view name, int number);
+
+// The person's name part of an image key ("Zico/Zico_0002.jpg" -> "Zico"); the whole key if it
+// has no '/'.
+[[nodiscard]] std::string_view key_identity(std::string_view key);
+
+// Parses the text of an LFW View-2 pairs file: a header line "<folds> <pairs_per_fold>", then
+// for each fold `pairs_per_fold` same-person lines "name i j" followed by `pairs_per_fold`
+// different-person lines "name1 i name2 j" (fields separated by tabs or spaces; "\r\n" line ends
+// and trailing blank lines are accepted). Names must be non-empty printable ASCII without '/',
+// '\\' or a leading '.', so that a key is always a path below the images folder. Image numbers
+// are 1..9999; a same-person line must name two different images, a different-person line two
+// different names.
+// Errors: kInvalidArgument naming the line (1-based) and what was wrong, for a missing or
+// malformed header, a malformed line, or too few or too many lines.
+[[nodiscard]] Result<PairsProtocol> parse_pairs(std::string_view text);
+
+// Reads and parses a pairs file (at most 64 MiB). Errors: kNotFound, kIoError, and those of
+// parse_pairs (the message then names the file).
+[[nodiscard]] Result<PairsProtocol> read_pairs_file(const std::filesystem::path& path);
+
+// Every image key the pairs name, once each, sorted.
+[[nodiscard]] std::vector<std::string> unique_image_keys(std::span<const Pair> pairs);
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+// n-fold cross-validated verification accuracy, the LFW protocol.
+struct CrossValidation {
+  // Per fold (index = fold): the accuracy on the held-out fold, in [0, 1], at the threshold
+  // chosen on the other folds.
+  std::vector<double> fold_accuracy;
+  std::vector<float> fold_threshold;
+  double mean_accuracy = 0.0;
+  double std_accuracy = 0.0;  // sample standard deviation (divides by folds - 1)
+};
+
+// For each fold f, chooses the threshold that maximises accuracy on the pairs of all other folds
+// and measures the accuracy on fold f with it. `scores[k]` is the score of `pairs[k]`; folds are
+// 0..max(fold) and each must have at least one pair.
+// The threshold chosen is exact, not taken from a grid: candidates lie midway between adjacent
+// distinct training scores (plus "accept all" and "accept none"); among candidates of equal
+// accuracy the lowest wins.
+// Errors: kInvalidArgument for mismatched sizes, fewer than two folds, an empty fold, a negative
+// fold, a NaN or +infinity score.
+[[nodiscard]] Result<CrossValidation> cross_validated_accuracy(std::span<const Pair> pairs,
+                                                               std::span<const float> scores);
+
+// Area under the ROC curve, exact: the probability that a random genuine score exceeds a random
+// impostor score, ties counting one half (the Mann-Whitney U statistic). O(n log n); the inputs
+// are copied and sorted, so 15 million impostor scores take about a second.
+// Errors: kInvalidArgument if either set is empty or holds NaN or +infinity.
+[[nodiscard]] Result<double> roc_auc(std::span<const float> genuine,
+                                     std::span<const float> impostor);
+
+// The operating point of a system run at a target false match rate.
+struct OperatingPoint {
+  double target_fmr = 0.0;
+  // The lowest float threshold t with #{impostor >= t} <= floor(target_fmr * impostor_count).
+  // With s the impostor scores in descending order and k = floor(target_fmr * N), that is the
+  // next float above s[k] (the (k+1)-th highest impostor score); so every impostor tied with
+  // s[k] is rejected, and where a group of equal scores straddles the k-th place the achieved
+  // FMR is below the target rather than above it. k = 0 gives the next float above the highest
+  // impostor; k >= N gives the lowest finite float (everything but -infinity is accepted).
+  float threshold = 0.f;
+  double fmr = 0.0;   // achieved: false_matches / impostor_count, <= target_fmr
+  double fnmr = 0.0;  // #{genuine < threshold} / genuine_count
+  std::uint64_t false_matches = 0;
+  std::uint64_t impostor_count = 0;
+  std::uint64_t genuine_count = 0;
+  // Whether the target is resolvable at all: impostor_count * target_fmr >= 1, i.e. at least one
+  // false match is allowed (FMR 1e-5 needs at least 100,000 impostor pairs). Even then an
+  // estimate resting on a handful of allowed false matches is noisy: read the threshold together
+  // with floor(target_fmr * impostor_count).
+  bool resolvable = false;
+};
+
+// The operating point at each target FMR (each in (0, 1]). Uses std::nth_element on one copy of
+// `impostor`, O(N) per target, no full sort.
+// Errors: kInvalidArgument if either set is empty, a target is outside (0, 1], or a score is NaN
+// or +infinity.
+[[nodiscard]] Result<std::vector<OperatingPoint>> operating_points(
+    std::span<const float> genuine, std::span<const float> impostor,
+    std::span<const double> target_fmrs);
+
+// One point of a ROC or DET curve.
+struct CurvePoint {
+  double fmr = 0.0;
+  double fnmr = 0.0;
+  float threshold = 0.f;
+};
+
+// Points of the DET (and ROC) curve: for target FMR 0 (threshold just above the highest
+// impostor), 1/N (N impostor scores), and every 10^(j / points_per_decade) between 1/N and 1 (so
+// every decade is included), each threshold chosen as in OperatingPoint. Sorted by increasing FMR
+// (decreasing threshold); points with equal thresholds are merged. Sorts copies of the inputs once
+// (15 million floats: ~1-2 s). Errors: as operating_points, and kInvalidArgument if
+// points_per_decade is not in 1..1000.
+[[nodiscard]] Result<std::vector<CurvePoint>> det_curve(std::span<const float> genuine,
+                                                        std::span<const float> impostor,
+                                                        int points_per_decade = 20);
+
+// Everything above from one sort of each score set: for a full evaluation on ~15 million
+// impostor scores this is ~2x faster than calling roc_auc, operating_points and det_curve.
+struct ScoreSummary {
+  std::uint64_t genuine_count = 0;
+  std::uint64_t impostor_count = 0;
+  double auc = 0.0;  // as roc_auc
+  // Equal error rate: at the score threshold where |FMR - FNMR| is smallest (thresholds at every
+  // distinct score), the mean of the two. No interpolation.
+  double eer = 0.0;
+  std::vector<OperatingPoint> operating_points;  // one per target, in the targets' order
+  std::vector<CurvePoint> curve;                 // as det_curve
+};
+
+// Errors: as operating_points and det_curve.
+[[nodiscard]] Result<ScoreSummary> summarize_scores(std::span<const float> genuine,
+                                                    std::span<const float> impostor,
+                                                    std::span<const double> target_fmrs,
+                                                    int points_per_decade = 20);
+
+// ---------------------------------------------------------------------------------------------
+// All-pairs scoring
+
+struct AllPairsScores {
+  // Dot products of every unordered pair of distinct used rows: same identity -> genuine,
+  // different -> impostor. Order: by first row, then second row (deterministic, independent of
+  // the number of threads).
+  std::vector<float> genuine;
+  std::vector<float> impostor;
+  std::size_t rows_used = 0;
+  std::size_t rows_skipped = 0;  // rows whose identity was negative (no face found)
+};
+
+// Scores every pair of rows of an N x dim row-major matrix of L2-normalised embeddings
+// (embeddings.size() == identities.size() * dim). identities[r] is the person of row r; a
+// negative identity marks a row without an embedding, which is skipped and counted.
+// Blocked, vectorised and split over `threads` threads (0 = the hardware's concurrency); for
+// N = 5400 and dim = 640 (14.5 million pairs) it takes about 0.6 s of one core with AVX2+FMA
+// (picked at run time on x86-64; the portable build is slower). Threads change no result bit.
+// Errors: kInvalidArgument for dim == 0 or mismatched sizes; kInternal if memory runs out.
+[[nodiscard]] Result<AllPairsScores> all_pairs_scores(std::span<const float> embeddings,
+                                                      std::size_t dim,
+                                                      std::span<const int> identities,
+                                                      int threads = 0);
+
+// ---------------------------------------------------------------------------------------------
+// Embedding cache
+
+// Embeddings of evaluation images (public research data such as LFW, never enrolled users'
+// templates, which live only in the encrypted store), keyed by image key.
+struct EmbeddingCache {
+  std::string recognizer_id;  // RecognizerSpec::id of the recogniser that made the embeddings
+  // Anything else that changes embeddings (model file hashes, detector, alignment version):
+  // a cache is reused only if both the id and the fingerprint match.
+  std::string fingerprint;
+  std::size_t dim = 0;  // length of every embedding
+  // nullopt: the image was processed and no face was found (so it is not retried).
+  std::map<std::string, std::optional<std::vector<float>>> entries;
+};
+
+// Writes the cache to `path` (a little binary file with a checksum), through a temporary file
+// renamed into place, so a crash never leaves a half-written cache under `path`.
+// Errors: kInvalidArgument if an embedding's length is not `dim` or a string is over 64 KiB;
+// kIoError.
+[[nodiscard]] Status save_embedding_cache(const std::filesystem::path& path,
+                                          const EmbeddingCache& cache);
+
+// Reads a cache written by save_embedding_cache. Errors: kNotFound (no file), kModelMismatch (it
+// was made by another recogniser id or fingerprint: the caller starts a new cache rather than
+// mixing the two), kCorrupt (truncated, bad checksum, not a cache), kIoError. Never crashes or
+// allocates unboundedly on a corrupt file.
+[[nodiscard]] Result<EmbeddingCache> load_embedding_cache(const std::filesystem::path& path,
+                                                          std::string_view recognizer_id,
+                                                          std::string_view fingerprint);
+
+// Scores pairs from cached embeddings: the dot product, or -infinity where either image has no
+// face. Errors: kNotFound naming the first key absent from the cache; kInvalidArgument if two
+// embeddings differ in length.
+[[nodiscard]] Result<std::vector<float>> score_pairs(std::span<const Pair> pairs,
+                                                     const EmbeddingCache& cache);
+
+// ---------------------------------------------------------------------------------------------
+// Plots
+
+// One named curve of a DET plot, with the operating points to mark on it (shape by target FMR:
+// circle 1e-3, square 1e-4, triangle 1e-5, diamond any other).
+struct DetSeries {
+  std::string name;
+  std::vector<CurvePoint> points;
+  std::vector<OperatingPoint> operating_points;
+};
+
+struct PlotOptions {
+  std::string title = "DET";
+  std::string subtitle;  // optional smaller line under the title (data set, pair counts, ...)
+  int width = 960;       // pixels (PNG) or user units (SVG)
+  int height = 720;
+  double min_fmr = 1e-6;  // left end of the FMR axis (right end: 1)
+  // Bottom end of the FNMR axis (top end: 1); 0 chooses the decade below the lowest non-zero
+  // FNMR shown, between 1e-4 and 1e-1.
+  double min_fnmr = 0.0;
+};
+
+// Writes a DET plot (FNMR against FMR, both log axes) of one or more curves, with grid, axis
+// labels, legend and operating-point markers. The format follows the extension: ".svg" (plain
+// SVG 1.1, no external fonts or CSS) or ".png" (drawn with OpenCV). Points with FMR or FNMR
+// outside the axes are clipped; FNMR 0 is drawn on the bottom edge.
+// Errors: kInvalidArgument (no curves, another extension, size under 320x240 or over 8000x8000,
+// bad axis limits); kIoError.
+[[nodiscard]] Status write_det_plot(const std::filesystem::path& path,
+                                    std::span<const DetSeries> curves,
+                                    const PlotOptions& options = {});
+
+}  // namespace facelogin::eval
