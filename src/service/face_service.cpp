@@ -74,6 +74,26 @@ Result<EnrollResult> FaceService::enroll(std::string_view name,
   if (!gallery) {
     return make_error(gallery.error());
   }
+  // all_templates() leaves out disabled users, but a disabled user's face is still theirs: it
+  // must not come back under a new name.
+  auto users = store_.list_users();
+  if (!users) {
+    return make_error(users.error());
+  }
+  for (const auto& u : *users) {
+    if (!u.disabled) {
+      continue;
+    }
+    auto disabled = store_.user_templates(u.name);
+    if (!disabled) {
+      return make_error(disabled.error());
+    }
+    for (auto& t : *disabled) {
+      if (t.face.model_id == engine_->recognizer().id) {
+        gallery->push_back(std::move(t));
+      }
+    }
+  }
   std::optional<std::int64_t> own_id;
   if (add) {
     auto user = store_.get_user(name);

@@ -1,0 +1,302 @@
+// Tests for enrolment, verification and identification (include/facelogin/face_service.h) with
+// the real engine and a real encrypted SQLite store, on NUAA webcam frames of three people.
+// Skipped, with the reason, where the models or ../shared are absent.
+
+#include "facelogin/face_service.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "facelogin/image.h"
+#include "facelogin/store.h"
+#include "test_data.h"
+#include "test_engine.h"
+
+namespace facelogin {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Webcam frames (640x480) of three NUAA subjects; probes come from another session than the
+// enrolment frames where the subject has one.
+constexpr const char* kAliceEnrol[] = {"0005/0005_00_00_01_0.jpg", "0005/0005_00_00_01_7.jpg",
+                                       "0005/0005_00_00_01_12.jpg"};
+constexpr const char* kAliceProbe = "0005/0005_00_00_02_16.jpg";
+constexpr const char* kAliceOther = "0005/0005_00_00_02_26.jpg";
+constexpr const char* kBobEnrol[] = {"0007/0007_01_00_01_280.jpg", "0007/0007_01_00_01_375.jpg"};
+constexpr const char* kBobProbe = "0007/0007_01_00_02_2.jpg";
+constexpr const char* kCarolEnrol[] = {"0003/0003_01_00_01_0.jpg", "0003/0003_01_00_01_27.jpg"};
+
+// A fresh store in a temporary directory and a service over the shared engine.
+class FaceServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    FACELOGIN_REQUIRE_DATA(data);
+    FACELOGIN_REQUIRE_ENGINE(engine);
+    nuaa_ = data / "nuaa/ClientRaw";
+    if (!fs::is_directory(nuaa_)) {
+      GTEST_SKIP() << nuaa_ << " not found: skipping real-face test";
+    }
+    dir_ = testing::make_temp_dir("facelogin-service");
+    SqliteStoreOptions options;
+    options.key = std::string(32, '\x5a');
+    auto store = open_sqlite_store(dir_ / "facelogin.db", options);
+    ASSERT_TRUE(store.has_value()) << store.error().to_string();
+    store_ = std::move(*store);
+    auto worker = engine->make_worker();
+    ASSERT_TRUE(worker.has_value()) << worker.error().to_string();
+    service_ = std::make_unique<FaceService>(engine, std::move(*worker), *store_);
+  }
+
+  void TearDown() override {
+    service_.reset();
+    store_.reset();
+    if (!dir_.empty()) {
+      std::error_code ec;
+      fs::remove_all(dir_, ec);
+    }
+  }
+
+  LabeledImage frame(const std::string& name) const {
+    auto image = load_image_file(nuaa_ / name);
+    EXPECT_TRUE(image.has_value()) << name << ": " << image.error().to_string();
+    return {name, image ? std::move(*image) : Image{}};
+  }
+
+  template <std::size_t N>
+  std::vector<LabeledImage> frames(const char* const (&names)[N]) const {
+    std::vector<LabeledImage> out;
+    for (const char* n : names) {
+      out.push_back(frame(n));
+    }
+    return out;
+  }
+
+  static LabeledImage blank(const std::string& source) {
+    Image image;
+    image.width = 640;
+    image.height = 480;
+    image.bgr.assign(640 * 480 * 3, 90);
+    return {source, std::move(image)};
+  }
+
+  // "name:templates" of every user, for before/after comparisons.
+  std::vector<std::string> users() const {
+    auto list = store_->list_users();
+    EXPECT_TRUE(list.has_value()) << list.error().to_string();
+    std::vector<std::string> out;
+    if (list) {
+      for (const auto& u : *list) {
+        out.push_back(u.name + ":" + std::to_string(u.template_count));
+      }
+    }
+    return out;
+  }
+
+  // The decisions below only mean something at a calibrated threshold (0 accepts anyone).
+  bool calibrated() const { return service_->threshold() > 0.3f; }
+
+  void enroll_or_fail(const std::string& name, const std::vector<LabeledImage>& images) {
+    auto r = service_->enroll(name, images, false);
+    ASSERT_TRUE(r.has_value()) << name << ": " << r.error().to_string();
+  }
+
+  fs::path nuaa_;
+  fs::path dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<FaceService> service_;
+};
+
+#define REQUIRE_CALIBRATED()                                                             \
+  ASSERT_TRUE(calibrated()) << "the recogniser's threshold is " << service_->threshold() \
+                            << ": not calibrated (see src/vision/model_catalog.cpp)"
+
+TEST_F(FaceServiceTest, EnrolsAUserFromSeveralImages) {
+  auto r = service_->enroll("alice", frames(kAliceEnrol), false);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->user.name, "alice");
+  EXPECT_EQ(r->user.template_count, 3);
+  ASSERT_EQ(r->images.size(), 3u);
+  for (const auto& report : r->images) {
+    EXPECT_EQ(report.outcome, FrameOutcome::kOk) << report.source << ": " << report.message;
+    EXPECT_TRUE(report.box.has_value());
+    EXPECT_TRUE(report.quality.ok()) << report.source;
+  }
+  EXPECT_EQ(users(), std::vector<std::string>{"alice:3"});
+  auto stored = store_->user_templates("alice");
+  ASSERT_TRUE(stored.has_value()) << stored.error().to_string();
+  ASSERT_EQ(stored->size(), 3u);
+  EXPECT_EQ(stored->front().face.model_id, testing::shared_engine().engine->recognizer().id);
+}
+
+TEST_F(FaceServiceTest, VerifiesAUserWithAnotherImageOfThem) {
+  REQUIRE_CALIBRATED();
+  enroll_or_fail("alice", frames(kAliceEnrol));
+  auto r = service_->verify("alice", frame(kAliceProbe));
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_TRUE(r->decision.match) << "score " << r->decision.score << " threshold "
+                                 << r->decision.threshold;
+  EXPECT_GE(r->decision.score, r->decision.threshold);
+  EXPECT_EQ(r->decision.threshold, service_->threshold());
+  EXPECT_EQ(r->decision.templates_compared, 3);
+  EXPECT_EQ(r->image.outcome, FrameOutcome::kOk);
+}
+
+TEST_F(FaceServiceTest, RejectsSomeoneElsesFace) {
+  REQUIRE_CALIBRATED();
+  enroll_or_fail("alice", frames(kAliceEnrol));
+  enroll_or_fail("bob", frames(kBobEnrol));
+  auto r = service_->verify("alice", frame(kBobProbe));
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_FALSE(r->decision.match) << "score " << r->decision.score;
+  EXPECT_LT(r->decision.score, r->decision.threshold);
+  // And bob is still bob.
+  auto bob = service_->verify("bob", frame(kBobProbe));
+  ASSERT_TRUE(bob.has_value()) << bob.error().to_string();
+  EXPECT_TRUE(bob->decision.match) << "score " << bob->decision.score;
+}
+
+TEST_F(FaceServiceTest, IdentifiesTheRightUserFirst) {
+  REQUIRE_CALIBRATED();
+  enroll_or_fail("alice", frames(kAliceEnrol));
+  enroll_or_fail("bob", frames(kBobEnrol));
+  enroll_or_fail("carol", frames(kCarolEnrol));
+
+  auto r = service_->identify(frame(kAliceProbe), 3);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  ASSERT_EQ(r->candidates.size(), 3u);
+  EXPECT_EQ(r->candidates[0].user, "alice");
+  EXPECT_TRUE(r->match);
+  EXPECT_EQ(r->threshold, service_->threshold());
+  EXPECT_GE(r->candidates[0].score, r->threshold);
+  EXPECT_GE(r->candidates[0].score, r->candidates[1].score);
+  EXPECT_GE(r->candidates[1].score, r->candidates[2].score);
+  EXPECT_LT(r->candidates[1].score, r->threshold) << r->candidates[1].user;
+
+  auto bob = service_->identify(frame(kBobProbe), 1);
+  ASSERT_TRUE(bob.has_value()) << bob.error().to_string();
+  ASSERT_EQ(bob->candidates.size(), 1u);
+  EXPECT_EQ(bob->candidates[0].user, "bob");
+  EXPECT_TRUE(bob->match);
+}
+
+TEST_F(FaceServiceTest, IdentifiesNobodyInAnEmptyStore) {
+  auto r = service_->identify(frame(kAliceProbe), 3);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_TRUE(r->candidates.empty());
+  EXPECT_FALSE(r->match);
+}
+
+TEST_F(FaceServiceTest, RefusesToEnrolAFaceAlreadyEnrolledUnderAnotherUser) {
+  REQUIRE_CALIBRATED();
+  enroll_or_fail("alice", frames(kAliceEnrol));
+  const auto before = users();
+  // Bob's own face first, then alice's: the whole enrolment fails, bob is not created.
+  auto r = service_->enroll("bob", {frame(kBobEnrol[0]), frame(kAliceOther)}, false);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::kDuplicateFace);
+  EXPECT_NE(r.error().message().find(kAliceOther), std::string::npos)
+      << "names the offending image: " << r.error().message();
+  EXPECT_EQ(r.error().message().find("alice"), std::string::npos)
+      << "must not reveal whose face it is: " << r.error().message();
+  EXPECT_EQ(users(), before);
+  EXPECT_FALSE(store_->get_user("bob").has_value());
+}
+
+TEST_F(FaceServiceTest, RefusesToEnrolADisabledUsersFaceUnderANewName) {
+  // A disabled account must not be escaped by enrolling the same face again under another name.
+  REQUIRE_CALIBRATED();
+  enroll_or_fail("alice", frames(kAliceEnrol));
+  ASSERT_TRUE(store_->set_disabled("alice", true).ok());
+  const auto before = users();
+  auto r = service_->enroll("alice2", {frame(kAliceOther)}, false);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::kDuplicateFace);
+  EXPECT_EQ(users(), before);
+}
+
+TEST_F(FaceServiceTest, AddsMoreImagesOfTheSameUserWithoutCallingThemDuplicates) {
+  REQUIRE_CALIBRATED();
+  enroll_or_fail("alice", {frame(kAliceEnrol[0])});
+  auto r = service_->enroll("alice", {frame(kAliceOther)}, true);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->user.template_count, 2);
+  EXPECT_EQ(users(), std::vector<std::string>{"alice:2"});
+}
+
+TEST_F(FaceServiceTest, RefusesATakenName) {
+  REQUIRE_CALIBRATED();
+  enroll_or_fail("alice", frames(kAliceEnrol));
+  auto r = service_->enroll("alice", frames(kBobEnrol), false);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::kAlreadyExists);
+  EXPECT_EQ(users(), std::vector<std::string>{"alice:3"});
+}
+
+TEST_F(FaceServiceTest, RefusesAnImageWithoutAFaceAndStoresNothing) {
+  auto r = service_->enroll("carol", {frame(kCarolEnrol[0]), blank("empty-wall.jpg")}, false);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::kNoFace);
+  EXPECT_NE(r.error().message().find("empty-wall.jpg"), std::string::npos) << r.error().message();
+  EXPECT_TRUE(users().empty());
+}
+
+TEST_F(FaceServiceTest, RefusesAPhotoOfTwoPeople) {
+  auto image = testing::read_test_image(nuaa_.parent_path().parent_path() /
+                                        "media/face_recognition/two_people.jpg");
+  ASSERT_FALSE(image.empty());
+  auto r = service_->enroll("carol", {{"two_people.jpg", std::move(image)}}, false);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::kSeveralFaces);
+  EXPECT_TRUE(users().empty());
+}
+
+TEST_F(FaceServiceTest, RefusesAPoorFrameWithAdvice) {
+  LabeledImage dark = frame(kAliceEnrol[0]);
+  for (auto& v : dark.image.bgr) {
+    v = static_cast<std::uint8_t>(v / 8);
+  }
+  auto r = service_->enroll("alice", {dark}, false);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::kPoorQuality);
+  EXPECT_NE(r.error().message().find(quality_issue_advice(QualityIssue::kTooDark)),
+            std::string::npos)
+      << r.error().message();
+  EXPECT_TRUE(users().empty());
+}
+
+TEST_F(FaceServiceTest, ReportsAnUnknownUserAsNotFound) {
+  auto v = service_->verify("nobody", frame(kAliceProbe));
+  ASSERT_FALSE(v.has_value());
+  EXPECT_EQ(v.error().code(), ErrorCode::kNotFound);
+  auto add = service_->enroll("nobody", {frame(kAliceProbe)}, true);
+  ASSERT_FALSE(add.has_value());
+  EXPECT_EQ(add.error().code(), ErrorCode::kNotFound);
+  EXPECT_TRUE(users().empty());
+}
+
+TEST_F(FaceServiceTest, TreatsADisabledUserAsUnknown) {
+  enroll_or_fail("alice", frames(kAliceEnrol));
+  ASSERT_TRUE(store_->set_disabled("alice", true).ok());
+  auto v = service_->verify("alice", frame(kAliceProbe));
+  ASSERT_FALSE(v.has_value());
+  EXPECT_EQ(v.error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(FaceServiceTest, RefusesAMalformedNameBeforeLookingAtTheImages) {
+  for (const char* name : {"alice'; DROP TABLE users;--", "", "-rf", "../etc/passwd"}) {
+    auto r = service_->enroll(name, {blank("not-even-analysed.jpg")}, false);
+    ASSERT_FALSE(r.has_value()) << name;
+    EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument) << name;
+  }
+  auto none = service_->enroll("carol", {}, false);
+  ASSERT_FALSE(none.has_value());
+  EXPECT_EQ(none.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(users().empty());
+}
+
+}  // namespace
+}  // namespace facelogin
