@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test: sets up (packages, models) if needed, builds with warnings as errors, runs the
+# suite, then builds and runs it again under AddressSanitizer + UndefinedBehaviorSanitizer.
+#
+#   bash tools/test.sh              # both builds
+#   bash tools/test.sh --no-sanitize
+#
+# Tests on real faces read ../shared (FACELOGIN_DATA_DIR) and skip, saying so, where it is absent.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+sanitize=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-sanitize) sanitize=0 ;;
+    *) echo "usage: $0 [--no-sanitize]" >&2; exit 2 ;;
+  esac
+done
+jobs="$(nproc)"
+
+bash tools/setup.sh
+export FACELOGIN_MODEL_DIR="${FACELOGIN_MODEL_DIR:-$root/models}"
+
+echo "== tests (Release, -Werror)"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+if ((sanitize)); then
+  echo "== tests under ASan + UBSan"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFACELOGIN_WERROR=ON \
+    -DFACELOGIN_SANITIZE=ON >/dev/null
+  cmake --build build-asan -j"$jobs"
+  # OpenCV's thread pool and some libraries keep allocations until exit; leaks are checked by
+  # the dedicated LeakSanitizer runs, not here.
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure -j"$jobs"
+fi
