@@ -55,12 +55,12 @@ struct QualityOptions {
   float min_face_px = 80.f;        // face box width below this: too small
   float max_face_fraction = 0.85f; // face box wider than this share of the frame: too close
   float max_outside_fraction = 0.1f; // share of the box outside the frame before "cut off"
-  float min_brightness = 45.f;     // mean luma of the face, 0..255
+  float min_brightness = 40.f;     // mean luma of the face, 0..255
   float max_brightness = 215.f;
-  float max_saturated_fraction = 0.25f;  // share of face pixels at >= 250 luma
+  float max_saturated_fraction = 0.40f;  // share of face pixels at >= 250 luma
   float min_sharpness = 30.f;      // variance of the Laplacian on the face scaled to 128 px
   float max_yaw = 30.f;
-  float max_pitch = 25.f;
+  float max_pitch = 32.f;  // 25 refused many good NUAA webcam frames (see docs/models.md)
   float max_roll = 30.f;
 };
 

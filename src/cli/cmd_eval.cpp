@@ -56,7 +56,7 @@ struct ViewsLayout {
 ViewsLayout views_layout(const RecognizerSpec& carrier, const std::string& detector_id) {
   constexpr const char* kPipelineVersion = "pipeline-1:det320:central:umeyama5";
   ViewsLayout layout;
-  layout.cache_id = "views";
+  layout.cache_id = "views-" + detector_id;
   layout.fingerprint = fmt::format("{}:{}", kPipelineVersion, detector_id);
   for (const auto& id : model_ids(carrier)) {
     const ModelSpec* m = find_model(id);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
+#include <optional>
 
 #include <fmt/format.h>
 #include <opencv2/imgproc.hpp>
@@ -12,17 +14,19 @@
 namespace facelogin::vision {
 namespace {
 
-// YuNet through cv::FaceDetectorYN: boxes, five landmarks and a score in one network.
+// YuNet through cv::FaceDetectorYN: boxes, five landmarks and a score in one network. With a
+// landmark model, the five points are located again by it on the full-resolution frame.
 class YunetDetector final : public FaceDetector {
  public:
-  YunetDetector(cv::Ptr<cv::FaceDetectorYN> net, int max_side)
-      : net_(std::move(net)), max_side_(max_side) {}
+  YunetDetector(cv::Ptr<cv::FaceDetectorYN> net, int max_side, std::optional<Landmark68> refine)
+      : net_(std::move(net)), max_side_(max_side), refine_(std::move(refine)) {}
 
   Result<std::vector<DetectedFace>> detect(const cv::Mat& frame) override;
 
  private:
   cv::Ptr<cv::FaceDetectorYN> net_;
   int max_side_;
+  std::optional<Landmark68> refine_;
   cv::Size input_size_;
 };
 
@@ -60,6 +64,15 @@ Result<std::vector<DetectedFace>> YunetDetector::detect(const cv::Mat& frame) {
     if (face.box.width <= 1.f || face.box.height <= 1.f || !std::isfinite(face.score)) {
       continue;
     }
+    if (refine_) {
+      try {
+        face.landmarks = refine_->locate(
+            frame, cv::Rect2d(face.box.x, face.box.y, face.box.width, face.box.height));
+      } catch (const std::exception& e) {
+        return make_error(ErrorCode::kInternal,
+                          fmt::format("landmark detection failed: {}", e.what()));
+      }
+    }
     faces.push_back(face);
   }
   std::sort(faces.begin(), faces.end(),
@@ -90,6 +103,20 @@ Result<std::unique_ptr<FaceDetector>> create_detector(const ModelSpec& spec,
   const auto path = model_dir / spec.file;
   try {
     if (spec.runtime == "yunet") {
+      std::optional<Landmark68> refine;
+      if (!spec.companion_model.empty()) {
+        const ModelSpec* landmarks = find_model(spec.companion_model);
+        if (landmarks == nullptr) {
+          return make_error(ErrorCode::kInternal,
+                            fmt::format("detector {} names unknown landmark model {}", spec.id,
+                                        spec.companion_model));
+        }
+        auto loaded = Landmark68::load(*landmarks, model_dir);
+        if (!loaded) {
+          return make_error(loaded.error());
+        }
+        refine = std::move(*loaded);
+      }
       // NMS 0.3 and top-k 5000 are YuNet's published defaults.
       auto net = cv::FaceDetectorYN::create(path.string(), "", cv::Size(320, 320),
                                             options.score_threshold, 0.3f, 5000);
@@ -97,7 +124,8 @@ Result<std::unique_ptr<FaceDetector>> create_detector(const ModelSpec& spec,
         return make_error(ErrorCode::kModelError,
                           fmt::format("cannot load the face detector {}", path.string()));
       }
-      return std::unique_ptr<FaceDetector>(new YunetDetector(std::move(net), options.max_side));
+      return std::unique_ptr<FaceDetector>(
+          new YunetDetector(std::move(net), options.max_side, std::move(refine)));
     }
     if (spec.runtime == "ultraface") {
       const ModelSpec* landmarks = find_model(spec.companion_model);

@@ -41,19 +41,16 @@ struct Candidate {
 // Not thread-safe (owns both networks and a scratch image): one per worker.
 class UltrafaceDetector final : public FaceDetector {
  public:
-  UltrafaceDetector(const ModelSpec& detector, const ModelSpec& landmarks, cv::dnn::Net box_net,
-                    cv::dnn::Net landmark_net, float score_threshold)
+  UltrafaceDetector(const ModelSpec& detector, cv::dnn::Net box_net, Landmark68 landmarks,
+                    float score_threshold)
       : box_input_(detector.input_width, detector.input_height),
         box_mean_(detector.mean[0], detector.mean[1], detector.mean[2]),
         box_scale_(detector.scale),
         box_swap_rb_(detector.color == ColorOrder::kRgb),
         box_padding_(box_swap_rb_ ? cv::Scalar(box_mean_[2], box_mean_[1], box_mean_[0])
                                   : box_mean_),
-        landmark_input_(landmarks.input_width, landmarks.input_height),
-        landmark_mean_(landmarks.mean[0]),
-        landmark_scale_(landmarks.scale),
         box_net_(std::move(box_net)),
-        landmark_net_(std::move(landmark_net)),
+        landmarks_(std::move(landmarks)),
         score_threshold_(score_threshold) {}
 
   Result<std::vector<DetectedFace>> detect(const cv::Mat& frame) override;
@@ -61,18 +58,14 @@ class UltrafaceDetector final : public FaceDetector {
  private:
   // Both may throw (cv::Exception, std::bad_alloc); detect() catches it.
   std::vector<Candidate> find_boxes(const cv::Mat& frame);
-  Landmarks5 find_landmarks(const cv::Mat& frame, const cv::Rect2d& box);
 
   const cv::Size box_input_;
   const cv::Scalar box_mean_;  // in the network's colour order, as blobFromImage takes it
   const double box_scale_;
   const bool box_swap_rb_;
   const cv::Scalar box_padding_;  // the mean in the frame's BGR order
-  const cv::Size landmark_input_;
-  const double landmark_mean_;
-  const double landmark_scale_;
   cv::dnn::Net box_net_;
-  cv::dnn::Net landmark_net_;
+  Landmark68 landmarks_;
   const float score_threshold_;
   // Reused between frames: fresh buffers of this size cost page faults on every call.
   cv::Mat canvas_;      // the frame fitted into the input, 8-bit BGR
@@ -93,7 +86,7 @@ Result<std::vector<DetectedFace>> UltrafaceDetector::detect(const cv::Mat& frame
       // better (mean IoU 0.87 against 0.69 on LFW), and the quality gate measures face width.
       face.box = {static_cast<float>(c.box.x), static_cast<float>(c.box.y),
                   static_cast<float>(c.box.width), static_cast<float>(c.box.height)};
-      face.landmarks = find_landmarks(frame, c.box);
+      face.landmarks = landmarks_.locate(frame, c.box);
       face.score = c.score;
       faces.push_back(face);
     }
@@ -194,7 +187,33 @@ std::vector<Candidate> UltrafaceDetector::find_boxes(const cv::Mat& frame) {
   return found;
 }
 
-Landmarks5 UltrafaceDetector::find_landmarks(const cv::Mat& frame, const cv::Rect2d& box) {
+}  // namespace
+
+Landmark68::Landmark68(const ModelSpec& spec, cv::dnn::Net net)
+    : input_(spec.input_width, spec.input_height),
+      mean_(spec.mean[0]),
+      scale_(spec.scale),
+      net_(std::move(net)) {}
+
+Result<Landmark68> Landmark68::load(const ModelSpec& spec, const std::filesystem::path& model_dir) {
+  if (spec.runtime != "landmark68" || spec.input_width <= 0 || spec.input_height <= 0) {
+    return make_error(ErrorCode::kModelError,
+                      fmt::format("model {} is not a 68-point landmark model", spec.id));
+  }
+  const auto path = model_dir / spec.file;
+  try {
+    cv::dnn::Net net = cv::dnn::readNetFromONNX(path.string());
+    if (net.empty()) {
+      return make_error(ErrorCode::kModelError, fmt::format("cannot load {}", path.string()));
+    }
+    return Landmark68(spec, std::move(net));
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::kModelError,
+                      fmt::format("cannot load the landmark model {}: {}", path.string(), e.what()));
+  }
+}
+
+Landmarks5 Landmark68::locate(const cv::Mat& frame, const cv::Rect2d& box) {
   // As faceplugin's scaleResult() and alignLandmarkImage(): a square as tall as the box, centred
   // on it. The JS clips that square to the image and stretches what is left; here the part
   // outside the image is padded instead, so the face keeps its proportions at the edges.
@@ -222,13 +241,12 @@ Landmarks5 UltrafaceDetector::find_landmarks(const cv::Mat& frame, const cv::Rec
     grey = padded;
   }
   cv::Mat small;
-  cv::resize(grey, small, landmark_input_, 0, 0,
-             grey.cols > landmark_input_.width ? cv::INTER_AREA : cv::INTER_LINEAR);
+  cv::resize(grey, small, input_, 0, 0, grey.cols > input_.width ? cv::INTER_AREA : cv::INTER_LINEAR);
   // pixel / 256, as preprocessLandmark() in the JS.
-  const cv::Mat blob = cv::dnn::blobFromImage(small, landmark_scale_, cv::Size(),
-                                              cv::Scalar(landmark_mean_), false, false, CV_32F);
-  landmark_net_.setInput(blob);
-  const cv::Mat out = landmark_net_.forward();
+  const cv::Mat blob = cv::dnn::blobFromImage(small, scale_, cv::Size(), cv::Scalar(mean_), false,
+                                              false, CV_32F);
+  net_.setInput(blob);
+  const cv::Mat out = net_.forward();
   if (out.total() != 2 * kLandmarkCount) {
     throw cv::Exception(cv::Error::StsBadSize, "unexpected landmark output shape", __func__,
                         __FILE__, __LINE__);
@@ -254,28 +272,22 @@ Landmarks5 UltrafaceDetector::find_landmarks(const cv::Mat& frame, const cv::Rec
           to_point(point(48)), to_point(point(54))};
 }
 
-}  // namespace
-
 Result<std::unique_ptr<FaceDetector>> create_ultraface_detector(
     const ModelSpec& detector, const ModelSpec& landmarks, const std::filesystem::path& model_dir,
     const DetectorOptions& options) {
-  if (detector.runtime != "ultraface" || landmarks.runtime != "landmark68" ||
-      detector.input_width <= 0 || detector.input_height <= 0 || landmarks.input_width <= 0 ||
-      landmarks.input_height <= 0) {
+  if (detector.runtime != "ultraface" || detector.input_width <= 0 || detector.input_height <= 0) {
     return make_error(ErrorCode::kModelError,
-                      fmt::format("models {} and {} are not an UltraFace detector and a 68-point "
-                                  "landmark model",
-                                  detector.id, landmarks.id));
+                      fmt::format("model {} is not an UltraFace detector", detector.id));
+  }
+  auto landmark_model = Landmark68::load(landmarks, model_dir);
+  if (!landmark_model) {
+    return make_error(landmark_model.error());
   }
   const auto box_path = model_dir / detector.file;
-  const auto landmark_path = model_dir / landmarks.file;
   try {
     cv::dnn::Net box_net = cv::dnn::readNetFromONNX(box_path.string());
-    cv::dnn::Net landmark_net = cv::dnn::readNetFromONNX(landmark_path.string());
-    if (box_net.empty() || landmark_net.empty()) {
-      return make_error(
-          ErrorCode::kModelError,
-          fmt::format("cannot load {} or {}", box_path.string(), landmark_path.string()));
+    if (box_net.empty()) {
+      return make_error(ErrorCode::kModelError, fmt::format("cannot load {}", box_path.string()));
     }
     const auto outputs = box_net.getUnconnectedOutLayersNames();
     for (const char* name : {"scores", "boxes"}) {
@@ -286,11 +298,10 @@ Result<std::unique_ptr<FaceDetector>> create_ultraface_detector(
       }
     }
     return std::unique_ptr<FaceDetector>(new UltrafaceDetector(
-        detector, landmarks, std::move(box_net), std::move(landmark_net), options.score_threshold));
+        detector, std::move(box_net), std::move(*landmark_model), options.score_threshold));
   } catch (const std::exception& e) {
-    return make_error(ErrorCode::kModelError,
-                      fmt::format("cannot load the face detector {} with {}: {}", box_path.string(),
-                                  landmark_path.string(), e.what()));
+    return make_error(ErrorCode::kModelError, fmt::format("cannot load the face detector {}: {}",
+                                                          box_path.string(), e.what()));
   }
 }
 
