@@ -227,6 +227,31 @@ TEST_F(FaceServiceTest, AddsMoreImagesOfTheSameUserWithoutCallingThemDuplicates)
   EXPECT_EQ(users(), std::vector<std::string>{"alice:2"});
 }
 
+TEST_F(FaceServiceTest, RefusesAnEnrolmentOfTwoDifferentPeople) {
+  REQUIRE_CALIBRATED();
+  auto r = service_->enroll("carol", {frame(kCarolEnrol[0]), frame(kBobEnrol[0])}, false);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::kDifferentPeople);
+  EXPECT_NE(r.error().message().find(kBobEnrol[0]), std::string::npos) << r.error().message();
+  EXPECT_TRUE(users().empty());
+}
+
+TEST_F(FaceServiceTest, RefusesToAddSomeoneElsesFaceToAUser) {
+  // Bob is not enrolled, so this is not a duplicate: his face simply is not alice's.
+  REQUIRE_CALIBRATED();
+  enroll_or_fail("alice", frames(kAliceEnrol));
+  auto r = service_->enroll("alice", {frame(kBobProbe)}, true);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::kDifferentPeople);
+  EXPECT_EQ(users(), std::vector<std::string>{"alice:3"});
+}
+
+TEST_F(FaceServiceTest, SamePersonThresholdIsBelowTheDecisionThreshold) {
+  REQUIRE_CALIBRATED();
+  EXPECT_GT(service_->same_person_threshold(), 0.3f);
+  EXPECT_LE(service_->same_person_threshold(), service_->threshold());
+}
+
 TEST_F(FaceServiceTest, RefusesATakenName) {
   REQUIRE_CALIBRATED();
   enroll_or_fail("alice", frames(kAliceEnrol));

@@ -66,11 +66,16 @@ class FaceService {
               ServiceOptions options = {});
 
   float threshold() const;
+  // The score any two faces of one enrolment must reach: the recogniser's same_person_threshold,
+  // or threshold() if that is lower (an override).
+  float same_person_threshold() const;
 
   // Enrols `images` as templates of `name`: a new user, or (add = true) more faces of an
   // existing one. All or nothing: an image without exactly one usable face fails the whole call
   // (kNoFace, kSeveralFaces, kPoorQuality naming the image and what to do), and so does a face
-  // that already matches another user (kDuplicateFace); the store is then unchanged.
+  // that already matches another user (kDuplicateFace), and images that do not show one person
+  // (kDifferentPeople: any two new faces, or a new face and the user's existing ones, below
+  // same_person_threshold()); the store is then unchanged.
   [[nodiscard]] Result<EnrollResult> enroll(std::string_view name,
                                             const std::vector<LabeledImage>& images, bool add);
 
@@ -84,6 +89,10 @@ class FaceService {
  private:
   // Analyses one image and returns its template, or the error that makes it unusable.
   Result<FaceTemplate> usable_face(const LabeledImage& image, ImageReport* report);
+  // kDifferentPeople unless the new faces (and, when adding, the user's existing ones) look like
+  // one person.
+  Status check_same_person(std::string_view name, const std::vector<LabeledImage>& images,
+                           const std::vector<FaceTemplate>& templates, bool add);
 
   std::shared_ptr<const Engine> engine_;
   std::unique_ptr<Worker> worker_;

@@ -74,6 +74,10 @@ struct RecognizerSpec {
   // 1e-5 per comparison (see threshold_source).
   float threshold = 0.f;
   std::string threshold_source;
+  // Cosine that two images of one enrolment must reach with each other (and new faces added to
+  // a user with that user's faces): the FMR 1e-3 point of the same calibration. Lower than the
+  // decision threshold, so that one person's varied photos pass while a mix-up does not.
+  float same_person_threshold = 0.f;
 
   // The threshold as a cosine similarity.
   float cosine_threshold() const;

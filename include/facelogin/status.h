@@ -24,6 +24,7 @@ enum class ErrorCode {
   kNotFound,         // unknown user, template or file
   kAlreadyExists,    // user name taken
   kDuplicateFace,    // this face is already enrolled under another user
+  kDifferentPeople,  // the images of one enrolment do not show the same person
   kModelError,       // a model file is missing, corrupt or fails its checksum
   kIoError,          // file system or database I/O failed
   kCorrupt,          // stored data failed its integrity check (tampered or wrong key)

@@ -152,11 +152,14 @@ int run_models_list(Context& ctx) {
                            {"description", r.description},
                            {"default", r.id == default_recognizer_id()},
                            {"threshold", r.threshold},
-                           {"threshold_source", r.threshold_source}});
+                           {"threshold_source", r.threshold_source},
+                           {"same_person_threshold", r.same_person_threshold}});
     if (!ctx.json) {
-      std::cout << fmt::format("{:<30} {}{}\n    threshold {:.4f}: {}\n", r.id, r.description,
-                               r.id == default_recognizer_id() ? " (default)" : "", r.threshold,
-                               r.threshold_source);
+      std::cout << fmt::format(
+          "{:<30} {}{}\n    threshold {:.4f}: {}\n    enrolment same-person check {:.3f} "
+          "(FMR 1e-3 point)\n",
+          r.id, r.description, r.id == default_recognizer_id() ? " (default)" : "", r.threshold,
+          r.threshold_source, r.same_person_threshold);
     }
   }
   ctx.emit_json({{"ok", true},

@@ -15,7 +15,8 @@ int exit_code_for(ErrorCode code) {
     case ErrorCode::kImageTooLarge:
     case ErrorCode::kNoFace:
     case ErrorCode::kSeveralFaces:
-    case ErrorCode::kPoorQuality: return kExitBadInput;
+    case ErrorCode::kPoorQuality:
+    case ErrorCode::kDifferentPeople: return kExitBadInput;
     case ErrorCode::kNotFound: return kExitNotFound;
     case ErrorCode::kModelMismatch:
     case ErrorCode::kModelError: return kExitModel;

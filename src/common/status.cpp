@@ -15,6 +15,7 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kNotFound: return "not_found";
     case ErrorCode::kAlreadyExists: return "already_exists";
     case ErrorCode::kDuplicateFace: return "duplicate_face";
+    case ErrorCode::kDifferentPeople: return "different_people";
     case ErrorCode::kModelError: return "model_error";
     case ErrorCode::kIoError: return "io_error";
     case ErrorCode::kCorrupt: return "corrupt";

@@ -1,5 +1,6 @@
 #include "facelogin/face_service.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -46,6 +47,66 @@ Result<FaceTemplate> FaceService::usable_face(const LabeledImage& image, ImageRe
     return make_error(ErrorCode::kInternal, "analysis returned no template");
   }
   return std::move(*analysis->face);
+}
+
+float FaceService::same_person_threshold() const {
+  return std::min(engine_->recognizer().same_person_threshold, threshold());
+}
+
+Status FaceService::check_same_person(std::string_view name,
+                                      const std::vector<LabeledImage>& images,
+                                      const std::vector<FaceTemplate>& templates, bool add) {
+  const float needed = same_person_threshold();
+  for (std::size_t i = 0; i < templates.size(); ++i) {
+    for (std::size_t j = i + 1; j < templates.size(); ++j) {
+      auto s = similarity(templates[i], templates[j]);
+      if (!s) {
+        return s.error();
+      }
+      if (*s < needed) {
+        return Status(ErrorCode::kDifferentPeople,
+                      fmt::format("{} and {} do not look like the same person (score {:.3f}, "
+                                  "{:.3f} needed): enrol one person at a time, from clear, "
+                                  "recent photos",
+                                  images[i].source, images[j].source, *s, needed));
+      }
+    }
+  }
+  if (!add) {
+    return Status::Ok();
+  }
+  // Faces added later must look like the faces the user already has: otherwise anyone allowed
+  // to add faces could add their own to someone else's account.
+  auto existing = store_.user_templates(name);
+  if (!existing) {
+    return existing.error();
+  }
+  std::vector<const FaceTemplate*> same_model;
+  for (const auto& t : *existing) {
+    if (t.face.model_id == engine_->recognizer().id) {
+      same_model.push_back(&t.face);
+    }
+  }
+  if (same_model.empty()) {
+    return Status::Ok();  // enrolled with another recogniser only: this is the re-enrolment
+  }
+  for (std::size_t i = 0; i < templates.size(); ++i) {
+    float best = -1.f;
+    for (const FaceTemplate* t : same_model) {
+      auto s = similarity(templates[i], *t);
+      if (!s) {
+        return s.error();
+      }
+      best = std::max(best, *s);
+    }
+    if (best < needed) {
+      return Status(ErrorCode::kDifferentPeople,
+                    fmt::format("{} does not look like the faces {} already has (best score "
+                                "{:.3f}, {:.3f} needed)",
+                                images[i].source, name, best, needed));
+    }
+  }
+  return Status::Ok();
 }
 
 Result<EnrollResult> FaceService::enroll(std::string_view name,
@@ -114,6 +175,11 @@ Result<EnrollResult> FaceService::enroll(std::string_view name,
                                       images[i].source));
       }
     }
+  }
+
+  // After the duplicate check, so that another user's face is reported as such.
+  if (Status s = check_same_person(name, images, templates, add); !s.ok()) {
+    return make_error(s);
   }
 
   if (add) {
