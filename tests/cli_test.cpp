@@ -294,6 +294,23 @@ TEST_F(Cli, RefusesToEnrolAnEnrolledFaceUnderAnotherNameWithExitSeven) {
   EXPECT_EQ(users(), before);
 }
 
+TEST_F(Cli, RefusesToAddAnotherPersonsFaceWithExitThree) {
+  REQUIRE_CALIBRATED();
+  const json before = users();
+  const CliRun r = run({"--json", "enroll", "--add", "--user", "alice", nuaa(kBobProbe)});
+  EXPECT_EQ(r.exit_code, kExitBadInput) << r;
+  EXPECT_EQ(r.doc()["error"].value("code", ""), "different_people") << r;
+  EXPECT_EQ(users(), before);
+}
+
+TEST_F(Cli, RefusesATakenNameBeforeLookingAtTheImages) {
+  const json before = users();
+  const CliRun r = run({"--json", "enroll", "--user", "alice", nuaa(kBobProbe)});
+  EXPECT_EQ(r.exit_code, kExitConflict) << r;
+  EXPECT_EQ(r.doc()["error"].value("code", ""), "already_exists") << r;
+  EXPECT_EQ(users(), before);
+}
+
 TEST_F(Cli, ReportsAnUnknownUserWithExitFour) {
   const CliRun r = run({"--json", "verify", "--user", "nobody", nuaa(kAliceProbe)});
   EXPECT_EQ(r.exit_code, kExitNotFound) << r;

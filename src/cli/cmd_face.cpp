@@ -23,6 +23,11 @@ Result<std::vector<LabeledImage>> load_images(const std::vector<std::string>& pa
 
 int run_enroll(Context& ctx, const std::string& user, const std::vector<std::string>& paths,
                bool add) {
+  // Cheap checks first: a bad name or a taken one fails before images are decoded and models
+  // loaded. The service checks both again, inside its transaction.
+  if (Status s = validate_user_name(user); !s.ok()) {
+    return ctx.fail(s);
+  }
   auto images = load_images(paths);
   if (!images) {
     return ctx.fail(images.error());
@@ -30,6 +35,14 @@ int run_enroll(Context& ctx, const std::string& user, const std::vector<std::str
   auto store = ctx.open_store();
   if (!store) {
     return ctx.fail(store.error());
+  }
+  auto existing = (*store)->get_user(user);
+  if (!add && existing) {
+    return ctx.fail(Status(ErrorCode::kAlreadyExists,
+                           fmt::format("user '{}' already exists (use --add to add faces)", user)));
+  }
+  if (add && !existing) {
+    return ctx.fail(existing.error());
   }
   auto service = ctx.open_service(**store);
   if (!service) {
@@ -56,6 +69,9 @@ int run_enroll(Context& ctx, const std::string& user, const std::vector<std::str
 }
 
 int run_verify(Context& ctx, const std::string& user, const std::vector<std::string>& paths) {
+  if (Status s = validate_user_name(user); !s.ok()) {
+    return ctx.fail(s);
+  }
   auto images = load_images(paths);
   if (!images) {
     return ctx.fail(images.error());
