@@ -103,7 +103,6 @@ using FaceViews = std::map<std::string, ModelViews, std::less<>>;  // by ModelSp
 [[nodiscard]] const ModelSpec* find_model(std::string_view id);
 [[nodiscard]] const RecognizerSpec* find_recognizer(std::string_view id);
 [[nodiscard]] std::string_view default_recognizer_id();
-[[nodiscard]] std::string_view default_detector_id();
 
 // Sum of the components' embedding sizes. Requires every component to be in the catalog.
 [[nodiscard]] int recognizer_embedding_size(const RecognizerSpec& spec);

@@ -174,6 +174,9 @@ std::vector<RecognizerSpec> make_recognizers() {
   constexpr const char* kDlib = "dlib-resnet-v1";
   constexpr const char* kMfn = "mobilefacenet-faceplugin-v1";
   return {
+      make("fusion-dlib-mfnflip-v1",
+           "0.7 x dlib ResNet + 0.3 x MobileFaceNet flip-averaged (the default: docs/models.md)",
+           {{kDlib, 0.7f, false}, {kMfn, 0.3f, true}}, 0.7931f, 0.737f),
       make("fusion-dlib-mfn-v1", "0.7 x dlib ResNet + 0.3 x MobileFaceNet, both flip-averaged",
            {{kDlib, 0.7f, true}, {kMfn, 0.3f, true}}, 0.7961f, 0.740f),
       make("fusion-dlib-mfn-noflip-v1", "0.7 x dlib ResNet + 0.3 x MobileFaceNet, no flip",
@@ -271,8 +274,7 @@ const RecognizerSpec* find_recognizer(std::string_view id) {
   return nullptr;
 }
 
-std::string_view default_recognizer_id() { return "fusion-dlib-mfn-v1"; }
-std::string_view default_detector_id() { return "yunet-2022mar"; }
+std::string_view default_recognizer_id() { return "fusion-dlib-mfnflip-v1"; }
 
 int recognizer_embedding_size(const RecognizerSpec& spec) {
   int size = 0;
