@@ -29,8 +29,7 @@ if ((sanitize)); then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFACELOGIN_WERROR=ON \
     -DFACELOGIN_SANITIZE=ON >/dev/null
   cmake --build build-asan -j"$jobs"
-  # OpenCV's thread pool and some libraries keep allocations until exit; leaks are checked by
-  # the dedicated LeakSanitizer runs, not here.
-  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  # LeakSanitizer included: a leak fails the test that made it.
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j"$jobs"
 fi
