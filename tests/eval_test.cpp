@@ -206,6 +206,50 @@ TEST(LfwPairs, ReportsAMissingFile) {
   EXPECT_EQ(r.error().code(), ErrorCode::kNotFound);
 }
 
+TEST(LfwPairs, ListsTheImagesOfAnLfwFolderAndNothingElse) {
+  const fs::path dir = testing::make_temp_dir("facelogin-eval-list");
+  const auto touch = [&](const std::string& rel) {
+    fs::create_directories((dir / rel).parent_path());
+    std::ofstream(dir / rel) << "x";
+  };
+  touch("Zico/Zico_0002.jpg");
+  touch("Zico/Zico_0001.jpg");
+  touch("Ann_B/Ann_B_0010.jpg");
+  touch("Ann_B/Ann_B_10.jpg");      // not four digits
+  touch("Ann_B/Ann_B_000x.jpg");    // not digits
+  touch("Ann_B/Zico_0001.jpg");     // another person's name
+  touch("Ann_B/Ann_B_0001.png");    // not .jpg
+  touch("Zico_0003.jpg");           // not in a person's folder
+  fs::create_directories(dir / "Zico" / "Zico_0004.jpg");  // a directory, not a file
+  auto keys = list_lfw_images(dir);
+  ASSERT_TRUE(keys.has_value()) << keys.error().message();
+  EXPECT_EQ(*keys, (std::vector<std::string>{"Ann_B/Ann_B_0010.jpg", "Zico/Zico_0001.jpg",
+                                             "Zico/Zico_0002.jpg"}));
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+
+  auto missing = list_lfw_images(dir / "absent");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+}
+
+TEST(LfwPairs, ListsTheSharedLfwImages) {
+  FACELOGIN_REQUIRE_DATA(data);
+  const fs::path dir = data / "lfw" / "images";
+  if (!fs::is_directory(dir)) {
+    GTEST_SKIP() << dir << " not found: skipping the real LFW folder";
+  }
+  auto keys = list_lfw_images(dir);
+  ASSERT_TRUE(keys.has_value()) << keys.error().message();
+  auto protocol = read_pairs_file(dir.parent_path() / "pairs.txt");
+  ASSERT_TRUE(protocol.has_value()) << protocol.error().to_string();
+  EXPECT_EQ(keys->size(), 5373u);  // ../shared/README.md: 5,373 images
+  // Every image the pairs name is listed.
+  for (const std::string& k : unique_image_keys(protocol->pairs)) {
+    EXPECT_TRUE(std::binary_search(keys->begin(), keys->end(), k)) << k;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Accuracy
 

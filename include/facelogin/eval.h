@@ -74,6 +74,11 @@ struct PairsProtocol {
 // Every image key the pairs name, once each, sorted.
 [[nodiscard]] std::vector<std::string> unique_image_keys(std::span<const Pair> pairs);
 
+// The key of every image in an LFW layout below `dir` ("<Name>/<Name>_<NNNN>.jpg", as
+// lfw_image_key writes them), sorted; other files and folders are ignored, symlinks are not
+// followed. Errors: kNotFound if `dir` is not a directory, kIoError if it cannot be listed.
+[[nodiscard]] Result<std::vector<std::string>> list_lfw_images(const std::filesystem::path& dir);
+
 // ---------------------------------------------------------------------------------------------
 // Metrics
 

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <iostream>
+#include <iterator>
 #include <mutex>
 #include <thread>
 
@@ -29,6 +30,7 @@ struct EvalOptions {
   std::string plot;
   int threads = 0;
   bool no_cache = false;
+  bool all_images = false;  // FMR/FNMR over every image of --images, not only the pairs'
 };
 
 // The models a recogniser runs, sorted.
@@ -97,9 +99,9 @@ FaceViews unflatten(const ViewsLayout& layout, const std::vector<float>& flat) {
 // Computes the views of every key missing from the cache with `threads` workers; progress on a
 // terminal.
 Status embed_missing(const Engine& engine, const ViewsLayout& layout,
-                     const std::filesystem::path& images_dir,
-                     const std::vector<std::string>& keys, eval::EmbeddingCache& cache,
-                     int threads, const std::filesystem::path& cache_path, bool quiet) {
+                     const std::filesystem::path& images_dir, const std::vector<std::string>& keys,
+                     eval::EmbeddingCache& cache, int threads,
+                     const std::filesystem::path& cache_path, bool quiet) {
   std::vector<std::string> todo;
   for (const auto& k : keys) {
     if (!cache.entries.contains(k)) {
@@ -137,8 +139,8 @@ Status embed_missing(const Engine& engine, const ViewsLayout& layout,
       std::optional<std::vector<float>> entry;
       auto image = load_image_file(images_dir / todo[i]);
       if (!image) {
-        record_error(Status(image.error().code(),
-                            fmt::format("{}: {}", todo[i], image.error().message())));
+        record_error(
+            Status(image.error().code(), fmt::format("{}: {}", todo[i], image.error().message())));
         return;
       }
       auto analysis = (*worker)->analyze(*image, analyze);
@@ -219,16 +221,16 @@ Result<eval::EmbeddingCache> compute_views(Context& ctx, const EvalOptions& opts
     std::error_code ec;
     std::filesystem::create_directories(opts.cache_dir, ec);
     cache_path = std::filesystem::path(opts.cache_dir) / (layout->cache_id + ".embcache");
-    if (auto loaded = eval::load_embedding_cache(cache_path, layout->cache_id,
-                                                 layout->fingerprint)) {
+    if (auto loaded =
+            eval::load_embedding_cache(cache_path, layout->cache_id, layout->fingerprint)) {
       cache = std::move(*loaded);
     } else if (loaded.error().code() != ErrorCode::kNotFound && !ctx.json) {
       std::cerr << fmt::format("  ignoring cache {}: {}\n", cache_path.string(),
                                loaded.error().message());
     }
   }
-  if (Status s = embed_missing(**engine, *layout, opts.images, keys, cache, threads, cache_path,
-                               ctx.json);
+  if (Status s =
+          embed_missing(**engine, *layout, opts.images, keys, cache, threads, cache_path, ctx.json);
       !s.ok()) {
     return make_error(s);
   }
@@ -317,21 +319,31 @@ int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
     return ctx.fail(protocol.error());
   }
   if (!std::filesystem::is_directory(opts.images)) {
-    return ctx.fail(Status(ErrorCode::kNotFound,
-                           fmt::format("images directory {} not found", opts.images)));
+    return ctx.fail(
+        Status(ErrorCode::kNotFound, fmt::format("images directory {} not found", opts.images)));
   }
-  const auto keys = eval::unique_image_keys(protocol->pairs);
-  const int threads =
-      opts.threads > 0 ? opts.threads
-                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto keys = eval::unique_image_keys(protocol->pairs);
+  if (opts.all_images) {
+    auto all = eval::list_lfw_images(opts.images);
+    if (!all) {
+      return ctx.fail(all.error());
+    }
+    std::vector<std::string> merged;
+    std::sort(keys.begin(), keys.end());
+    std::set_union(keys.begin(), keys.end(), all->begin(), all->end(), std::back_inserter(merged));
+    keys = std::move(merged);
+  }
+  const int threads = opts.threads > 0
+                          ? opts.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::string> recognizers = opts.recognizers;
   if (recognizers.empty()) {
     recognizers.push_back(ctx.recognizer.empty() ? std::string(default_recognizer_id())
                                                  : ctx.recognizer);
   }
   if (!ctx.json) {
-    std::cout << fmt::format("LFW: {} folds x {} pairs, {} images, {} thread(s)\n",
-                             protocol->folds, 2 * protocol->pairs_per_fold, keys.size(), threads);
+    std::cout << fmt::format("LFW: {} folds x {} pairs, {} images, {} thread(s)\n", protocol->folds,
+                             2 * protocol->pairs_per_fold, keys.size(), threads);
   }
   // Recognisers built from the same models share one inference pass: each is evaluated from
   // the views of a "carrier" whose models include its own.
@@ -339,9 +351,9 @@ int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
   for (const auto& id : recognizers) {
     const RecognizerSpec* spec = find_recognizer(id);
     if (spec == nullptr) {
-      return ctx.fail(Status(ErrorCode::kInvalidArgument,
-                             fmt::format("unknown recogniser '{}': see `facelogin models list`",
-                                         id)));
+      return ctx.fail(
+          Status(ErrorCode::kInvalidArgument,
+                 fmt::format("unknown recogniser '{}': see `facelogin models list`", id)));
     }
     specs.push_back(spec);
   }
@@ -465,6 +477,9 @@ void register_eval_commands(CLI::App& app, Context& ctx, int& exit_code) {
   lfw->add_option("--cache-dir", opts->cache_dir, "Where embeddings are cached")
       ->capture_default_str();
   lfw->add_flag("--no-cache", opts->no_cache, "Neither read nor write the embedding cache");
+  lfw->add_flag("--all-images", opts->all_images,
+                "FMR/FNMR (and thresholds) over all pairs of every image in --images, not only "
+                "of the images the pairs file uses");
   lfw->add_option("--threads", opts->threads, "Worker threads (default: all cores)")
       ->check(CLI::Range(0, 256));
   lfw->callback([&ctx, &exit_code, opts] { exit_code = run_eval_lfw(ctx, *opts); });

@@ -216,4 +216,42 @@ std::vector<std::string> unique_image_keys(std::span<const Pair> pairs) {
   return keys;
 }
 
+Result<std::vector<std::string>> list_lfw_images(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return make_error(ErrorCode::kNotFound, fmt::format("{} is not a directory", dir.string()));
+  }
+  const auto is_image_of = [](std::string_view name, std::string_view file) {
+    // name + "_" + 4 digits + ".jpg"
+    if (file.size() != name.size() + 9 || !file.starts_with(name) ||
+        file[name.size()] != '_' || !file.ends_with(".jpg")) {
+      return false;
+    }
+    const std::string_view digits = file.substr(name.size() + 1, 4);
+    return std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  std::vector<std::string> keys;
+  for (std::filesystem::directory_iterator person(dir, ec), end; !ec && person != end;
+       person.increment(ec)) {
+    std::error_code kind;
+    if (person->is_symlink(kind) || !person->is_directory(kind)) {
+      continue;
+    }
+    const std::string name = person->path().filename().string();
+    for (std::filesystem::directory_iterator file(person->path(), ec); !ec && file != end;
+         file.increment(ec)) {
+      const std::string f = file->path().filename().string();
+      if (is_image_of(name, f) && file->is_regular_file(kind)) {
+        keys.push_back(name + "/" + f);
+      }
+    }
+  }
+  if (ec) {
+    return make_error(ErrorCode::kIoError,
+                      fmt::format("cannot list {}: {}", dir.string(), ec.message()));
+  }
+  std::sort(keys.begin(), keys.end());
+  return keys;
+}
+
 }  // namespace facelogin::eval
