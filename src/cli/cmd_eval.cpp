@@ -393,8 +393,12 @@ int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
   }
 
   nlohmann::json out = nlohmann::json::array();
+  std::size_t id_width = std::string_view("recogniser").size();
+  for (const auto& id : recognizers) {
+    id_width = std::max(id_width, id.size());
+  }
   if (!ctx.json) {
-    std::cout << fmt::format("\n{:<30} {:>16} {:>8} {:>20} {:>20} {:>20}\n", "recogniser",
+    std::cout << fmt::format("\n{:<{}} {:>16} {:>8} {:>20} {:>20} {:>20}\n", "recogniser", id_width,
                              "accuracy", "AUC", "FMR 1e-3: FNMR (thr)", "FMR 1e-4: FNMR (thr)",
                              "FMR 1e-5: FNMR (thr)");
   }
@@ -423,7 +427,7 @@ int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
                    {"images_without_face", r.no_face},
                    {"operating_points", ops}});
     if (!ctx.json) {
-      std::cout << fmt::format("{:<30} {:>7.2f}% ± {:.2f} {:>8.5f}{}\n", r.id,
+      std::cout << fmt::format("{:<{}} {:>7.2f}% ± {:.2f} {:>8.5f}{}\n", r.id, id_width,
                                100 * r.cv.mean_accuracy, 100 * r.cv.std_accuracy, r.auc, cells);
     }
   }
@@ -443,6 +447,11 @@ int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
     }
     eval::PlotOptions plot;
     plot.title = "LFW: DET over all image pairs";
+    if (!results.empty() && !results.front()->points.empty()) {
+      const auto& p = results.front()->points.front();
+      plot.subtitle = fmt::format("{} images: {} cross-identity, {} same-identity pairs",
+                                  results.front()->images, p.impostor_count, p.genuine_count);
+    }
     if (Status s = eval::write_det_plot(opts.plot, series, plot); !s.ok()) {
       return ctx.fail(s);
     }
