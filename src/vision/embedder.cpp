@@ -36,54 +36,63 @@ Result<ModelViews> Embedder::embed_crop(const cv::Mat& crop, bool mirrored) {
                       fmt::format("model {} needs a {}x{} BGR crop", spec_.id, spec_.input_width,
                                   spec_.input_height));
   }
-  std::vector<cv::Mat> batch{crop};
+  ModelViews views;
+  auto original = embed_one(crop);
+  if (!original) {
+    return make_error(original.error());
+  }
+  views.original = std::move(*original);
   if (mirrored) {
+    // A second batch-1 pass rather than one batch of two: with OpenCV 4.6 on one core a batch of
+    // two costs 2.2x one image for both recognition networks (docs/models.md, Speed).
     cv::Mat flipped;
     cv::flip(crop, flipped, 1);
-    batch.push_back(flipped);
+    auto mirror = embed_one(flipped);
+    if (!mirror) {
+      return make_error(mirror.error());
+    }
+    views.mirrored = std::move(*mirror);
   }
+  return views;
+}
+
+Result<std::vector<float>> Embedder::embed_one(const cv::Mat& image) {
   const bool swap_rb = spec_.color == ColorOrder::kRgb;
-  // blobFromImages computes (pixel - mean) * scale after the optional channel swap, so mean is
+  // blobFromImage computes (pixel - mean) * scale after the optional channel swap, so mean is
   // given in the model's colour order, as ModelSpec stores it.
   const cv::Scalar mean(spec_.mean[0], spec_.mean[1], spec_.mean[2]);
   cv::Mat out;
   try {
-    cv::Mat blob = cv::dnn::blobFromImages(batch, spec_.scale, cv::Size(), mean, swap_rb, false,
-                                           CV_32F);
+    cv::Mat blob =
+        cv::dnn::blobFromImage(image, spec_.scale, cv::Size(), mean, swap_rb, false, CV_32F);
     net_.setInput(blob);
     out = net_.forward();
   } catch (const cv::Exception& e) {
     return make_error(ErrorCode::kInternal,
                       fmt::format("model {} failed to run: {}", spec_.id, e.what()));
   }
-  // Some graphs end in a Reshape to [1, -1], which lays a batch out as one row: the total size
-  // is what must match.
-  const auto expected = static_cast<std::size_t>(spec_.embedding_size) * batch.size();
+  const auto expected = static_cast<std::size_t>(spec_.embedding_size);
   if (out.type() != CV_32F || !out.isContinuous() || out.total() != expected) {
     return make_error(ErrorCode::kModelError,
-                      fmt::format("model {} produced {} values for {} face(s), its description "
-                                  "says {} each",
-                                  spec_.id, out.total(), batch.size(), spec_.embedding_size));
+                      fmt::format("model {} produced {} values for a face, its description "
+                                  "says {}",
+                                  spec_.id, out.total(), spec_.embedding_size));
   }
-  ModelViews views;
-  for (std::size_t b = 0; b < batch.size(); ++b) {
-    const float* row = out.ptr<float>() + b * static_cast<std::size_t>(spec_.embedding_size);
-    std::vector<float> v(row, row + spec_.embedding_size);
-    double norm = 0;
-    for (float x : v) {
-      norm += static_cast<double>(x) * x;
-    }
-    if (!(norm > 0) || !std::isfinite(norm)) {
-      return make_error(ErrorCode::kInternal,
-                        fmt::format("model {} produced a zero or non-finite embedding", spec_.id));
-    }
-    const float inv = static_cast<float>(1.0 / std::sqrt(norm));
-    for (float& x : v) {
-      x *= inv;
-    }
-    (b == 0 ? views.original : views.mirrored) = std::move(v);
+  const float* row = out.ptr<float>();
+  std::vector<float> v(row, row + spec_.embedding_size);
+  double norm = 0;
+  for (float x : v) {
+    norm += static_cast<double>(x) * x;
   }
-  return views;
+  if (!(norm > 0) || !std::isfinite(norm)) {
+    return make_error(ErrorCode::kInternal,
+                      fmt::format("model {} produced a zero or non-finite embedding", spec_.id));
+  }
+  const float inv = static_cast<float>(1.0 / std::sqrt(norm));
+  for (float& x : v) {
+    x *= inv;
+  }
+  return v;
 }
 
 }  // namespace facelogin::vision

@@ -28,10 +28,13 @@ class Embedder {
   [[nodiscard]] cv::Mat crop(const cv::Mat& frame, const Landmarks5& landmarks) const;
 
   // The unit-length embeddings of an aligned crop and, with `mirrored`, of its mirror image
-  // (both run as one batch of two).
+  // (one forward pass each).
   [[nodiscard]] Result<ModelViews> embed_crop(const cv::Mat& crop, bool mirrored);
 
  private:
+  // The unit-length embedding of one crop of the model's input size.
+  [[nodiscard]] Result<std::vector<float>> embed_one(const cv::Mat& image);
+
   Embedder(const ModelSpec& spec, cv::dnn::Net net) : spec_(spec), net_(std::move(net)) {}
 
   const ModelSpec& spec_;
