@@ -194,6 +194,15 @@ class Cli : public ::testing::Test {
     return p;
   }
 
+  static bool liveness_models_present() {
+    for (const auto& m : model_catalog()) {
+      if (m.kind == ModelKind::kLiveness && !verify_model_file(*models_, m).ok()) {
+        return false;
+      }
+    }
+    return true;
+  }
+
   static float threshold() {
     const RecognizerSpec* spec = find_recognizer(default_recognizer_id());
     return spec != nullptr ? spec->cosine_threshold() : 0.f;
@@ -446,6 +455,75 @@ TEST_F(Cli, BenchmarksEachStageAndPrintsJson) {
   }
   ASSERT_EQ(doc["search"].size(), 1u);
   EXPECT_EQ(doc["search"][0].value("templates", 0), 100);
+}
+
+TEST_F(Cli, LivenessPassesALiveFrameAndRefusesAPrintedPhoto) {
+  if (!liveness_models_present()) {
+    GTEST_SKIP() << "liveness models not in " << *models_ << ": skipping";
+  }
+  const fs::path attack = nuaa_->parent_path() / "ImposterRaw/0005/0005_00_01_02_0.jpg";
+  if (!fs::exists(attack)) {
+    GTEST_SKIP() << attack << " not found";
+  }
+  const CliRun live = run({"--json", "liveness", nuaa("0006/0006_00_00_01_0.jpg")});
+  ASSERT_EQ(live.exit_code, kExitOk) << live;
+  EXPECT_TRUE(live.doc()["results"][0].value("live", false));
+  const CliRun spoof = run({"--json", "liveness", attack.string()});
+  ASSERT_EQ(spoof.exit_code, kExitNoMatch) << spoof;
+  const json doc = spoof.doc();
+  EXPECT_FALSE(doc["results"][0].value("live", true));
+  EXPECT_LT(doc["results"][0].value("live_score", 1.f), doc.value("threshold", 0.f));
+  // A file that is not an image: exit 3, nothing scored.
+  const CliRun bad = run({"liveness", write_file("not_an_image.jpg", "hello").string()});
+  EXPECT_EQ(bad.exit_code, kExitBadInput) << bad;
+}
+
+TEST_F(Cli, EvalSpoofReportsRatesOnTheHeldOutSubjects) {
+  if (!liveness_models_present()) {
+    GTEST_SKIP() << "liveness models not in " << *models_ << ": skipping";
+  }
+  // A small NUAA-layout folder: 12 live and 12 attack frames of two subjects each.
+  const fs::path data = *root_ / "spoof";
+  const fs::path nuaa_root = nuaa_->parent_path();
+  for (const char* folder : {"ClientRaw", "ImposterRaw"}) {
+    for (const char* subject : {"0006", "0009"}) {
+      const fs::path from = nuaa_root / folder / subject;
+      if (!fs::is_directory(from)) {
+        GTEST_SKIP() << from << " not found";
+      }
+      std::vector<fs::path> files;
+      for (const auto& e : fs::directory_iterator(from)) {
+        files.push_back(e.path());
+      }
+      std::sort(files.begin(), files.end());
+      fs::create_directories(data / folder / subject);
+      for (std::size_t i = 0; i < files.size() && i < 12; ++i) {
+        fs::copy_file(files[i], data / folder / subject / files[i].filename());
+      }
+    }
+  }
+  const fs::path plot = *root_ / "spoof.svg";
+  const CliRun r = run({"--json", "eval", "spoof", "--data", data.string(), "--train-subjects",
+                        "0006", "--attempt-frames", "4", "--plot", plot.string()});
+  ASSERT_EQ(r.exit_code, kExitOk) << r;
+  const json doc = r.doc();
+  EXPECT_EQ(doc.value("frames", 0), 48);
+  EXPECT_EQ(doc["test_subjects"], json::array({"0009"}));
+  ASSERT_EQ(doc["results"].size(), 2u);
+  const json& chosen = doc["results"][0];
+  // Threshold chosen on 0006's live attempts; on 0009 no printed photo passes.
+  EXPECT_EQ(chosen["per_frame"].value("bona_fide", 0), 12);
+  EXPECT_EQ(chosen["per_frame"].value("attacks", 0), 12);
+  EXPECT_EQ(chosen["per_attempt"].value("attacks", 0), 3);
+  EXPECT_DOUBLE_EQ(chosen["per_attempt"].value("apcer_worst", 1.0), 0.0);
+  EXPECT_TRUE(chosen["per_frame"]["apcer"].is_object());
+  EXPECT_GT(doc.value("liveness_ms_median", 0.0), 0.0);
+  EXPECT_GT(fs::file_size(plot), 1000u);
+  // Training on every subject leaves nothing to report on: a clear error.
+  const CliRun none = run({"eval", "spoof", "--data", data.string(), "--train-subjects",
+                           "0006,0009"});
+  EXPECT_NE(none.exit_code, kExitOk) << none;
+  EXPECT_NE(none.err.find("held-out"), std::string::npos) << none;
 }
 
 }  // namespace

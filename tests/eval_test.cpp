@@ -251,6 +251,116 @@ TEST(LfwPairs, ListsTheSharedLfwImages) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Spoof data and rates
+
+TEST(SpoofFrames, ListsTheNuaaLayoutLiveFirstInSequenceOrder) {
+  const fs::path dir = testing::make_temp_dir("facelogin-eval-spoof");
+  const auto touch = [&](const std::string& rel) {
+    fs::create_directories((dir / rel).parent_path());
+    std::ofstream(dir / rel) << "x";
+  };
+  touch("ImposterRaw/0002/0002_00_01_02_12.jpg");
+  touch("ImposterRaw/0002/0002_00_01_02_4.jpg");
+  touch("ClientRaw/0002/0002_01_00_01_8.jpg");
+  touch("ClientRaw/0001/0001_00_00_01_100.jpg");
+  touch("ClientRaw/0001/0001_00_00_01_20.jpg");
+  touch("ClientRaw/0001/0003_00_00_01_1.jpg");  // another subject's name in 0001/
+  touch("ClientRaw/0001/0001_00_00_01.jpg");    // four fields
+  touch("ClientRaw/0001/0001_00_0x_01_2.jpg");  // not digits
+  touch("ClientRaw/0001/0001_00_00_01_3.png");  // not .jpg
+  auto frames = list_spoof_frames(dir);
+  ASSERT_TRUE(frames.has_value()) << frames.error().message();
+  std::vector<std::string> keys;
+  for (const auto& f : *frames) {
+    keys.push_back(f.key);
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"ClientRaw/0001/0001_00_00_01_20.jpg",
+                                            "ClientRaw/0001/0001_00_00_01_100.jpg",
+                                            "ClientRaw/0002/0002_01_00_01_8.jpg",
+                                            "ImposterRaw/0002/0002_00_01_02_4.jpg",
+                                            "ImposterRaw/0002/0002_00_01_02_12.jpg"}));
+  const SpoofFrame& attack = frames->back();
+  EXPECT_FALSE(attack.live);
+  EXPECT_EQ(attack.subject, "0002");
+  EXPECT_EQ(attack.type, "01");
+  EXPECT_EQ(attack.sequence, "0002_00_01_02");
+  EXPECT_EQ(attack.frame, 12);
+  EXPECT_TRUE(frames->front().live);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+
+  auto missing = list_spoof_frames(dir);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+}
+
+SpoofFrame spoof_frame(const std::string& sequence, bool live, int frame) {
+  SpoofFrame f;
+  f.subject = sequence.substr(0, 4);
+  f.sequence = sequence;
+  f.type = sequence.substr(8, 2);
+  f.live = live;
+  f.frame = frame;
+  return f;
+}
+
+TEST(SpoofFrames, AttemptsAreConsecutiveFramesOfOneSequence) {
+  std::vector<SpoofFrame> frames;
+  std::vector<float> scores;
+  for (int i = 0; i < 7; ++i) {  // 7 frames: two attempts of 3, the seventh dropped
+    frames.push_back(spoof_frame("0001_00_00_01", true, i));
+    scores.push_back(static_cast<float>(i));
+  }
+  for (int i = 0; i < 2; ++i) {  // shorter than an attempt: one attempt of both
+    frames.push_back(spoof_frame("0001_00_02_01", false, i));
+    scores.push_back(10.f);
+  }
+  const auto attempts = make_spoof_attempts(frames, scores, 3);
+  ASSERT_EQ(attempts.size(), 3u);
+  EXPECT_EQ(attempts[0].frames, (std::vector<std::size_t>{0, 1, 2}));
+  EXPECT_FLOAT_EQ(attempts[0].score, 1.f);
+  EXPECT_EQ(attempts[1].frames, (std::vector<std::size_t>{3, 4, 5}));
+  EXPECT_FLOAT_EQ(attempts[1].score, 4.f);
+  EXPECT_TRUE(attempts[1].live);
+  EXPECT_EQ(attempts[2].frames, (std::vector<std::size_t>{7, 8}));
+  EXPECT_FALSE(attempts[2].live);
+  EXPECT_EQ(attempts[2].type, "02");
+  EXPECT_FLOAT_EQ(attempts[2].score, 10.f);
+}
+
+TEST(SpoofRatesTest, CountsBpcerAndApcerPerAttackType) {
+  const std::vector<float> scores{0.9f, 0.8f, 0.3f, 0.6f, 0.1f, 0.2f, 0.7f};
+  const std::vector<char> live{1, 1, 1, 0, 0, 0, 0};
+  const std::vector<std::string> types{"00", "00", "00", "01", "01", "02", "02"};
+  const SpoofRates r = spoof_rates(scores, live, types, 0.5f);
+  EXPECT_EQ(r.bona_fide, 3u);
+  EXPECT_EQ(r.attacks, 4u);
+  EXPECT_DOUBLE_EQ(r.bpcer, 1.0 / 3);  // 0.3 rejected
+  EXPECT_DOUBLE_EQ(r.apcer.at("01"), 0.5);  // 0.6 accepted
+  EXPECT_DOUBLE_EQ(r.apcer.at("02"), 0.5);  // 0.7 accepted
+  EXPECT_DOUBLE_EQ(r.apcer_worst, 0.5);
+  // A score equal to the threshold is accepted.
+  EXPECT_DOUBLE_EQ(spoof_rates(scores, live, types, 0.3f).bpcer, 0.0);
+}
+
+TEST(SpoofRatesTest, ThresholdRejectsAtMostTheAllowedShareOfBonaFide) {
+  std::vector<float> bona;
+  for (int i = 1; i <= 100; ++i) {
+    bona.push_back(static_cast<float>(i) / 100.f);
+  }
+  auto t2 = threshold_for_bpcer(bona, 0.02);
+  ASSERT_TRUE(t2.has_value());
+  EXPECT_FLOAT_EQ(*t2, 0.03f);  // rejects 0.01 and 0.02
+  auto t0 = threshold_for_bpcer(bona, 0.0);
+  ASSERT_TRUE(t0.has_value());
+  EXPECT_FLOAT_EQ(*t0, 0.01f);  // rejects nothing
+  EXPECT_FALSE(threshold_for_bpcer({}, 0.02).has_value());
+  EXPECT_FALSE(threshold_for_bpcer(bona, 1.0).has_value());
+  const std::vector<float> nan{std::numeric_limits<float>::quiet_NaN()};
+  EXPECT_FALSE(threshold_for_bpcer(nan, 0.02).has_value());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Accuracy
 
 std::vector<Pair> pairs_with(const std::vector<int>& folds, const std::vector<bool>& same) {

@@ -80,6 +80,59 @@ struct PairsProtocol {
 [[nodiscard]] Result<std::vector<std::string>> list_lfw_images(const std::filesystem::path& dir);
 
 // ---------------------------------------------------------------------------------------------
+// Presentation-attack (spoof) data and rates, ISO/IEC 30107-3 terms
+
+// One frame of a liveness data set in the NUAA layout: ClientRaw/<subject>/ holds bona fide
+// (live) frames, ImposterRaw/<subject>/ attacks, each named
+// <subject>_<glasses>_<type>_<session>_<frame>.jpg.
+struct SpoofFrame {
+  std::string key;       // path below the data folder, "ImposterRaw/0001/0001_00_01_02_7.jpg"
+  std::string subject;   // "0001"
+  bool live = false;     // ClientRaw
+  std::string type;      // the <type> field: attack type for attacks ("01"), movement for live
+  std::string sequence;  // "<subject>_<glasses>_<type>_<session>": frames of one recording
+  int frame = 0;
+};
+
+// Every frame of the layout, sorted by (live first) sequence, then frame number. Files that do
+// not follow the naming are skipped. Errors: kNotFound if neither ClientRaw nor ImposterRaw is
+// a folder below `dir`; kIoError if listing fails.
+[[nodiscard]] Result<std::vector<SpoofFrame>> list_spoof_frames(const std::filesystem::path& dir);
+
+// An attempt: `frames_per_attempt` consecutive frames of one sequence (a shorter tail is
+// dropped; a sequence shorter than that makes one attempt of all its frames). Its score is the
+// mean of its frames' scores, as a policy averaging a short burst would decide.
+struct SpoofAttempt {
+  std::string subject;
+  bool live = false;
+  std::string type;
+  std::vector<std::size_t> frames;  // indices into the frame list
+  float score = 0.f;
+};
+[[nodiscard]] std::vector<SpoofAttempt> make_spoof_attempts(std::span<const SpoofFrame> frames,
+                                                            std::span<const float> scores,
+                                                            int frames_per_attempt);
+
+// Error rates at a threshold (score >= threshold is accepted as live).
+struct SpoofRates {
+  float threshold = 0.f;
+  std::size_t bona_fide = 0;
+  std::size_t attacks = 0;
+  double bpcer = 0.0;                         // bona fide rejected / bona fide
+  std::map<std::string, double> apcer;        // per attack type: attacks accepted / attacks
+  std::map<std::string, std::size_t> attacks_by_type;
+  double apcer_worst = 0.0;                   // max over attack types (0 without attacks)
+};
+[[nodiscard]] SpoofRates spoof_rates(std::span<const float> scores, std::span<const char> live,
+                                     std::span<const std::string> types, float threshold);
+
+// The highest threshold that rejects at most `max_bpcer` of the bona fide scores (those below
+// it), so that as many attacks as possible are refused. Errors: kInvalidArgument without bona
+// fide scores, for a NaN score or a max_bpcer outside [0, 1).
+[[nodiscard]] Result<float> threshold_for_bpcer(std::span<const float> bona_fide,
+                                                double max_bpcer);
+
+// ---------------------------------------------------------------------------------------------
 // Metrics
 
 // n-fold cross-validated verification accuracy, the LFW protocol.
@@ -251,6 +304,8 @@ struct DetSeries {
 struct PlotOptions {
   std::string title = "DET";
   std::string subtitle;  // optional smaller line under the title (data set, pair counts, ...)
+  std::string x_label = "False match rate (FMR)";
+  std::string y_label = "False non-match rate (FNMR)";
   int width = 960;       // pixels (PNG) or user units (SVG)
   int height = 720;
   double min_fmr = 1e-6;  // left end of the FMR axis (right end: 1)

@@ -42,6 +42,9 @@ struct ModelSpec {
   // Embedders: where the five landmarks (Landmarks5 order) go in the input, in input pixels.
   Landmarks5 alignment{};
   int embedding_size = 0;
+  // Liveness models: the face box is enlarged by this factor around its centre to make the crop
+  // (see liveness_crop_box in facelogin/liveness.h).
+  float crop_scale = 0.f;
   std::string licence;
   // Where the weights come from and how they become this file.
   std::string source;

@@ -57,6 +57,9 @@ void register_face_commands(CLI::App& app, Context& ctx, int& exit_code);
 void register_admin_commands(CLI::App& app, Context& ctx, int& exit_code);
 void register_eval_commands(CLI::App& app, Context& ctx, int& exit_code);
 void register_bench_command(CLI::App& app, Context& ctx, int& exit_code);
+void register_liveness_commands(CLI::App& app, Context& ctx, int& exit_code);
+// Adds `eval spoof` to the `eval` command.
+void register_spoof_eval(CLI::App& eval, Context& ctx, int& exit_code);
 
 // JSON views of engine results (never templates).
 nlohmann::json to_json(const ImageReport& report);

@@ -512,9 +512,9 @@ void draw(Canvas& c, std::span<const DetSeries> curves, const PlotOptions& o) {
   label.size = font * 1.1;
   label.anchor = Anchor::kMiddle;
   label.color = kAxis;
-  c.text((ax.left + ax.right) / 2, h - font * 1.1, "False match rate (FMR)", label);
+  c.text((ax.left + ax.right) / 2, h - font * 1.1, o.x_label, label);
   label.vertical = true;
-  c.text(font * 1.6, (ax.top + ax.bottom) / 2, "False non-match rate (FNMR)", label);
+  c.text(font * 1.6, (ax.top + ax.bottom) / 2, o.y_label, label);
 
   // Curves, then markers on top of every curve.
   const auto to_px = [&ax](double fmr, double fnmr) {

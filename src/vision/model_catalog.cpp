@@ -149,6 +149,41 @@ std::vector<ModelSpec> make_models() {
   mfn.notes = "MobileFaceNet-style, 112x112, ArcFace alignment.";
   models.push_back(mfn);
 
+  // Passive liveness (facelogin/liveness.h). No upstream ONNX exists: the files were exported
+  // from the Silent-Face PyTorch checkpoints (../shared/README.md says how), so they come from a
+  // folder the user points to.
+  const auto minifasnet = [](std::string id, std::string file, std::string sha256, float scale,
+                             std::string checkpoint) {
+    ModelSpec m;
+    m.id = std::move(id);
+    m.kind = ModelKind::kLiveness;
+    m.file = std::move(file);
+    m.sha256 = std::move(sha256);
+    m.runtime = "minifasnet";
+    m.input_width = 80;
+    m.input_height = 80;
+    m.color = ColorOrder::kBgr;
+    m.mean = {0.f, 0.f, 0.f};
+    m.scale = 1.f;
+    m.crop_scale = scale;
+    m.licence = "Apache-2.0 (minivision-ai/Silent-Face-Anti-Spoofing)";
+    m.source = fmt::format(
+        "Silent-Face-Anti-Spoofing @b6d5f04 resources/anti_spoof_models/{} exported to ONNX "
+        "(opset 11); copied from a model folder (tools/fetch_models.sh --from DIR)",
+        checkpoint);
+    m.notes = "Raw BGR 0-255 crop of the face box enlarged by crop_scale, 80x80; 3 logits, "
+              "softmax class 1 = real face.";
+    return m;
+  };
+  models.push_back(minifasnet(
+      "minifasnet-v2-2.7", "antispoof_minifasnet_v2_2.7_80x80.onnx",
+      "3160be49480682cf8ba79adf6f03e9abb5d251b21a168471b8bec799fe485b37", 2.7f,
+      "2.7_80x80_MiniFASNetV2.pth"));
+  models.push_back(minifasnet(
+      "minifasnet-v1se-4.0", "antispoof_minifasnet_v1se_4.0_80x80.onnx",
+      "929c8b1fc6e5d30ee03144280af43daabddd05f230494377fb1d6de7a18d74fe", 4.0f,
+      "4_0_0_80x80_MiniFASNetV1SE.pth"));
+
   return models;
 }
 

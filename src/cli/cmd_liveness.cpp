@@ -1,0 +1,349 @@
+// liveness (score images) and eval spoof (APCER/BPCER on a NUAA-style folder).
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include <fmt/format.h>
+
+#include "cli/context.h"
+#include "facelogin/eval.h"
+#include "facelogin/liveness.h"
+
+namespace facelogin::cli {
+namespace {
+
+// Detector and liveness scorer of one thread.
+struct LivenessRig {
+  std::unique_ptr<Worker> worker;
+  std::unique_ptr<LivenessScorer> scorer;
+};
+
+Result<LivenessRig> open_rig(const Context& ctx) {
+  auto engine = ctx.open_engine();
+  if (!engine) {
+    return make_error(engine.error());
+  }
+  auto worker = (*engine)->make_worker();
+  if (!worker) {
+    return make_error(worker.error());
+  }
+  auto models = LivenessModels::load(ctx.models);
+  if (!models) {
+    return make_error(models.error());
+  }
+  auto scorer = (*models)->make_scorer();
+  if (!scorer) {
+    return make_error(scorer.error());
+  }
+  return LivenessRig{std::move(*worker), std::move(*scorer)};
+}
+
+// The subject's liveness score, or nullopt (and the reason) without a face.
+struct FrameLiveness {
+  std::optional<LivenessScore> score;
+  std::string no_face_reason;
+  double liveness_ms = 0;
+};
+
+Result<FrameLiveness> score_frame(LivenessRig& rig, const Image& image) {
+  AnalyzeOptions analyze;
+  analyze.embed = false;
+  analyze.enforce_quality = false;
+  analyze.refuse_several_faces = false;
+  auto analysis = rig.worker->analyze(image, analyze);
+  if (!analysis) {
+    return make_error(analysis.error());
+  }
+  FrameLiveness out;
+  if (!analysis->subject) {
+    out.no_face_reason = analysis->message.empty() ? "no face" : analysis->message;
+    return out;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto score = rig.scorer->score(image, analysis->faces[*analysis->subject].box);
+  out.liveness_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  if (!score) {
+    return make_error(score.error());
+  }
+  out.score = std::move(*score);
+  return out;
+}
+
+int run_liveness(Context& ctx, const std::vector<std::string>& paths, float threshold) {
+  std::vector<Image> images;
+  for (const auto& p : paths) {
+    auto image = load_image_file(p);
+    if (!image) {
+      return ctx.fail(Status(image.error().code(), fmt::format("{}: {}", p, image.error().message())));
+    }
+    images.push_back(std::move(*image));
+  }
+  auto rig = open_rig(ctx);
+  if (!rig) {
+    return ctx.fail(rig.error());
+  }
+  nlohmann::json results = nlohmann::json::array();
+  bool all_live = true;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    auto r = score_frame(*rig, images[i]);
+    if (!r) {
+      return ctx.fail(Status(r.error().code(), fmt::format("{}: {}", paths[i], r.error().message())));
+    }
+    if (!r->score) {
+      return ctx.fail(Status(ErrorCode::kNoFace, fmt::format("{}: {}", paths[i], r->no_face_reason)));
+    }
+    const bool live = r->score->live >= threshold;
+    all_live = all_live && live;
+    results.push_back({{"image", paths[i]},
+                       {"live_score", r->score->live},
+                       {"per_model", r->score->per_model},
+                       {"live", live}});
+    if (!ctx.json) {
+      std::cout << fmt::format("{}: {} (live score {:.3f}, threshold {:.3f})\n", paths[i],
+                               live ? "live" : "NOT LIVE: looks like a photo or a screen",
+                               r->score->live, threshold);
+    }
+  }
+  ctx.emit_json({{"ok", true}, {"threshold", threshold}, {"all_live", all_live}, {"results", results}});
+  return all_live ? kExitOk : kExitNoMatch;
+}
+
+struct SpoofOptions {
+  std::string data;
+  std::string train_subjects = "0001,0002,0003,0004";
+  int attempt_frames = 10;
+  double max_bpcer = 0.02;
+  std::string plot;
+};
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) {
+      out.push_back(item);
+    }
+  }
+  return out;
+}
+
+nlohmann::json rates_json(const eval::SpoofRates& r) {
+  return {{"threshold", r.threshold}, {"bona_fide", r.bona_fide}, {"attacks", r.attacks},
+          {"bpcer", r.bpcer},         {"apcer", r.apcer},         {"apcer_worst", r.apcer_worst},
+          {"attacks_by_type", r.attacks_by_type}};
+}
+
+std::string rates_line(const eval::SpoofRates& r) {
+  std::string types;
+  for (const auto& [type, apcer] : r.apcer) {
+    types += fmt::format(" {}:{:.2f}%", type, 100 * apcer);
+  }
+  return fmt::format("BPCER {:.2f}% ({} bona fide)  APCER worst {:.2f}% ({} attacks; per type{})",
+                     100 * r.bpcer, r.bona_fide, 100 * r.apcer_worst, r.attacks, types);
+}
+
+int run_eval_spoof(Context& ctx, const SpoofOptions& opts) {
+  auto frames = eval::list_spoof_frames(opts.data);
+  if (!frames) {
+    return ctx.fail(frames.error());
+  }
+  if (frames->empty()) {
+    return ctx.fail(Status(ErrorCode::kNotFound, fmt::format("no frames found in {}", opts.data)));
+  }
+  const auto train = split_list(opts.train_subjects);
+  const auto in_train = [&train](const std::string& subject) {
+    return std::find(train.begin(), train.end(), subject) != train.end();
+  };
+  auto rig = open_rig(ctx);
+  if (!rig) {
+    return ctx.fail(rig.error());
+  }
+  const bool tty = isatty(STDERR_FILENO) != 0 && !ctx.json;
+  std::vector<float> scores(frames->size(), 0.f);
+  std::vector<double> liveness_ms;
+  std::size_t no_face = 0;
+  for (std::size_t i = 0; i < frames->size(); ++i) {
+    const std::string path = (std::filesystem::path(opts.data) / (*frames)[i].key).string();
+    auto image = load_image_file(path);
+    if (!image) {
+      return ctx.fail(Status(image.error().code(), fmt::format("{}: {}", path, image.error().message())));
+    }
+    auto r = score_frame(*rig, *image);
+    if (!r) {
+      return ctx.fail(Status(r.error().code(), fmt::format("{}: {}", path, r.error().message())));
+    }
+    if (r->score) {
+      scores[i] = r->score->live;
+      liveness_ms.push_back(r->liveness_ms);
+    } else {
+      ++no_face;  // scored 0: a frame without a face never passes
+    }
+    if (tty && (i % 25 == 0 || i + 1 == frames->size())) {
+      std::cerr << fmt::format("\r  scoring frames {}/{}", i + 1, frames->size()) << std::flush;
+    }
+  }
+  if (tty) {
+    std::cerr << "\n";
+  }
+  const auto attempts = eval::make_spoof_attempts(*frames, scores, opts.attempt_frames);
+
+  // The threshold: from the bona fide attempts of the training subjects only.
+  std::vector<float> train_live;
+  for (const auto& a : attempts) {
+    if (a.live && in_train(a.subject)) {
+      train_live.push_back(a.score);
+    }
+  }
+  auto threshold = eval::threshold_for_bpcer(train_live, opts.max_bpcer);
+  if (!threshold) {
+    return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                           fmt::format("no bona fide attempt of the training subjects ({}): {}",
+                                       opts.train_subjects, threshold.error().message())));
+  }
+
+  // Reported on the held-out subjects.
+  std::vector<float> f_scores;
+  std::vector<char> f_live;
+  std::vector<std::string> f_types;
+  std::vector<float> f_bona, f_attack;
+  std::set<std::string> test_subjects;
+  for (std::size_t i = 0; i < frames->size(); ++i) {
+    const auto& f = (*frames)[i];
+    if (in_train(f.subject)) {
+      continue;
+    }
+    test_subjects.insert(f.subject);
+    f_scores.push_back(scores[i]);
+    f_live.push_back(f.live ? 1 : 0);
+    f_types.push_back(f.type);
+    (f.live ? f_bona : f_attack).push_back(scores[i]);
+  }
+  std::vector<float> a_scores;
+  std::vector<char> a_live;
+  std::vector<std::string> a_types;
+  std::vector<float> a_bona, a_attack;
+  for (const auto& a : attempts) {
+    if (in_train(a.subject)) {
+      continue;
+    }
+    a_scores.push_back(a.score);
+    a_live.push_back(a.live ? 1 : 0);
+    a_types.push_back(a.type);
+    (a.live ? a_bona : a_attack).push_back(a.score);
+  }
+  if (f_bona.empty() || f_attack.empty()) {
+    return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                           "the held-out subjects need both live and attack frames: choose "
+                           "--train-subjects so that some subjects are left"));
+  }
+  const float thresholds[] = {*threshold, kDefaultLiveThreshold};
+  nlohmann::json at = nlohmann::json::array();
+  std::sort(liveness_ms.begin(), liveness_ms.end());
+  const double median_ms = liveness_ms.empty() ? 0.0 : liveness_ms[liveness_ms.size() / 2];
+  std::string test_list;
+  for (const auto& s : test_subjects) {
+    test_list += (test_list.empty() ? "" : ",") + s;
+  }
+  if (!ctx.json) {
+    std::cout << fmt::format(
+        "Spoof evaluation: {} frames ({} without a face, scored 0), {} attempts of up to {} "
+        "frames.\nThreshold chosen on subjects {} (BPCER <= {:.1f}% of their live attempts); "
+        "rates on subjects {}.\nPassive liveness: {:.2f} ms per frame (median, one core).\n",
+        frames->size(), no_face, attempts.size(), opts.attempt_frames, opts.train_subjects,
+        100 * opts.max_bpcer, test_list, median_ms);
+  }
+  for (std::size_t k = 0; k < 2; ++k) {
+    const auto per_frame = eval::spoof_rates(f_scores, f_live, f_types, thresholds[k]);
+    const auto per_attempt = eval::spoof_rates(a_scores, a_live, a_types, thresholds[k]);
+    at.push_back({{"threshold", thresholds[k]},
+                  {"source", k == 0 ? "chosen on the training subjects" : "default"},
+                  {"per_frame", rates_json(per_frame)},
+                  {"per_attempt", rates_json(per_attempt)}});
+    if (!ctx.json) {
+      std::cout << fmt::format("\nAt threshold {:.4f} ({}):\n  per frame:   {}\n  per attempt: {}\n",
+                               thresholds[k], k == 0 ? "chosen on the training subjects" : "the default",
+                               rates_line(per_frame), rates_line(per_attempt));
+    }
+  }
+  if (!opts.plot.empty()) {
+    std::vector<eval::DetSeries> series;
+    for (const auto& [name, bona, attack] :
+         {std::tuple{"per frame", &f_bona, &f_attack}, std::tuple{"per attempt", &a_bona, &a_attack}}) {
+      auto curve = eval::det_curve(*bona, *attack);
+      if (!curve) {
+        return ctx.fail(curve.error());
+      }
+      series.push_back({name, std::move(*curve), {}});
+    }
+    eval::PlotOptions plot;
+    plot.title = "Passive liveness: APCER against BPCER";
+    plot.subtitle = fmt::format("held-out subjects {}: {} live and {} attack frames", test_list,
+                                f_bona.size(), f_attack.size());
+    plot.x_label = "Attacks accepted (APCER)";
+    plot.y_label = "Live faces rejected (BPCER)";
+    plot.min_fmr = 1e-3;
+    if (Status s = eval::write_det_plot(opts.plot, series, plot); !s.ok()) {
+      return ctx.fail(s);
+    }
+    if (!ctx.json) {
+      std::cout << fmt::format("\nTrade-off plot written to {}\n", opts.plot);
+    }
+  }
+  ctx.emit_json({{"ok", true},
+                 {"frames", frames->size()},
+                 {"frames_without_face", no_face},
+                 {"attempts", attempts.size()},
+                 {"attempt_frames", opts.attempt_frames},
+                 {"train_subjects", train},
+                 {"test_subjects", test_subjects},
+                 {"max_bpcer", opts.max_bpcer},
+                 {"liveness_ms_median", median_ms},
+                 {"results", at}});
+  return kExitOk;
+}
+
+}  // namespace
+
+void register_liveness_commands(CLI::App& app, Context& ctx, int& exit_code) {
+  auto* liveness = app.add_subcommand(
+      "liveness", "Passive liveness of the face in each image: live, or a photo or screen");
+  auto paths = std::make_shared<std::vector<std::string>>();
+  auto threshold = std::make_shared<float>(kDefaultLiveThreshold);
+  liveness->add_option("images", *paths, "JPEG or PNG camera frames")->required();
+  liveness->add_option("--min-live", *threshold, "Live score needed to pass")
+      ->capture_default_str()
+      ->check(CLI::Range(0.f, 1.f));
+  liveness->callback(
+      [&ctx, &exit_code, paths, threshold] { exit_code = run_liveness(ctx, *paths, *threshold); });
+}
+
+void register_spoof_eval(CLI::App& eval, Context& ctx, int& exit_code) {
+  auto opts = std::make_shared<SpoofOptions>();
+  auto* spoof = eval.add_subcommand(
+      "spoof", "Passive liveness on a NUAA-style folder: APCER per attack type and BPCER, per "
+               "frame and per attempt, on subjects held out from the threshold choice");
+  spoof->add_option("--data", opts->data, "Folder holding ClientRaw/ and ImposterRaw/")
+      ->required();
+  spoof->add_option("--train-subjects", opts->train_subjects,
+                    "Comma-separated subjects the threshold is chosen on (the rest are reported)")
+      ->capture_default_str();
+  spoof->add_option("--attempt-frames", opts->attempt_frames, "Frames per attempt")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  spoof->add_option("--max-bpcer", opts->max_bpcer,
+                    "Share of the training subjects' live attempts the threshold may reject")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.5));
+  spoof->add_option("--plot", opts->plot, "Write the APCER/BPCER trade-off (.svg or .png)");
+  spoof->callback([&ctx, &exit_code, opts] { exit_code = run_eval_spoof(ctx, *opts); });
+}
+
+}  // namespace facelogin::cli
