@@ -526,5 +526,25 @@ TEST_F(Cli, EvalSpoofReportsRatesOnTheHeldOutSubjects) {
   EXPECT_NE(none.err.find("held-out"), std::string::npos) << none;
 }
 
+TEST_F(Cli, LivenessOnVideosPassesTheLiveRecordingAndRefusesThePhoneReplay) {
+  if (!liveness_models_present()) {
+    GTEST_SKIP() << "liveness models not in " << *models_ << ": skipping";
+  }
+  const fs::path dir = nuaa_->parent_path().parent_path() / "media/apfol_liveness";
+  if (!fs::is_directory(dir)) {
+    GTEST_SKIP() << dir << " not found";
+  }
+  const CliRun live = run({"--json", "liveness", (dir / "live.webm").string()});
+  ASSERT_EQ(live.exit_code, kExitOk) << live;
+  const json l = live.doc()["results"][0];
+  EXPECT_GT(l.value("attempts", 0), 10);
+  EXPECT_EQ(l.value("attempts_live", 0), l.value("attempts", -1));
+  const CliRun replay = run({"--json", "liveness", (dir / "replay_phone_screen.webm").string()});
+  ASSERT_EQ(replay.exit_code, kExitNoMatch) << replay;
+  const json r = replay.doc()["results"][0];
+  EXPECT_GT(r.value("attempts", 0), 10);
+  EXPECT_EQ(r.value("attempts_live", -1), 0);
+}
+
 }  // namespace
 }  // namespace facelogin

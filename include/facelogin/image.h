@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -48,5 +50,23 @@ enum class ImageFormat { kUnknown, kJpeg, kPng };
 // directory), kImageTooLarge (a file over limits.max_bytes), kIoError (open or read failed).
 [[nodiscard]] Result<Image> load_image_file(const std::filesystem::path& path,
                                             const DecodeLimits& limits = {});
+
+// Frames of a local video file (WebM, MP4, Y4M, ... whatever Debian's OpenCV/FFmpeg reads), one
+// at a time, for evaluation and the CLI. Video containers are parsed by FFmpeg, so this is for
+// files the operator chose, not for bytes from the network. Not thread-safe.
+class VideoReader {
+ public:
+  virtual ~VideoReader() = default;
+
+  // Errors: kNotFound (no such file), kBadImage (not a video OpenCV can open).
+  [[nodiscard]] static Result<std::unique_ptr<VideoReader>> open(const std::filesystem::path& path,
+                                                                 const DecodeLimits& limits = {});
+
+  // Frames per second the file declares (0 if unknown).
+  virtual double fps() const = 0;
+  // The next frame, or nullopt at the end. Errors: kImageTooLarge for a frame over the pixel or
+  // side limits.
+  [[nodiscard]] virtual Result<std::optional<Image>> next() = 0;
+};
 
 }  // namespace facelogin

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <iostream>
 #include <set>
@@ -76,14 +77,96 @@ Result<FrameLiveness> score_frame(LivenessRig& rig, const Image& image) {
   return out;
 }
 
-int run_liveness(Context& ctx, const std::vector<std::string>& paths, float threshold) {
-  std::vector<Image> images;
+bool is_video_path(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) {
+    return static_cast<char>(std::tolower(c));
+  });
+  for (const char* v : {".webm", ".mp4", ".mkv", ".avi", ".mov", ".y4m"}) {
+    if (ext == v) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A video as a camera: attempts of `attempt_frames` consecutive frames with a face, each decided
+// by the mean score of its frames.
+Result<nlohmann::json> score_video(Context& ctx, LivenessRig& rig, const std::string& path,
+                                   float threshold, int attempt_frames) {
+  auto video = VideoReader::open(path);
+  if (!video) {
+    return make_error(video.error());
+  }
+  std::size_t frames = 0;
+  std::vector<float> scores;
+  std::size_t attempts = 0;
+  std::size_t attempts_live = 0;
+  double window = 0;
+  int in_window = 0;
+  while (true) {
+    auto frame = (*video)->next();
+    if (!frame) {
+      return make_error(frame.error());
+    }
+    if (!*frame) {
+      break;
+    }
+    ++frames;
+    auto r = score_frame(rig, **frame);
+    if (!r) {
+      return make_error(r.error());
+    }
+    if (!r->score) {
+      continue;
+    }
+    scores.push_back(r->score->live);
+    window += r->score->live;
+    if (++in_window == attempt_frames) {
+      ++attempts;
+      attempts_live += window / attempt_frames >= threshold ? 1 : 0;
+      window = 0;
+      in_window = 0;
+    }
+  }
+  std::vector<float> sorted = scores;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted.empty() ? 0.0 : sorted[sorted.size() / 2];
+  const auto frames_live = static_cast<std::size_t>(
+      std::count_if(scores.begin(), scores.end(), [&](float v) { return v >= threshold; }));
+  const bool live = attempts > 0 && attempts_live == attempts;
+  if (!ctx.json) {
+    std::cout << fmt::format(
+        "{}: {} of {} attempts of {} frames live ({} frames, {} with a face, {} of them live; "
+        "median live score {:.3f}, threshold {:.3f})\n",
+        path, attempts_live, attempts, attempt_frames, frames, scores.size(), frames_live,
+        median, threshold);
+  }
+  return nlohmann::json{{"video", path},
+                        {"frames", frames},
+                        {"frames_with_face", scores.size()},
+                        {"frames_live", frames_live},
+                        {"median_live_score", median},
+                        {"attempt_frames", attempt_frames},
+                        {"attempts", attempts},
+                        {"attempts_live", attempts_live},
+                        {"live", live}};
+}
+
+int run_liveness(Context& ctx, const std::vector<std::string>& paths, float threshold,
+                 int attempt_frames) {
+  // Images are decoded before the models load, so that a bad file fails fast.
+  std::vector<std::optional<Image>> images;
   for (const auto& p : paths) {
+    if (is_video_path(p)) {
+      images.emplace_back();
+      continue;
+    }
     auto image = load_image_file(p);
     if (!image) {
       return ctx.fail(Status(image.error().code(), fmt::format("{}: {}", p, image.error().message())));
     }
-    images.push_back(std::move(*image));
+    images.emplace_back(std::move(*image));
   }
   auto rig = open_rig(ctx);
   if (!rig) {
@@ -92,7 +175,16 @@ int run_liveness(Context& ctx, const std::vector<std::string>& paths, float thre
   nlohmann::json results = nlohmann::json::array();
   bool all_live = true;
   for (std::size_t i = 0; i < images.size(); ++i) {
-    auto r = score_frame(*rig, images[i]);
+    if (!images[i]) {
+      auto v = score_video(ctx, *rig, paths[i], threshold, attempt_frames);
+      if (!v) {
+        return ctx.fail(Status(v.error().code(), fmt::format("{}: {}", paths[i], v.error().message())));
+      }
+      all_live = all_live && (*v)["live"].get<bool>();
+      results.push_back(std::move(*v));
+      continue;
+    }
+    auto r = score_frame(*rig, *images[i]);
     if (!r) {
       return ctx.fail(Status(r.error().code(), fmt::format("{}: {}", paths[i], r.error().message())));
     }
@@ -317,12 +409,20 @@ void register_liveness_commands(CLI::App& app, Context& ctx, int& exit_code) {
       "liveness", "Passive liveness of the face in each image: live, or a photo or screen");
   auto paths = std::make_shared<std::vector<std::string>>();
   auto threshold = std::make_shared<float>(kDefaultLiveThreshold);
-  liveness->add_option("images", *paths, "JPEG or PNG camera frames")->required();
+  auto attempt_frames = std::make_shared<int>(10);
+  liveness->add_option("files", *paths,
+                       "JPEG or PNG camera frames, or videos (.webm .mp4 .mkv .avi .mov .y4m)")
+      ->required();
+  liveness->add_option("--attempt-frames", *attempt_frames,
+                       "Videos: frames with a face per attempt, decided by their mean score")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   liveness->add_option("--min-live", *threshold, "Live score needed to pass")
       ->capture_default_str()
       ->check(CLI::Range(0.f, 1.f));
-  liveness->callback(
-      [&ctx, &exit_code, paths, threshold] { exit_code = run_liveness(ctx, *paths, *threshold); });
+  liveness->callback([&ctx, &exit_code, paths, threshold, attempt_frames] {
+    exit_code = run_liveness(ctx, *paths, *threshold, *attempt_frames);
+  });
 }
 
 void register_spoof_eval(CLI::App& eval, Context& ctx, int& exit_code) {
