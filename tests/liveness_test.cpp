@@ -5,7 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
+#include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -185,6 +190,175 @@ TEST_F(LivenessOnPhotos, RefusesABoxOutsideTheFrame) {
   auto empty = scorer_->score(Image{}, Box{0, 0, 10, 10});
   ASSERT_FALSE(empty.has_value());
   EXPECT_EQ(empty.error().code(), ErrorCode::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------------------------
+// LivenessSession
+
+using std::chrono::milliseconds;
+
+// Gives each frame the score written in its first pixel (0-255 -> 0..1); counts its calls.
+class FakeScorer final : public LivenessScorer {
+ public:
+  Result<LivenessScore> score(const Image& frame, const Box&) override {
+    ++calls;
+    const float s = static_cast<float>(frame.bgr[0]) / 255.f;
+    return LivenessScore{s, {s, s}};
+  }
+  int calls = 0;
+};
+
+// A 32x24 frame: first pixel encodes the score, the rest a grey `level` (so frames differ).
+Image frame_with(float score, int level) {
+  Image f;
+  f.width = 32;
+  f.height = 24;
+  f.bgr.assign(32 * 24 * 3, static_cast<std::uint8_t>(level));
+  f.bgr[0] = static_cast<std::uint8_t>(score * 255.f);
+  return f;
+}
+
+constexpr Box kFace{4, 4, 16, 16};
+
+TEST(LivenessSessionTest, DecidesOnTheMeanOfTheNeededFrames) {
+  FakeScorer scorer;
+  LivenessSessionOptions o;
+  o.frames_needed = 4;
+  o.threshold = 0.5f;
+  LivenessSession live(scorer, o);
+  for (int i = 0; i < 4; ++i) {
+    auto v = live.add_frame(frame_with(i == 0 ? 0.2f : 0.8f, 10 * i), kFace, milliseconds(33 * i));
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(*v, i < 3 ? LivenessVerdict::kPending : LivenessVerdict::kLive) << i;
+  }
+  EXPECT_NEAR(live.mean_score(), 0.65f, 0.01f);
+  EXPECT_EQ(live.frames_counted(), 4);
+
+  LivenessSession spoof(scorer, o);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(spoof.add_frame(frame_with(0.3f, 10 * i), kFace, milliseconds(33 * i)).has_value());
+  }
+  EXPECT_EQ(spoof.verdict(), LivenessVerdict::kNotLive);
+  // Final: a later good frame changes nothing and is not scored.
+  const int calls = scorer.calls;
+  EXPECT_EQ(*spoof.add_frame(frame_with(1.f, 200), kFace, milliseconds(200)),
+            LivenessVerdict::kNotLive);
+  EXPECT_EQ(scorer.calls, calls);
+}
+
+TEST(LivenessSessionTest, FramesWithoutAFaceAndRepeatsAreNotCounted) {
+  FakeScorer scorer;
+  LivenessSessionOptions o;
+  o.frames_needed = 3;
+  LivenessSession s(scorer, o);
+  ASSERT_TRUE(s.add_frame(frame_with(0.9f, 10), std::nullopt, milliseconds(0)).has_value());
+  ASSERT_TRUE(s.add_frame(frame_with(0.9f, 20), kFace, milliseconds(33)).has_value());
+  ASSERT_TRUE(s.add_frame(frame_with(0.9f, 20), kFace, milliseconds(66)).has_value());  // repeat
+  EXPECT_EQ(s.frames_counted(), 1);
+  EXPECT_EQ(s.repeats(), 1);
+  ASSERT_TRUE(s.add_frame(frame_with(0.9f, 30), kFace, milliseconds(99)).has_value());
+  auto v = s.add_frame(frame_with(0.9f, 40), kFace, milliseconds(132));
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(*v, LivenessVerdict::kLive);
+}
+
+TEST(LivenessSessionTest, AStillImageIsRefused) {
+  FakeScorer scorer;
+  LivenessSessionOptions o;
+  o.max_consecutive_repeats = 5;
+  LivenessSession s(scorer, o);
+  const Image still = frame_with(1.f, 100);
+  LivenessVerdict v = LivenessVerdict::kPending;
+  for (int i = 0; i < 7; ++i) {
+    v = *s.add_frame(still, kFace, milliseconds(33 * i));
+  }
+  EXPECT_EQ(v, LivenessVerdict::kStillImage);
+  EXPECT_EQ(s.frames_counted(), 1);  // only the first
+}
+
+TEST(LivenessSessionTest, RefusesFramesOutOfTimeOrTooFast) {
+  FakeScorer scorer;
+  LivenessSessionOptions o;
+  {
+    LivenessSession s(scorer, o);
+    ASSERT_TRUE(s.add_frame(frame_with(0.9f, 1), kFace, milliseconds(100)).has_value());
+    EXPECT_EQ(*s.add_frame(frame_with(0.9f, 2), kFace, milliseconds(50)),
+              LivenessVerdict::kBadTiming);  // backwards
+  }
+  {
+    LivenessSession s(scorer, o);
+    ASSERT_TRUE(s.add_frame(frame_with(0.9f, 1), kFace, milliseconds(100)).has_value());
+    EXPECT_EQ(*s.add_frame(frame_with(0.9f, 2), kFace, milliseconds(102)),
+              LivenessVerdict::kBadTiming);  // 500 frames per second
+  }
+  {
+    o.deadline = milliseconds(1000);
+    LivenessSession s(scorer, o);
+    ASSERT_TRUE(s.add_frame(frame_with(0.9f, 1), kFace, milliseconds(0)).has_value());
+    EXPECT_EQ(*s.add_frame(frame_with(0.9f, 2), kFace, milliseconds(1001)),
+              LivenessVerdict::kTimedOut);
+  }
+  LivenessSession s(scorer, o);
+  EXPECT_FALSE(s.add_frame(Image{}, kFace, milliseconds(0)).has_value());
+}
+
+TEST(LivenessSessionTest, PolicyOffPassesWithoutScoring) {
+  FakeScorer scorer;
+  LivenessSessionOptions o;
+  o.policy = LivenessPolicy::kOff;
+  o.frames_needed = 2;
+  LivenessSession s(scorer, o);
+  ASSERT_TRUE(s.add_frame(frame_with(0.f, 10), kFace, milliseconds(0)).has_value());
+  EXPECT_EQ(*s.add_frame(frame_with(0.f, 20), kFace, milliseconds(40)), LivenessVerdict::kLive);
+  EXPECT_EQ(scorer.calls, 0);
+}
+
+TEST(LivenessSessionTest, VerdictsHaveNamesAndAdvice) {
+  for (LivenessVerdict v : {LivenessVerdict::kNotLive, LivenessVerdict::kStillImage,
+                            LivenessVerdict::kBadTiming, LivenessVerdict::kTimedOut}) {
+    EXPECT_NE(liveness_verdict_name(v), "unknown");
+    EXPECT_FALSE(liveness_verdict_advice(v).empty());
+  }
+  EXPECT_EQ(liveness_verdict_name(LivenessVerdict::kNotLive), "not_live");
+}
+
+// Whole NUAA recordings as a camera would send them (30 fps): the live one passes, the printed
+// photo of the same person does not.
+TEST_F(LivenessOnPhotos, SessionsOnWholeNuaaRecordings) {
+  const auto run = [&](const fs::path& dir, const std::string& prefix) {
+    std::vector<std::pair<int, fs::path>> files;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string name = e.path().filename().string();
+      if (name.starts_with(prefix)) {
+        files.emplace_back(std::stoi(name.substr(prefix.size())), e.path());
+      }
+    }
+    std::sort(files.begin(), files.end());
+    LivenessSession session(*scorer_);
+    for (const auto& [number, path] : files) {
+      auto image = load_image_file(path);
+      EXPECT_TRUE(image.has_value()) << path;
+      auto faces = worker_->detect(*image);
+      EXPECT_TRUE(faces.has_value());
+      std::optional<Box> face;
+      if (faces && !faces->empty()) {
+        face = faces->front().box;
+      }
+      auto v = session.add_frame(*image, face, milliseconds(number * 1000 / 30));
+      EXPECT_TRUE(v.has_value());
+      if (!v || *v != LivenessVerdict::kPending) {
+        break;
+      }
+    }
+    return session.verdict();
+  };
+  const fs::path live = data_ / "nuaa/ClientRaw/0001";
+  const fs::path print = data_ / "nuaa/ImposterRaw/0005";
+  if (!fs::is_directory(live) || !fs::is_directory(print)) {
+    GTEST_SKIP() << "NUAA recordings not found";
+  }
+  EXPECT_EQ(run(live, "0001_00_00_01_"), LivenessVerdict::kLive);
+  EXPECT_EQ(run(print, "0005_00_01_02_"), LivenessVerdict::kNotLive);
 }
 
 }  // namespace

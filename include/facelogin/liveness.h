@@ -12,9 +12,13 @@
 // Same shape as Engine: LivenessModels is immutable and shared; each thread makes its own
 // LivenessScorer.
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "facelogin/geometry.h"
@@ -66,6 +70,84 @@ class LivenessScorer {
   // Errors: kInvalidArgument for an empty frame or a box that does not overlap it; kInternal
   // if a network fails.
   [[nodiscard]] virtual Result<LivenessScore> score(const Image& frame, const Box& box) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// An attempt: the frames one camera sends for one login or enrolment, judged together.
+//
+// Signals so far: passive liveness averaged over several frames (signal 1 of issue 4) and replay
+// checks on the stream itself (part of signal 4): a frame that repeats the previous one is not
+// counted (a browser may sample a slow camera twice) and a stream that is a still image is
+// refused; frames must come at a pace a camera can deliver and before the deadline. The server
+// binds an attempt to its nonce by keeping one session per attempt. The active challenge and the
+// 3-D check (signals 2 and 3) are not built yet.
+
+enum class LivenessPolicy {
+  kOff,      // every attempt with enough frames passes (deployments that accept the risk)
+  kPassive,  // the mean passive score of the counted frames must reach the threshold
+};
+
+struct LivenessSessionOptions {
+  LivenessPolicy policy = LivenessPolicy::kPassive;
+  int frames_needed = 10;  // frames with a face, not repeats, that decide
+  float threshold = kDefaultLiveThreshold;
+  std::chrono::milliseconds deadline{20'000};  // from the first frame
+  // Frames closer together than this are not from a camera (over 100 frames per second).
+  std::chrono::milliseconds min_frame_interval{10};
+  // Mean absolute difference per channel (0-255) under which a frame repeats the previous one.
+  // Consecutive frames of a real webcam differ by 2.5 or more (NUAA, full rate); the same frame
+  // decoded again after JPEG re-encoding by about 0.25.
+  double repeat_difference = 1.0;
+  // More repeats than this (with no new frame between) and the stream is a still image.
+  int max_consecutive_repeats = 15;
+};
+
+enum class LivenessVerdict {
+  kPending,     // more frames needed
+  kLive,
+  kNotLive,     // the passive score says photo or screen
+  kStillImage,  // the same picture again and again
+  kBadTiming,   // timestamps going backwards or faster than a camera
+  kTimedOut,    // the deadline passed before enough frames
+};
+
+// "not_live"
+[[nodiscard]] std::string_view liveness_verdict_name(LivenessVerdict verdict);
+// What a person can do about it: "Hold your own face, not a photo or a screen, to the camera."
+[[nodiscard]] std::string_view liveness_verdict_advice(LivenessVerdict verdict);
+
+// Not thread-safe: one per attempt. Uses the caller's scorer, which must outlive it.
+class LivenessSession {
+ public:
+  LivenessSession(LivenessScorer& scorer, LivenessSessionOptions options = {});
+
+  // Adds the frame taken at `timestamp` (any monotonic clock, the same for every frame of the
+  // attempt) with the subject's face box as the engine found it (nullopt: no usable face, the
+  // frame is not counted). Returns the verdict so far; once it is final, later frames change
+  // nothing. Errors only for internal faults (kInternal, kModelError) and an empty frame
+  // (kInvalidArgument).
+  [[nodiscard]] Result<LivenessVerdict> add_frame(const Image& frame,
+                                                  const std::optional<Box>& face,
+                                                  std::chrono::milliseconds timestamp);
+
+  LivenessVerdict verdict() const { return verdict_; }
+  int frames_counted() const { return counted_; }
+  int repeats() const { return repeats_; }
+  // Mean passive score of the counted frames (0 before the first).
+  float mean_score() const;
+  const std::vector<float>& scores() const { return scores_; }
+
+ private:
+  LivenessScorer& scorer_;
+  LivenessSessionOptions options_;
+  LivenessVerdict verdict_ = LivenessVerdict::kPending;
+  std::optional<std::chrono::milliseconds> first_;
+  std::optional<std::chrono::milliseconds> last_;
+  Image previous_;
+  int counted_ = 0;
+  int repeats_ = 0;
+  int consecutive_repeats_ = 0;
+  std::vector<float> scores_;
 };
 
 }  // namespace facelogin

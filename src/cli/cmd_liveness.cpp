@@ -6,6 +6,7 @@
 #include <cctype>
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -52,7 +53,8 @@ struct FrameLiveness {
   double liveness_ms = 0;
 };
 
-Result<FrameLiveness> score_frame(LivenessRig& rig, const Image& image) {
+// The subject's face box, or nullopt without a face.
+Result<std::optional<Box>> find_subject(LivenessRig& rig, const Image& image) {
   AnalyzeOptions analyze;
   analyze.embed = false;
   analyze.enforce_quality = false;
@@ -61,13 +63,24 @@ Result<FrameLiveness> score_frame(LivenessRig& rig, const Image& image) {
   if (!analysis) {
     return make_error(analysis.error());
   }
-  FrameLiveness out;
   if (!analysis->subject) {
-    out.no_face_reason = analysis->message.empty() ? "no face" : analysis->message;
+    return std::optional<Box>();
+  }
+  return std::optional<Box>(analysis->faces[*analysis->subject].box);
+}
+
+Result<FrameLiveness> score_frame(LivenessRig& rig, const Image& image) {
+  auto face = find_subject(rig, image);
+  if (!face) {
+    return make_error(face.error());
+  }
+  FrameLiveness out;
+  if (!*face) {
+    out.no_face_reason = "no face found";
     return out;
   }
   const auto start = std::chrono::steady_clock::now();
-  auto score = rig.scorer->score(image, analysis->faces[*analysis->subject].box);
+  auto score = rig.scorer->score(image, **face);
   out.liveness_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   if (!score) {
@@ -90,20 +103,20 @@ bool is_video_path(const std::string& path) {
   return false;
 }
 
-// A video as a camera: attempts of `attempt_frames` consecutive frames with a face, each decided
-// by the mean score of its frames.
+// A video as a camera: one attempt (a LivenessSession, as a login would run it) after another,
+// frame times taken from the file's frame rate.
 Result<nlohmann::json> score_video(Context& ctx, LivenessRig& rig, const std::string& path,
-                                   float threshold, int attempt_frames) {
+                                   const LivenessSessionOptions& session_options) {
   auto video = VideoReader::open(path);
   if (!video) {
     return make_error(video.error());
   }
+  const double fps = (*video)->fps() > 0 ? (*video)->fps() : 30.0;
   std::size_t frames = 0;
-  std::vector<float> scores;
-  std::size_t attempts = 0;
-  std::size_t attempts_live = 0;
-  double window = 0;
-  int in_window = 0;
+  std::size_t frames_with_face = 0;
+  std::map<std::string, int> verdicts;
+  std::vector<float> means;
+  auto session = std::make_unique<LivenessSession>(*rig.scorer, session_options);
   while (true) {
     auto frame = (*video)->next();
     if (!frame) {
@@ -112,44 +125,48 @@ Result<nlohmann::json> score_video(Context& ctx, LivenessRig& rig, const std::st
     if (!*frame) {
       break;
     }
+    const auto t = std::chrono::milliseconds(static_cast<std::int64_t>(1000.0 * frames / fps));
     ++frames;
-    auto r = score_frame(rig, **frame);
-    if (!r) {
-      return make_error(r.error());
+    auto face = find_subject(rig, **frame);
+    if (!face) {
+      return make_error(face.error());
     }
-    if (!r->score) {
-      continue;
+    frames_with_face += face->has_value() ? 1 : 0;
+    auto verdict = session->add_frame(**frame, *face, t);
+    if (!verdict) {
+      return make_error(verdict.error());
     }
-    scores.push_back(r->score->live);
-    window += r->score->live;
-    if (++in_window == attempt_frames) {
-      ++attempts;
-      attempts_live += window / attempt_frames >= threshold ? 1 : 0;
-      window = 0;
-      in_window = 0;
+    if (*verdict != LivenessVerdict::kPending) {
+      ++verdicts[std::string(liveness_verdict_name(*verdict))];
+      means.push_back(session->mean_score());
+      session = std::make_unique<LivenessSession>(*rig.scorer, session_options);
     }
   }
-  std::vector<float> sorted = scores;
-  std::sort(sorted.begin(), sorted.end());
-  const double median = sorted.empty() ? 0.0 : sorted[sorted.size() / 2];
-  const auto frames_live = static_cast<std::size_t>(
-      std::count_if(scores.begin(), scores.end(), [&](float v) { return v >= threshold; }));
-  const bool live = attempts > 0 && attempts_live == attempts;
+  int attempts = 0;
+  for (const auto& [name, count] : verdicts) {
+    attempts += count;
+  }
+  const int live_attempts = verdicts.contains("live") ? verdicts.at("live") : 0;
+  const bool live = attempts > 0 && live_attempts == attempts;
   if (!ctx.json) {
+    std::string breakdown;
+    for (const auto& [name, count] : verdicts) {
+      breakdown += fmt::format("{}{} {}", breakdown.empty() ? "" : ", ", count, name);
+    }
     std::cout << fmt::format(
-        "{}: {} of {} attempts of {} frames live ({} frames, {} with a face, {} of them live; "
-        "median live score {:.3f}, threshold {:.3f})\n",
-        path, attempts_live, attempts, attempt_frames, frames, scores.size(), frames_live,
-        median, threshold);
+        "{}: {} of {} attempts live ({}; {} frames, {} with a face, {} per attempt, threshold "
+        "{:.3f})\n",
+        path, live_attempts, attempts, breakdown.empty() ? "no attempt finished" : breakdown,
+        frames, frames_with_face, session_options.frames_needed, session_options.threshold);
   }
   return nlohmann::json{{"video", path},
                         {"frames", frames},
-                        {"frames_with_face", scores.size()},
-                        {"frames_live", frames_live},
-                        {"median_live_score", median},
-                        {"attempt_frames", attempt_frames},
+                        {"frames_with_face", frames_with_face},
+                        {"attempt_frames", session_options.frames_needed},
                         {"attempts", attempts},
-                        {"attempts_live", attempts_live},
+                        {"attempts_live", live_attempts},
+                        {"verdicts", verdicts},
+                        {"attempt_mean_scores", means},
                         {"live", live}};
 }
 
@@ -176,7 +193,11 @@ int run_liveness(Context& ctx, const std::vector<std::string>& paths, float thre
   bool all_live = true;
   for (std::size_t i = 0; i < images.size(); ++i) {
     if (!images[i]) {
-      auto v = score_video(ctx, *rig, paths[i], threshold, attempt_frames);
+      LivenessSessionOptions session;
+      session.threshold = threshold;
+      session.frames_needed = attempt_frames;
+      session.deadline = std::chrono::hours(24);  // a file has no deadline
+      auto v = score_video(ctx, *rig, paths[i], session);
       if (!v) {
         return ctx.fail(Status(v.error().code(), fmt::format("{}: {}", paths[i], v.error().message())));
       }

@@ -1,0 +1,114 @@
+#include <cstdlib>
+#include <limits>
+#include <numeric>
+
+#include "facelogin/liveness.h"
+
+namespace facelogin {
+
+std::string_view liveness_verdict_name(LivenessVerdict verdict) {
+  switch (verdict) {
+    case LivenessVerdict::kPending: return "pending";
+    case LivenessVerdict::kLive: return "live";
+    case LivenessVerdict::kNotLive: return "not_live";
+    case LivenessVerdict::kStillImage: return "still_image";
+    case LivenessVerdict::kBadTiming: return "bad_timing";
+    case LivenessVerdict::kTimedOut: return "timed_out";
+  }
+  return "unknown";
+}
+
+std::string_view liveness_verdict_advice(LivenessVerdict verdict) {
+  switch (verdict) {
+    case LivenessVerdict::kPending: return "Keep looking at the camera.";
+    case LivenessVerdict::kLive: return "";
+    case LivenessVerdict::kNotLive:
+      return "Show your own face to the camera, not a photo or a screen.";
+    case LivenessVerdict::kStillImage:
+      return "The camera sends the same picture again and again: check that it is a real camera.";
+    case LivenessVerdict::kBadTiming:
+      return "The frames did not arrive as a camera sends them: try again.";
+    case LivenessVerdict::kTimedOut: return "That took too long: try again.";
+  }
+  return "";
+}
+
+namespace {
+
+// Mean absolute difference per channel value of two frames of the same size (else +inf).
+double mean_difference(const Image& a, const Image& b) {
+  if (a.width != b.width || a.height != b.height || a.bgr.size() != b.bgr.size() ||
+      a.bgr.empty()) {
+    return std::numeric_limits<double>::infinity();
+  }
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i < a.bgr.size(); ++i) {
+    sum += static_cast<std::uint64_t>(std::abs(int{a.bgr[i]} - int{b.bgr[i]}));
+  }
+  return static_cast<double>(sum) / static_cast<double>(a.bgr.size());
+}
+
+}  // namespace
+
+LivenessSession::LivenessSession(LivenessScorer& scorer, LivenessSessionOptions options)
+    : scorer_(scorer), options_(options) {}
+
+float LivenessSession::mean_score() const {
+  if (scores_.empty()) {
+    return 0.f;
+  }
+  return static_cast<float>(std::accumulate(scores_.begin(), scores_.end(), 0.0) /
+                            static_cast<double>(scores_.size()));
+}
+
+Result<LivenessVerdict> LivenessSession::add_frame(const Image& frame,
+                                                   const std::optional<Box>& face,
+                                                   std::chrono::milliseconds timestamp) {
+  if (verdict_ != LivenessVerdict::kPending) {
+    return verdict_;
+  }
+  if (frame.empty() ||
+      frame.bgr.size() != static_cast<std::size_t>(frame.width) * frame.height * 3) {
+    return make_error(ErrorCode::kInvalidArgument, "an attempt's frame must be a BGR image");
+  }
+  if (!first_) {
+    first_ = timestamp;
+  } else if (timestamp - *first_ > options_.deadline) {
+    verdict_ = LivenessVerdict::kTimedOut;
+    return verdict_;
+  }
+  if (last_ && timestamp - *last_ < options_.min_frame_interval) {
+    verdict_ = LivenessVerdict::kBadTiming;  // backwards, or faster than a camera
+    return verdict_;
+  }
+  last_ = timestamp;
+
+  const bool repeat = mean_difference(frame, previous_) < options_.repeat_difference;
+  previous_ = frame;
+  if (repeat) {
+    ++repeats_;
+    if (++consecutive_repeats_ > options_.max_consecutive_repeats) {
+      verdict_ = LivenessVerdict::kStillImage;
+    }
+    return verdict_;
+  }
+  consecutive_repeats_ = 0;
+  if (!face) {
+    return verdict_;
+  }
+  if (options_.policy == LivenessPolicy::kPassive) {
+    auto score = scorer_.score(frame, *face);
+    if (!score) {
+      return make_error(score.error());
+    }
+    scores_.push_back(score->live);
+  }
+  if (++counted_ >= options_.frames_needed) {
+    verdict_ = options_.policy == LivenessPolicy::kOff || mean_score() >= options_.threshold
+                   ? LivenessVerdict::kLive
+                   : LivenessVerdict::kNotLive;
+  }
+  return verdict_;
+}
+
+}  // namespace facelogin
