@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/videoio.hpp>
 #include <optional>
 #include <string>
 #include <thread>
@@ -544,6 +545,58 @@ TEST_F(Cli, LivenessOnVideosPassesTheLiveRecordingAndRefusesThePhoneReplay) {
   const json r = replay.doc()["results"][0];
   EXPECT_GT(r.value("attempts", 0), 10);
   EXPECT_EQ(r.value("attempts_live", -1), 0);
+}
+
+// A 15 fps MJPEG AVI of a whole NUAA recording (frames "<prefix><n>.jpg" in order), or empty
+// if this OpenCV cannot write one.
+fs::path write_recording(const fs::path& dir, const std::string& prefix, const fs::path& out) {
+  std::vector<std::pair<int, fs::path>> files;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.starts_with(prefix)) {
+      files.emplace_back(std::stoi(name.substr(prefix.size())), e.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  cv::VideoWriter writer(out.string(), cv::CAP_FFMPEG, cv::VideoWriter::fourcc('M', 'J', 'P', 'G'),
+                         15.0, cv::Size(640, 480));
+  if (!writer.isOpened() || files.empty()) {
+    return {};
+  }
+  for (const auto& f : files) {
+    writer.write(cv::imread(f.second.string()));
+  }
+  return out;
+}
+
+TEST_F(Cli, LoginFromAVideoAcceptsAliceAndRefusesHerPrintedPhoto) {
+  if (!liveness_models_present()) {
+    GTEST_SKIP() << "liveness models not in " << *models_ << ": skipping";
+  }
+  const fs::path live = write_recording(*nuaa_ / "0005", "0005_00_00_01_", *root_ / "live.avi");
+  const fs::path print = write_recording(nuaa_->parent_path() / "ImposterRaw/0005",
+                                         "0005_00_01_02_", *root_ / "print.avi");
+  if (live.empty() || print.empty()) {
+    GTEST_SKIP() << "cannot write the test videos";
+  }
+  const CliRun ok = run({"--json", "login", "--user", "alice", "--video", live.string()});
+  ASSERT_EQ(ok.exit_code, kExitOk) << ok;
+  const json accepted = ok.doc();
+  EXPECT_TRUE(accepted.value("accepted", false));
+  EXPECT_EQ(accepted["liveness"].value("verdict", ""), "live");
+  EXPECT_EQ(accepted.dump().find("template"), std::string::npos);  // never a template
+
+  const CliRun refused = run({"--json", "login", "--user", "alice", "--video", print.string()});
+  ASSERT_EQ(refused.exit_code, kExitNoMatch) << refused;
+  EXPECT_EQ(refused.doc().value("reason", ""), "not_live");
+
+  const CliRun bob = run({"login", "--user", "bob", "--video", live.string()});
+  EXPECT_EQ(bob.exit_code, kExitNotFound) << bob;
+  const CliRun neither = run({"login", "--user", "alice"});
+  EXPECT_NE(neither.exit_code, kExitOk) << neither;
+  const CliRun not_a_video =
+      run({"login", "--user", "alice", "--video", write_file("x.webm", "no video").string()});
+  EXPECT_EQ(not_a_video.exit_code, kExitBadInput) << not_a_video;
 }
 
 }  // namespace

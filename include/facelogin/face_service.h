@@ -83,6 +83,12 @@ class FaceService {
   // image problems as in enroll.
   [[nodiscard]] Result<VerifyResult> verify(std::string_view name, const LabeledImage& image);
 
+  // 1:1 on a camera frame, for streams: like verify, but a frame without exactly one usable face
+  // is a result (decision.match false, image.outcome and image.message say why), not an error.
+  // Errors: kNotFound, kModelMismatch, internal faults.
+  [[nodiscard]] Result<VerifyResult> verify_frame(std::string_view name,
+                                                  const LabeledImage& image);
+
   // 1:N, the k best users.
   [[nodiscard]] Result<IdentifyResult> identify(const LabeledImage& image, std::size_t k);
 

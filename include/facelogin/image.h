@@ -62,6 +62,11 @@ class VideoReader {
   [[nodiscard]] static Result<std::unique_ptr<VideoReader>> open(const std::filesystem::path& path,
                                                                  const DecodeLimits& limits = {});
 
+  // A local camera by its index (0 = the first; /dev/video0 on Linux). Errors: kNotFound if it
+  // cannot be opened.
+  [[nodiscard]] static Result<std::unique_ptr<VideoReader>> open_camera(int index,
+                                                                        const DecodeLimits& limits = {});
+
   // Frames per second the file declares (0 if unknown).
   virtual double fps() const = 0;
   // The next frame, or nullopt at the end. Errors: kImageTooLarge for a frame over the pixel or

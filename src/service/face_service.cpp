@@ -202,6 +202,25 @@ Result<EnrollResult> FaceService::enroll(std::string_view name,
 }
 
 Result<VerifyResult> FaceService::verify(std::string_view name, const LabeledImage& image) {
+  auto result = verify_frame(name, image);
+  if (!result) {
+    return make_error(result.error());
+  }
+  switch (result->image.outcome) {
+    case FrameOutcome::kOk: return result;
+    case FrameOutcome::kNoFace:
+      return make_error(ErrorCode::kNoFace, fmt::format("{}: {}", image.source, result->image.message));
+    case FrameOutcome::kSeveralFaces:
+      return make_error(ErrorCode::kSeveralFaces,
+                        fmt::format("{}: {}", image.source, result->image.message));
+    case FrameOutcome::kPoorQuality:
+      return make_error(ErrorCode::kPoorQuality,
+                        fmt::format("{}: {}", image.source, result->image.message));
+  }
+  return make_error(ErrorCode::kInternal, "unknown frame outcome");
+}
+
+Result<VerifyResult> FaceService::verify_frame(std::string_view name, const LabeledImage& image) {
   auto enrolled = store_.user_templates(name);
   if (!enrolled) {
     return make_error(enrolled.error());
@@ -214,8 +233,14 @@ Result<VerifyResult> FaceService::verify(std::string_view name, const LabeledIma
     return make_error(ErrorCode::kNotFound, fmt::format("user '{}' is disabled", name));
   }
   VerifyResult result;
+  result.decision.threshold = threshold();
   auto probe = usable_face(image, &result.image);
   if (!probe) {
+    const ErrorCode code = probe.error().code();
+    if (code == ErrorCode::kNoFace || code == ErrorCode::kSeveralFaces ||
+        code == ErrorCode::kPoorQuality) {
+      return result;  // the report says why
+    }
     return make_error(probe.error());
   }
   auto decision = facelogin::verify(*probe, *enrolled, threshold());

@@ -70,4 +70,20 @@ Result<std::unique_ptr<VideoReader>> VideoReader::open(const std::filesystem::pa
                                                         path.filename().string()));
 }
 
+Result<std::unique_ptr<VideoReader>> VideoReader::open_camera(int index,
+                                                              const DecodeLimits& limits) {
+  cv::VideoCapture capture;
+  try {
+    capture.open(index, cv::CAP_ANY);
+  } catch (const cv::Exception& e) {
+    return make_error(ErrorCode::kNotFound,
+                      fmt::format("camera {} cannot be opened: {}", index, e.what()));
+  }
+  if (!capture.isOpened()) {
+    return make_error(ErrorCode::kNotFound, fmt::format("camera {} cannot be opened", index));
+  }
+  return std::unique_ptr<VideoReader>(
+      new CvVideoReader(std::move(capture), limits, fmt::format("camera {}", index)));
+}
+
 }  // namespace facelogin

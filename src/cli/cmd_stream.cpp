@@ -1,4 +1,5 @@
-// liveness (score images) and eval spoof (APCER/BPCER on a NUAA-style folder).
+// Commands on camera frames and streams: login (recognition + liveness over a video or a camera),
+// liveness (score images or videos) and eval spoof (APCER/BPCER on a NUAA-style folder).
 
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "cli/context.h"
 #include "facelogin/eval.h"
 #include "facelogin/liveness.h"
+#include "facelogin/login_attempt.h"
 
 namespace facelogin::cli {
 namespace {
@@ -228,6 +230,118 @@ int run_liveness(Context& ctx, const std::vector<std::string>& paths, float thre
   return all_live ? kExitOk : kExitNoMatch;
 }
 
+struct LoginOptions {
+  std::string user;
+  std::string video;
+  int camera = -1;
+  std::string liveness = "passive";
+  int timeout_s = 20;
+};
+
+int run_login(Context& ctx, const LoginOptions& opts) {
+  if (Status s = validate_user_name(opts.user); !s.ok()) {
+    return ctx.fail(s);
+  }
+  if (opts.video.empty() == (opts.camera < 0)) {
+    return ctx.fail(Status(ErrorCode::kInvalidArgument, "give one of --video FILE or --camera N"));
+  }
+  auto video = opts.video.empty() ? VideoReader::open_camera(opts.camera)
+                                  : VideoReader::open(opts.video);
+  if (!video) {
+    return ctx.fail(video.error());
+  }
+  auto store = ctx.open_store();
+  if (!store) {
+    return ctx.fail(store.error());
+  }
+  auto service = ctx.open_service(**store);
+  if (!service) {
+    return ctx.fail(service.error());
+  }
+  LoginPolicy policy;
+  policy.liveness.policy = opts.liveness == "off" ? LivenessPolicy::kOff : LivenessPolicy::kPassive;
+  policy.liveness.deadline = std::chrono::seconds(opts.timeout_s);
+  std::unique_ptr<LivenessScorer> scorer;
+  if (policy.liveness.policy != LivenessPolicy::kOff) {
+    auto models = LivenessModels::load(ctx.models);
+    if (!models) {
+      return ctx.fail(models.error());
+    }
+    auto made = (*models)->make_scorer();
+    if (!made) {
+      return ctx.fail(made.error());
+    }
+    scorer = std::move(*made);
+  }
+  auto attempt = LoginAttempt::begin(*service, scorer.get(), opts.user, policy);
+  if (!attempt) {
+    return ctx.fail(attempt.error());
+  }
+  // A file plays at its own frame rate; a camera in real time.
+  const double fps = (*video)->fps() > 0 ? (*video)->fps() : 30.0;
+  const auto start = std::chrono::steady_clock::now();
+  std::size_t frames = 0;
+  std::string last_advice;
+  while (attempt->state() == AttemptState::kPending) {
+    auto frame = (*video)->next();
+    if (!frame) {
+      return ctx.fail(frame.error());
+    }
+    if (!*frame) {
+      break;
+    }
+    const auto t = opts.video.empty()
+                       ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now() - start)
+                       : std::chrono::milliseconds(static_cast<std::int64_t>(1000.0 * frames / fps));
+    ++frames;
+    auto feedback = attempt->add_frame({fmt::format("frame {}", frames), std::move(**frame)}, t);
+    if (!feedback) {
+      return ctx.fail(feedback.error());
+    }
+    if (!ctx.json && feedback->state == AttemptState::kPending && feedback->advice != last_advice) {
+      std::cerr << feedback->advice << "\n";  // guidance, as the web app will show it
+      last_advice = feedback->advice;
+    }
+    if (feedback->state == AttemptState::kRejected && !ctx.json) {
+      std::cout << fmt::format("Refused ({}): {}\n", feedback->reason, feedback->advice);
+    }
+  }
+  const LivenessSession& live = attempt->liveness();
+  ctx.emit_json({{"ok", true},
+                 {"user", opts.user},
+                 {"accepted", attempt->state() == AttemptState::kAccepted},
+                 {"decided", attempt->state() != AttemptState::kPending},
+                 {"reason", attempt->reason()},
+                 {"frames", frames},
+                 {"best_score", attempt->best_score()},
+                 {"threshold", service->threshold()},
+                 {"liveness",
+                  {{"policy", opts.liveness},
+                   {"verdict", std::string(liveness_verdict_name(live.verdict()))},
+                   {"frames_counted", live.frames_counted()},
+                   {"repeats", live.repeats()},
+                   {"mean_score", live.mean_score()}}}});
+  switch (attempt->state()) {
+    case AttemptState::kAccepted:
+      if (!ctx.json) {
+        std::cout << fmt::format(
+            "Logged in as {} after {} frames (best score {:.3f}, threshold {:.3f}; liveness {}, "
+            "mean live score {:.3f}).\n",
+            opts.user, frames, attempt->best_score(), service->threshold(),
+            opts.liveness == "off" ? "off" : "live", live.mean_score());
+      }
+      return kExitOk;
+    case AttemptState::kRejected: return kExitNoMatch;
+    case AttemptState::kPending: break;
+  }
+  return ctx.fail(Status(ErrorCode::kNoFace,
+                         fmt::format("no decision: the stream ended after {} frames ({} counted "
+                                     "for liveness); {}",
+                                     frames, live.frames_counted(),
+                                     last_advice.empty() ? "no usable face" : last_advice)));
+}
+
 struct SpoofOptions {
   std::string data;
   std::string train_subjects = "0001,0002,0003,0004";
@@ -426,6 +540,21 @@ int run_eval_spoof(Context& ctx, const SpoofOptions& opts) {
 }  // namespace
 
 void register_liveness_commands(CLI::App& app, Context& ctx, int& exit_code) {
+  auto login_opts = std::make_shared<LoginOptions>();
+  auto* login = app.add_subcommand(
+      "login", "Log in from a video or a camera: recognition and liveness over the stream");
+  login->add_option("--user", login_opts->user, "Who is logging in")->required();
+  login->add_option("--video", login_opts->video, "A video file played as the camera");
+  login->add_option("--camera", login_opts->camera, "A local camera by index (0: the first)")
+      ->check(CLI::Range(0, 63));
+  login->add_option("--liveness", login_opts->liveness, "Liveness policy")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"off", "passive"}));
+  login->add_option("--timeout", login_opts->timeout_s, "Seconds before the attempt times out")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600));
+  login->callback([&ctx, &exit_code, login_opts] { exit_code = run_login(ctx, *login_opts); });
+
   auto* liveness = app.add_subcommand(
       "liveness", "Passive liveness of the face in each image: live, or a photo or screen");
   auto paths = std::make_shared<std::vector<std::string>>();

@@ -1,0 +1,82 @@
+#pragma once
+
+// A login attempt over a camera stream: frame after frame, each answered with feedback a person
+// can act on, until the attempt is decided. Recognition (1:1 against the claimed user) and
+// liveness (a LivenessSession under the configured policy) must both succeed. The CLI runs it
+// on a video file or a local camera; the server (issue 3) will run one per attempt, bound to
+// the attempt's nonce, with the frames its client streams.
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "facelogin/face_service.h"
+#include "facelogin/liveness.h"
+
+namespace facelogin {
+
+struct LoginPolicy {
+  // Frames that must match the claimed user (each at the recogniser's threshold).
+  int matching_frames_needed = 3;
+  // Usable frames that do not match before the attempt is refused as "not this person".
+  int non_matching_frames_allowed = 5;
+  LivenessSessionOptions liveness;  // policy, frames, threshold, deadline, replay checks
+};
+
+enum class AttemptState { kPending, kAccepted, kRejected };
+
+// Why an attempt was refused: "no_match", or a liveness verdict name ("not_live",
+// "still_image", "bad_timing", "timed_out").
+struct FrameFeedback {
+  ImageReport image;          // outcome, quality, face box, message
+  std::optional<float> score;  // this frame's similarity to the claimed user, if it had a face
+  bool match = false;          // this frame matched
+  int matching_frames = 0;     // so far
+  LivenessVerdict liveness = LivenessVerdict::kPending;
+  AttemptState state = AttemptState::kPending;
+  std::string reason;  // when rejected
+  std::string advice;  // what to do now, in plain language (empty when accepted)
+};
+
+// Not thread-safe: one per attempt. Uses the caller's service and scorer (which must outlive it;
+// the scorer may be null when the policy is off).
+class LoginAttempt {
+ public:
+  // Errors: kInvalidArgument (a passive policy without a scorer, or a count below 1). An unknown
+  // or disabled user is reported by the first frame (kNotFound), as the store may change.
+  [[nodiscard]] static Result<LoginAttempt> begin(FaceService& service, LivenessScorer* scorer,
+                                                  std::string user, LoginPolicy policy = {});
+
+  // The next frame, taken at `timestamp` (a monotonic clock, the same for the whole attempt).
+  // Once decided, further frames change nothing. Errors only for store or internal faults.
+  [[nodiscard]] Result<FrameFeedback> add_frame(const LabeledImage& frame,
+                                                std::chrono::milliseconds timestamp);
+
+  AttemptState state() const { return state_; }
+  const std::string& user() const { return user_; }
+  const std::string& reason() const { return reason_; }
+  // The best similarity seen (for the audit log; never the template).
+  float best_score() const { return best_score_; }
+  const LivenessSession& liveness() const { return *liveness_; }
+
+ private:
+  LoginAttempt(FaceService& service, std::string user, LoginPolicy policy,
+               std::unique_ptr<LivenessSession> liveness)
+      : service_(&service),
+        user_(std::move(user)),
+        policy_(std::move(policy)),
+        liveness_(std::move(liveness)) {}
+
+  FaceService* service_;
+  std::string user_;
+  LoginPolicy policy_;
+  std::unique_ptr<LivenessSession> liveness_;
+  AttemptState state_ = AttemptState::kPending;
+  std::string reason_;
+  int matching_ = 0;
+  int non_matching_ = 0;
+  float best_score_ = 0.f;
+};
+
+}  // namespace facelogin

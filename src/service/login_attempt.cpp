@@ -1,0 +1,89 @@
+#include "facelogin/login_attempt.h"
+
+#include <fmt/format.h>
+
+namespace facelogin {
+namespace {
+
+// Stands in for a scorer under LivenessPolicy::kOff, where the session never scores.
+class NoScorer final : public LivenessScorer {
+ public:
+  Result<LivenessScore> score(const Image&, const Box&) override {
+    return make_error(ErrorCode::kInternal, "liveness scoring asked for under policy 'off'");
+  }
+};
+
+NoScorer& no_scorer() {
+  static NoScorer scorer;
+  return scorer;
+}
+
+}  // namespace
+
+Result<LoginAttempt> LoginAttempt::begin(FaceService& service, LivenessScorer* scorer,
+                                         std::string user, LoginPolicy policy) {
+  if (policy.liveness.policy != LivenessPolicy::kOff && scorer == nullptr) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "a liveness policy other than 'off' needs the liveness models");
+  }
+  if (policy.matching_frames_needed < 1 || policy.non_matching_frames_allowed < 0 ||
+      policy.liveness.frames_needed < 1) {
+    return make_error(ErrorCode::kInvalidArgument, "login policy counts must be positive");
+  }
+  auto session = std::make_unique<LivenessSession>(scorer != nullptr ? *scorer : no_scorer(),
+                                                   policy.liveness);
+  return LoginAttempt(service, std::move(user), std::move(policy), std::move(session));
+}
+
+Result<FrameFeedback> LoginAttempt::add_frame(const LabeledImage& frame,
+                                              std::chrono::milliseconds timestamp) {
+  FrameFeedback feedback;
+  feedback.state = state_;
+  feedback.reason = reason_;
+  feedback.liveness = liveness_->verdict();
+  feedback.matching_frames = matching_;
+  if (state_ != AttemptState::kPending) {
+    return feedback;
+  }
+  auto verified = service_->verify_frame(user_, frame);
+  if (!verified) {
+    return make_error(verified.error());
+  }
+  feedback.image = verified->image;
+  const bool usable = verified->image.outcome == FrameOutcome::kOk;
+  if (usable) {
+    feedback.score = verified->decision.score;
+    feedback.match = verified->decision.match;
+    best_score_ = std::max(best_score_, verified->decision.score);
+    ++(feedback.match ? matching_ : non_matching_);
+  }
+  // Liveness sees the frames recognition can use, so both judge the same faces.
+  auto verdict =
+      liveness_->add_frame(frame.image, usable ? verified->image.box : std::nullopt, timestamp);
+  if (!verdict) {
+    return make_error(verdict.error());
+  }
+  feedback.liveness = *verdict;
+  feedback.matching_frames = matching_;
+
+  if (*verdict != LivenessVerdict::kPending && *verdict != LivenessVerdict::kLive) {
+    state_ = AttemptState::kRejected;
+    reason_ = std::string(liveness_verdict_name(*verdict));
+    feedback.advice = std::string(liveness_verdict_advice(*verdict));
+  } else if (non_matching_ > policy_.non_matching_frames_allowed) {
+    state_ = AttemptState::kRejected;
+    reason_ = "no_match";
+    feedback.advice = fmt::format("This face does not match {}.", user_);
+  } else if (matching_ >= policy_.matching_frames_needed && *verdict == LivenessVerdict::kLive) {
+    state_ = AttemptState::kAccepted;
+  } else if (!usable) {
+    feedback.advice = verified->image.message;
+  } else {
+    feedback.advice = std::string(liveness_verdict_advice(LivenessVerdict::kPending));
+  }
+  feedback.state = state_;
+  feedback.reason = reason_;
+  return feedback;
+}
+
+}  // namespace facelogin

@@ -1,0 +1,153 @@
+// A login attempt over a stream (include/facelogin/login_attempt.h) on whole NUAA recordings:
+// recognition and passive liveness together, with the real engine, liveness models and store.
+
+#include "facelogin/login_attempt.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "facelogin/image.h"
+#include "facelogin/store.h"
+#include "test_data.h"
+#include "test_engine.h"
+
+namespace facelogin {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+class LoginAttemptTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    FACELOGIN_REQUIRE_DATA(data);
+    FACELOGIN_REQUIRE_ENGINE(engine);
+    nuaa_ = data / "nuaa";
+    if (!fs::is_directory(nuaa_)) {
+      GTEST_SKIP() << nuaa_ << " not found: skipping real-face test";
+    }
+    auto models = LivenessModels::load(*testing::model_dir());
+    if (!models) {
+      GTEST_SKIP() << "liveness models unavailable: " << models.error().message();
+    }
+    auto scorer = (*models)->make_scorer();
+    ASSERT_TRUE(scorer.has_value()) << scorer.error().to_string();
+    scorer_ = std::move(*scorer);
+    dir_ = testing::make_temp_dir("facelogin-login");
+    SqliteStoreOptions options;
+    options.key = std::string(32, '\x33');
+    auto store = open_sqlite_store(dir_ / "facelogin.db", options);
+    ASSERT_TRUE(store.has_value()) << store.error().to_string();
+    store_ = std::move(*store);
+    auto worker = engine->make_worker();
+    ASSERT_TRUE(worker.has_value()) << worker.error().to_string();
+    service_ = std::make_unique<FaceService>(engine, std::move(*worker), *store_);
+    // Alice is NUAA subject 0001, enrolled from her second session.
+    std::vector<LabeledImage> enrol;
+    for (const char* name : {"0001_00_00_02_105.jpg", "0001_00_00_02_123.jpg"}) {
+      auto image = load_image_file(nuaa_ / "ClientRaw/0001" / name);
+      ASSERT_TRUE(image.has_value()) << name;
+      enrol.push_back({name, std::move(*image)});
+    }
+    auto enrolled = service_->enroll("alice", enrol, false);
+    ASSERT_TRUE(enrolled.has_value()) << enrolled.error().to_string();
+  }
+
+  void TearDown() override {
+    service_.reset();
+    store_.reset();
+    if (!dir_.empty()) {
+      std::error_code ec;
+      fs::remove_all(dir_, ec);
+    }
+  }
+
+  // Plays a recording (frames "<prefix><n>.jpg" of `folder`, n = frame number at 30 fps) into a
+  // new attempt until it is decided; returns the attempt.
+  LoginAttempt play(const std::string& folder, const std::string& prefix, LoginPolicy policy = {}) {
+    std::vector<std::pair<int, fs::path>> files;
+    for (const auto& e : fs::directory_iterator(nuaa_ / folder)) {
+      const std::string name = e.path().filename().string();
+      if (name.starts_with(prefix)) {
+        files.emplace_back(std::stoi(name.substr(prefix.size())), e.path());
+      }
+    }
+    std::sort(files.begin(), files.end());
+    EXPECT_GE(files.size(), 20u) << folder << "/" << prefix;
+    auto attempt = LoginAttempt::begin(*service_, scorer_.get(), "alice", policy);
+    EXPECT_TRUE(attempt.has_value());
+    for (const auto& [number, path] : files) {
+      auto image = load_image_file(path);
+      EXPECT_TRUE(image.has_value()) << path;
+      auto feedback = attempt->add_frame({path.filename().string(), std::move(*image)},
+                                         milliseconds(number * 1000 / 30));
+      EXPECT_TRUE(feedback.has_value()) << feedback.error().to_string();
+      if (!feedback || feedback->state != AttemptState::kPending) {
+        break;
+      }
+      EXPECT_FALSE(feedback->advice.empty());
+    }
+    return std::move(*attempt);
+  }
+
+  fs::path nuaa_;
+  fs::path dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<FaceService> service_;
+  std::unique_ptr<LivenessScorer> scorer_;
+};
+
+TEST_F(LoginAttemptTest, AliceLiveIsAccepted) {
+  const LoginAttempt a = play("ClientRaw/0001", "0001_00_00_01_");
+  EXPECT_EQ(a.state(), AttemptState::kAccepted) << a.reason();
+  EXPECT_EQ(a.liveness().verdict(), LivenessVerdict::kLive);
+  EXPECT_GE(a.best_score(), service_->threshold());
+}
+
+TEST_F(LoginAttemptTest, APrintedPhotoOfAliceIsRefusedAsNotLive) {
+  const LoginAttempt a = play("ImposterRaw/0001", "0001_00_01_02_");
+  EXPECT_EQ(a.state(), AttemptState::kRejected);
+  EXPECT_EQ(a.reason(), "not_live");
+}
+
+TEST_F(LoginAttemptTest, SomeoneElseIsRefusedAsNoMatch) {
+  const LoginAttempt a = play("ClientRaw/0005", "0005_00_00_01_");
+  EXPECT_EQ(a.state(), AttemptState::kRejected);
+  EXPECT_EQ(a.reason(), "no_match");
+}
+
+TEST_F(LoginAttemptTest, WithLivenessOffThePrintPassesWhichIsWhyItIsNotTheDefault) {
+  LoginPolicy off;
+  off.liveness.policy = LivenessPolicy::kOff;
+  const LoginAttempt a = play("ImposterRaw/0001", "0001_00_01_02_", off);
+  // Documents the risk of policy "off": the print matches alice.
+  EXPECT_EQ(a.state(), AttemptState::kAccepted) << a.reason();
+}
+
+TEST_F(LoginAttemptTest, RefusesAPassivePolicyWithoutAScorerAndBadCounts) {
+  auto no_scorer = LoginAttempt::begin(*service_, nullptr, "alice");
+  ASSERT_FALSE(no_scorer.has_value());
+  EXPECT_EQ(no_scorer.error().code(), ErrorCode::kInvalidArgument);
+  LoginPolicy bad;
+  bad.matching_frames_needed = 0;
+  EXPECT_FALSE(LoginAttempt::begin(*service_, scorer_.get(), "alice", bad).has_value());
+}
+
+TEST_F(LoginAttemptTest, AnUnknownUserIsReportedByTheFirstFrame) {
+  auto attempt = LoginAttempt::begin(*service_, scorer_.get(), "nobody");
+  ASSERT_TRUE(attempt.has_value());
+  auto image = load_image_file(nuaa_ / "ClientRaw/0001/0001_00_00_01_0.jpg");
+  ASSERT_TRUE(image.has_value());
+  auto feedback = attempt->add_frame({"f", std::move(*image)}, milliseconds(0));
+  ASSERT_FALSE(feedback.has_value());
+  EXPECT_EQ(feedback.error().code(), ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace facelogin
