@@ -550,14 +550,7 @@ TEST_F(Cli, LivenessOnVideosPassesTheLiveRecordingAndRefusesThePhoneReplay) {
 // A 15 fps MJPEG AVI of a whole NUAA recording (frames "<prefix><n>.jpg" in order), or empty
 // if this OpenCV cannot write one.
 fs::path write_recording(const fs::path& dir, const std::string& prefix, const fs::path& out) {
-  std::vector<std::pair<int, fs::path>> files;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (name.starts_with(prefix)) {
-      files.emplace_back(std::stoi(name.substr(prefix.size())), e.path());
-    }
-  }
-  std::sort(files.begin(), files.end());
+  const auto files = testing::recording_frames(dir, prefix);
   cv::VideoWriter writer(out.string(), cv::CAP_FFMPEG, cv::VideoWriter::fourcc('M', 'J', 'P', 'G'),
                          15.0, cv::Size(640, 480));
   if (!writer.isOpened() || files.empty()) {

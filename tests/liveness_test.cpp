@@ -326,14 +326,7 @@ TEST(LivenessSessionTest, VerdictsHaveNamesAndAdvice) {
 // photo of the same person does not.
 TEST_F(LivenessOnPhotos, SessionsOnWholeNuaaRecordings) {
   const auto run = [&](const fs::path& dir, const std::string& prefix) {
-    std::vector<std::pair<int, fs::path>> files;
-    for (const auto& e : fs::directory_iterator(dir)) {
-      const std::string name = e.path().filename().string();
-      if (name.starts_with(prefix)) {
-        files.emplace_back(std::stoi(name.substr(prefix.size())), e.path());
-      }
-    }
-    std::sort(files.begin(), files.end());
+    const auto files = testing::recording_frames(dir, prefix);
     LivenessSession session(*scorer_);
     for (const auto& [number, path] : files) {
       auto image = load_image_file(path);

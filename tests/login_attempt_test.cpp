@@ -71,14 +71,7 @@ class LoginAttemptTest : public ::testing::Test {
   // Plays a recording (frames "<prefix><n>.jpg" of `folder`, n = frame number at 30 fps) into a
   // new attempt until it is decided; returns the attempt.
   LoginAttempt play(const std::string& folder, const std::string& prefix, LoginPolicy policy = {}) {
-    std::vector<std::pair<int, fs::path>> files;
-    for (const auto& e : fs::directory_iterator(nuaa_ / folder)) {
-      const std::string name = e.path().filename().string();
-      if (name.starts_with(prefix)) {
-        files.emplace_back(std::stoi(name.substr(prefix.size())), e.path());
-      }
-    }
-    std::sort(files.begin(), files.end());
+    const auto files = testing::recording_frames(nuaa_ / folder, prefix);
     EXPECT_GE(files.size(), 20u) << folder << "/" << prefix;
     auto attempt = LoginAttempt::begin(*service_, scorer_.get(), "alice", policy);
     EXPECT_TRUE(attempt.has_value());

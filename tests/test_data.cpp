@@ -1,5 +1,6 @@
 #include "test_data.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <random>
 
@@ -50,5 +51,19 @@ fs::path make_temp_dir(const std::string& prefix) {
 }
 
 fs::path cli_path() { return fs::path(FACELOGIN_CLI_PATH); }
+
+std::vector<std::pair<int, fs::path>> recording_frames(const fs::path& dir,
+                                                       const std::string& prefix) {
+  std::vector<std::pair<int, fs::path>> frames;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.starts_with(prefix) && name.ends_with(".jpg")) {
+      frames.emplace_back(std::atoi(name.c_str() + prefix.size()), it->path());
+    }
+  }
+  std::sort(frames.begin(), frames.end());
+  return frames;
+}
 
 }  // namespace facelogin::testing

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace facelogin::testing {
 
@@ -15,6 +17,10 @@ std::optional<std::filesystem::path> shared_data_dir();
 std::optional<std::filesystem::path> model_dir();
 // A fresh empty directory under the system temp dir, removed by the test fixture owner.
 std::filesystem::path make_temp_dir(const std::string& prefix);
+// The frames of one NUAA recording: files "<prefix><n>.jpg" in `dir`, as (n, path) sorted by the
+// frame number n (NUAA numbers frames at the camera's rate, 30 per second). Empty if none.
+std::vector<std::pair<int, std::filesystem::path>> recording_frames(
+    const std::filesystem::path& dir, const std::string& prefix);
 // Path of the built `facelogin` CLI binary.
 std::filesystem::path cli_path();
 

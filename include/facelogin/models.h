@@ -118,6 +118,11 @@ using FaceViews = std::map<std::string, ModelViews, std::less<>>;  // by ModelSp
 // what was expected and how to obtain it.
 [[nodiscard]] Status verify_model_file(const std::filesystem::path& dir, const ModelSpec& spec);
 
+// The bytes of `dir/spec.file` once verify_model_file has passed. Errors: those of
+// verify_model_file, and kIoError if the file cannot be read.
+[[nodiscard]] Result<std::vector<unsigned char>> read_model_file(const std::filesystem::path& dir,
+                                                                 const ModelSpec& spec);
+
 // SHA-256 of a file, lower-case hex. Errors: kNotFound, kIoError.
 [[nodiscard]] Result<std::string> sha256_file(const std::filesystem::path& path);
 

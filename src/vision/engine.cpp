@@ -2,8 +2,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <fstream>
-#include <iterator>
 
 #include <fmt/format.h>
 #include <opencv2/core.hpp>
@@ -58,20 +56,6 @@ using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-Result<std::vector<unsigned char>> read_model(const std::filesystem::path& dir,
-                                              const ModelSpec& spec) {
-  if (Status s = verify_model_file(dir, spec); !s.ok()) {
-    return make_error(s);
-  }
-  std::ifstream in(dir / spec.file, std::ios::binary);
-  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
-                                   std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) {
-    return make_error(ErrorCode::kIoError, fmt::format("cannot read {}", spec.file));
-  }
-  return bytes;
 }
 
 struct LoadedComponent {
@@ -331,7 +315,7 @@ Result<std::shared_ptr<const Engine>> Engine::load(const EngineOptions& options)
                         fmt::format("recogniser {} names unknown embedder {}", recognizer->id,
                                     c.model_id));
     }
-    auto bytes = read_model(opts.model_dir, *spec);
+    auto bytes = read_model_file(opts.model_dir, *spec);
     if (!bytes) {
       return make_error(bytes.error());
     }

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <iterator>
 
 #include <fmt/format.h>
 #include <opencv2/dnn.hpp>
@@ -182,16 +180,11 @@ Result<std::shared_ptr<const LivenessModels>> LivenessModels::load(
     if (spec.kind != ModelKind::kLiveness) {
       continue;
     }
-    if (Status s = verify_model_file(dir, spec); !s.ok()) {
-      return make_error(s);
+    auto bytes = read_model_file(dir, spec);
+    if (!bytes) {
+      return make_error(bytes.error());
     }
-    std::ifstream in(dir / spec.file, std::ios::binary);
-    std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
-                                     std::istreambuf_iterator<char>());
-    if (!in.good() && !in.eof()) {
-      return make_error(ErrorCode::kModelError, fmt::format("cannot read {}", spec.file));
-    }
-    loaded.push_back({&spec, std::move(bytes)});
+    loaded.push_back({&spec, std::move(*bytes)});
   }
   if (loaded.empty()) {
     return make_error(ErrorCode::kInternal, "the model catalog has no liveness model");

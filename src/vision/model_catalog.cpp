@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <memory>
 
 #include <fmt/format.h>
@@ -386,6 +387,20 @@ Status verify_model_file(const std::filesystem::path& dir, const ModelSpec& spec
                               path.string(), *digest, spec.sha256));
   }
   return Status::Ok();
+}
+
+Result<std::vector<unsigned char>> read_model_file(const std::filesystem::path& dir,
+                                                   const ModelSpec& spec) {
+  if (Status s = verify_model_file(dir, spec); !s.ok()) {
+    return make_error(s);
+  }
+  std::ifstream in(dir / spec.file, std::ios::binary);
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    return make_error(ErrorCode::kIoError, fmt::format("cannot read {}", spec.file));
+  }
+  return bytes;
 }
 
 }  // namespace facelogin
