@@ -454,6 +454,9 @@ TEST_F(Cli, BenchmarksEachStageAndPrintsJson) {
   for (const char* stage : {"decode", "detect", "embed", "match", "total"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), stage), names.end()) << stage;
   }
+  // Passive liveness is timed when its models are there (and kept out of the total).
+  EXPECT_EQ(std::find(names.begin(), names.end(), "liveness") != names.end(),
+            liveness_models_present());
   ASSERT_EQ(doc["search"].size(), 1u);
   EXPECT_EQ(doc["search"][0].value("templates", 0), 100);
 }
