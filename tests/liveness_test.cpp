@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "facelogin/models.h"
@@ -68,8 +68,8 @@ TEST(LivenessCrop, LowersTheScaleWhenTheCropWouldNotFit) {
 }
 
 TEST(LivenessCrop, BoxesPastTheEdgeStayInside) {
-  for (const Box& b : {Box{-50, -40, 120, 130}, Box{600, 450, 90, 90}, Box{-5, 200, 700, 300},
-                       Box{0, 0, 1, 1}}) {
+  for (const Box& b :
+       {Box{-50, -40, 120, 130}, Box{600, 450, 90, 90}, Box{-5, 200, 700, 300}, Box{0, 0, 1, 1}}) {
     expect_inside(liveness_crop_box(b, 2.7f, 640, 480), 640, 480);
     expect_inside(liveness_crop_box(b, 4.0f, 640, 480), 640, 480);
   }
@@ -146,8 +146,8 @@ class LivenessOnPhotos : public ::testing::Test {
 
 TEST_F(LivenessOnPhotos, LiveWebcamFramesPassAndPrintedPhotosDoNot) {
   // Subjects 0006 and 0009: held out from the threshold choice (docs/liveness.md).
-  for (const char* live : {"0006/0006_00_00_01_0.jpg", "0006/0006_00_06_03_102.jpg",
-                           "0009/0009_01_00_01_0.jpg"}) {
+  for (const char* live :
+       {"0006/0006_00_00_01_0.jpg", "0006/0006_00_06_03_102.jpg", "0009/0009_01_00_01_0.jpg"}) {
     const fs::path path = data_ / "nuaa/ClientRaw" / live;
     if (!fs::exists(path)) {
       GTEST_SKIP() << path << " not found";

@@ -4,10 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
-#include <string>
-
 #include <opencv2/core.hpp>
 #include <opencv2/videoio.hpp>
+#include <string>
 
 #include "facelogin/image.h"
 #include "test_data.h"
@@ -28,8 +27,8 @@ class VideoReaderTest : public ::testing::Test {
   // A 5-frame 64x48 MJPEG AVI, each frame a different grey.
   fs::path write_video() {
     const fs::path path = dir_ / "clip.avi";
-    cv::VideoWriter writer(path.string(), cv::CAP_FFMPEG, cv::VideoWriter::fourcc('M', 'J', 'P', 'G'),
-                           10.0, cv::Size(64, 48));
+    cv::VideoWriter writer(path.string(), cv::CAP_FFMPEG,
+                           cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), 10.0, cv::Size(64, 48));
     if (!writer.isOpened()) {
       return {};
     }

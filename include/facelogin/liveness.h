@@ -39,8 +39,8 @@ namespace facelogin {
 inline constexpr float kDefaultLiveThreshold = 0.46f;
 
 struct LivenessScore {
-  float live = 0.f;                // 0..1: mean of the models' real-class probabilities
-  std::vector<float> per_model;    // each model's real-class probability, catalog order
+  float live = 0.f;              // 0..1: mean of the models' real-class probabilities
+  std::vector<float> per_model;  // each model's real-class probability, catalog order
 };
 
 class LivenessScorer;
@@ -103,7 +103,7 @@ struct LivenessSessionOptions {
 };
 
 enum class LivenessVerdict {
-  kPending,     // more frames needed
+  kPending,  // more frames needed
   kLive,
   kNotLive,     // the passive score says photo or screen
   kStillImage,  // the same picture again and again

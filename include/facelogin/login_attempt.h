@@ -29,7 +29,7 @@ enum class AttemptState { kPending, kAccepted, kRejected };
 // Why an attempt was refused: "no_match", or a liveness verdict name ("not_live",
 // "still_image", "bad_timing", "timed_out").
 struct FrameFeedback {
-  ImageReport image;          // outcome, quality, face box, message
+  ImageReport image;           // outcome, quality, face box, message
   std::optional<float> score;  // this frame's similarity to the claimed user, if it had a face
   bool match = false;          // this frame matched
   int matching_frames = 0;     // so far

@@ -1,6 +1,7 @@
 // Commands on camera frames and streams: login (recognition + liveness over a video or a camera),
 // liveness (score images or videos) and eval spoof (APCER/BPCER on a NUAA-style folder).
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,8 +12,6 @@
 #include <set>
 #include <sstream>
 #include <tuple>
-
-#include <fmt/format.h>
 
 #include "cli/context.h"
 #include "facelogin/eval.h"
@@ -94,9 +93,8 @@ Result<FrameLiveness> score_frame(LivenessRig& rig, const Image& image) {
 
 bool is_video_path(const std::string& path) {
   std::string ext = std::filesystem::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) {
-    return static_cast<char>(std::tolower(c));
-  });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   for (const char* v : {".webm", ".mp4", ".mkv", ".avi", ".mov", ".y4m"}) {
     if (ext == v) {
       return true;
@@ -183,7 +181,8 @@ int run_liveness(Context& ctx, const std::vector<std::string>& paths, float thre
     }
     auto image = load_image_file(p);
     if (!image) {
-      return ctx.fail(Status(image.error().code(), fmt::format("{}: {}", p, image.error().message())));
+      return ctx.fail(
+          Status(image.error().code(), fmt::format("{}: {}", p, image.error().message())));
     }
     images.emplace_back(std::move(*image));
   }
@@ -201,7 +200,8 @@ int run_liveness(Context& ctx, const std::vector<std::string>& paths, float thre
       session.deadline = std::chrono::hours(24);  // a file has no deadline
       auto v = score_video(ctx, *rig, paths[i], session);
       if (!v) {
-        return ctx.fail(Status(v.error().code(), fmt::format("{}: {}", paths[i], v.error().message())));
+        return ctx.fail(
+            Status(v.error().code(), fmt::format("{}: {}", paths[i], v.error().message())));
       }
       all_live = all_live && (*v)["live"].get<bool>();
       results.push_back(std::move(*v));
@@ -209,10 +209,12 @@ int run_liveness(Context& ctx, const std::vector<std::string>& paths, float thre
     }
     auto r = score_frame(*rig, *images[i]);
     if (!r) {
-      return ctx.fail(Status(r.error().code(), fmt::format("{}: {}", paths[i], r.error().message())));
+      return ctx.fail(
+          Status(r.error().code(), fmt::format("{}: {}", paths[i], r.error().message())));
     }
     if (!r->score) {
-      return ctx.fail(Status(ErrorCode::kNoFace, fmt::format("{}: {}", paths[i], r->no_face_reason)));
+      return ctx.fail(
+          Status(ErrorCode::kNoFace, fmt::format("{}: {}", paths[i], r->no_face_reason)));
     }
     const bool live = r->score->live >= threshold;
     all_live = all_live && live;
@@ -226,7 +228,8 @@ int run_liveness(Context& ctx, const std::vector<std::string>& paths, float thre
                                r->score->live, threshold);
     }
   }
-  ctx.emit_json({{"ok", true}, {"threshold", threshold}, {"all_live", all_live}, {"results", results}});
+  ctx.emit_json(
+      {{"ok", true}, {"threshold", threshold}, {"all_live", all_live}, {"results", results}});
   return all_live ? kExitOk : kExitNoMatch;
 }
 
@@ -245,8 +248,8 @@ int run_login(Context& ctx, const LoginOptions& opts) {
   if (opts.video.empty() == (opts.camera < 0)) {
     return ctx.fail(Status(ErrorCode::kInvalidArgument, "give one of --video FILE or --camera N"));
   }
-  auto video = opts.video.empty() ? VideoReader::open_camera(opts.camera)
-                                  : VideoReader::open(opts.video);
+  auto video =
+      opts.video.empty() ? VideoReader::open_camera(opts.camera) : VideoReader::open(opts.video);
   if (!video) {
     return ctx.fail(video.error());
   }
@@ -290,10 +293,11 @@ int run_login(Context& ctx, const LoginOptions& opts) {
     if (!*frame) {
       break;
     }
-    const auto t = opts.video.empty()
-                       ? std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::steady_clock::now() - start)
-                       : std::chrono::milliseconds(static_cast<std::int64_t>(1000.0 * frames / fps));
+    const auto t =
+        opts.video.empty()
+            ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - start)
+            : std::chrono::milliseconds(static_cast<std::int64_t>(1000.0 * frames / fps));
     ++frames;
     auto feedback = attempt->add_frame({fmt::format("frame {}", frames), std::move(**frame)}, t);
     if (!feedback) {
@@ -332,8 +336,10 @@ int run_login(Context& ctx, const LoginOptions& opts) {
             opts.liveness == "off" ? "off" : "live", live.mean_score());
       }
       return kExitOk;
-    case AttemptState::kRejected: return kExitNoMatch;
-    case AttemptState::kPending: break;
+    case AttemptState::kRejected:
+      return kExitNoMatch;
+    case AttemptState::kPending:
+      break;
   }
   return ctx.fail(Status(ErrorCode::kNoFace,
                          fmt::format("no decision: the stream ended after {} frames ({} counted "
@@ -363,8 +369,12 @@ std::vector<std::string> split_list(const std::string& s) {
 }
 
 nlohmann::json rates_json(const eval::SpoofRates& r) {
-  return {{"threshold", r.threshold}, {"bona_fide", r.bona_fide}, {"attacks", r.attacks},
-          {"bpcer", r.bpcer},         {"apcer", r.apcer},         {"apcer_worst", r.apcer_worst},
+  return {{"threshold", r.threshold},
+          {"bona_fide", r.bona_fide},
+          {"attacks", r.attacks},
+          {"bpcer", r.bpcer},
+          {"apcer", r.apcer},
+          {"apcer_worst", r.apcer_worst},
           {"attacks_by_type", r.attacks_by_type}};
 }
 
@@ -401,7 +411,8 @@ int run_eval_spoof(Context& ctx, const SpoofOptions& opts) {
     const std::string path = (std::filesystem::path(opts.data) / (*frames)[i].key).string();
     auto image = load_image_file(path);
     if (!image) {
-      return ctx.fail(Status(image.error().code(), fmt::format("{}: {}", path, image.error().message())));
+      return ctx.fail(
+          Status(image.error().code(), fmt::format("{}: {}", path, image.error().message())));
     }
     auto r = score_frame(*rig, *image);
     if (!r) {
@@ -495,15 +506,16 @@ int run_eval_spoof(Context& ctx, const SpoofOptions& opts) {
                   {"per_frame", rates_json(per_frame)},
                   {"per_attempt", rates_json(per_attempt)}});
     if (!ctx.json) {
-      std::cout << fmt::format("\nAt threshold {:.4f} ({}):\n  per frame:   {}\n  per attempt: {}\n",
-                               thresholds[k], k == 0 ? "chosen on the training subjects" : "the default",
-                               rates_line(per_frame), rates_line(per_attempt));
+      std::cout << fmt::format(
+          "\nAt threshold {:.4f} ({}):\n  per frame:   {}\n  per attempt: {}\n", thresholds[k],
+          k == 0 ? "chosen on the training subjects" : "the default", rates_line(per_frame),
+          rates_line(per_attempt));
     }
   }
   if (!opts.plot.empty()) {
     std::vector<eval::DetSeries> series;
-    for (const auto& [name, bona, attack] :
-         {std::tuple{"per frame", &f_bona, &f_attack}, std::tuple{"per attempt", &a_bona, &a_attack}}) {
+    for (const auto& [name, bona, attack] : {std::tuple{"per frame", &f_bona, &f_attack},
+                                             std::tuple{"per attempt", &a_bona, &a_attack}}) {
       auto curve = eval::det_curve(*bona, *attack);
       if (!curve) {
         return ctx.fail(curve.error());
@@ -560,11 +572,13 @@ void register_liveness_commands(CLI::App& app, Context& ctx, int& exit_code) {
   auto paths = std::make_shared<std::vector<std::string>>();
   auto threshold = std::make_shared<float>(kDefaultLiveThreshold);
   auto attempt_frames = std::make_shared<int>(10);
-  liveness->add_option("files", *paths,
-                       "JPEG or PNG camera frames, or videos (.webm .mp4 .mkv .avi .mov .y4m)")
+  liveness
+      ->add_option("files", *paths,
+                   "JPEG or PNG camera frames, or videos (.webm .mp4 .mkv .avi .mov .y4m)")
       ->required();
-  liveness->add_option("--attempt-frames", *attempt_frames,
-                       "Videos: frames with a face per attempt, decided by their mean score")
+  liveness
+      ->add_option("--attempt-frames", *attempt_frames,
+                   "Videos: frames with a face per attempt, decided by their mean score")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   liveness->add_option("--min-live", *threshold, "Live score needed to pass")
@@ -578,18 +592,20 @@ void register_liveness_commands(CLI::App& app, Context& ctx, int& exit_code) {
 void register_spoof_eval(CLI::App& eval, Context& ctx, int& exit_code) {
   auto opts = std::make_shared<SpoofOptions>();
   auto* spoof = eval.add_subcommand(
-      "spoof", "Passive liveness on a NUAA-style folder: APCER per attack type and BPCER, per "
-               "frame and per attempt, on subjects held out from the threshold choice");
-  spoof->add_option("--data", opts->data, "Folder holding ClientRaw/ and ImposterRaw/")
-      ->required();
-  spoof->add_option("--train-subjects", opts->train_subjects,
-                    "Comma-separated subjects the threshold is chosen on (the rest are reported)")
+      "spoof",
+      "Passive liveness on a NUAA-style folder: APCER per attack type and BPCER, per "
+      "frame and per attempt, on subjects held out from the threshold choice");
+  spoof->add_option("--data", opts->data, "Folder holding ClientRaw/ and ImposterRaw/")->required();
+  spoof
+      ->add_option("--train-subjects", opts->train_subjects,
+                   "Comma-separated subjects the threshold is chosen on (the rest are reported)")
       ->capture_default_str();
   spoof->add_option("--attempt-frames", opts->attempt_frames, "Frames per attempt")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
-  spoof->add_option("--max-bpcer", opts->max_bpcer,
-                    "Share of the training subjects' live attempts the threshold may reject")
+  spoof
+      ->add_option("--max-bpcer", opts->max_bpcer,
+                   "Share of the training subjects' live attempts the threshold may reject")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 0.5));
   spoof->add_option("--plot", opts->plot, "Write the APCER/BPCER trade-off (.svg or .png)");

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <charconv>
-#include <optional>
 #include <cmath>
+#include <optional>
 #include <system_error>
 
 #include "facelogin/eval.h"
@@ -51,7 +51,8 @@ Result<std::vector<SpoofFrame>> list_spoof_frames(const std::filesystem::path& d
   std::vector<SpoofFrame> frames;
   bool any_folder = false;
   std::error_code ec;
-  for (const auto& [folder, live] : {std::pair{"ClientRaw", true}, std::pair{"ImposterRaw", false}}) {
+  for (const auto& [folder, live] :
+       {std::pair{"ClientRaw", true}, std::pair{"ImposterRaw", false}}) {
     const std::filesystem::path root = dir / folder;
     if (!std::filesystem::is_directory(root, ec)) {
       continue;
@@ -172,7 +173,8 @@ Result<float> threshold_for_bpcer(std::span<const float> bona_fide, double max_b
   }
   std::sort(sorted.begin(), sorted.end());
   // At most k scores may fall below the threshold: the threshold is the (k+1)-th lowest score.
-  const auto k = static_cast<std::size_t>(std::floor(max_bpcer * static_cast<double>(sorted.size())));
+  const auto k =
+      static_cast<std::size_t>(std::floor(max_bpcer * static_cast<double>(sorted.size())));
   return sorted[std::min(k, sorted.size() - 1)];
 }
 

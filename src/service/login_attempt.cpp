@@ -30,8 +30,8 @@ Result<LoginAttempt> LoginAttempt::begin(FaceService& service, LivenessScorer* s
       policy.liveness.frames_needed < 1) {
     return make_error(ErrorCode::kInvalidArgument, "login policy counts must be positive");
   }
-  auto session = std::make_unique<LivenessSession>(scorer != nullptr ? *scorer : no_scorer(),
-                                                   policy.liveness);
+  auto session =
+      std::make_unique<LivenessSession>(scorer != nullptr ? *scorer : no_scorer(), policy.liveness);
   return LoginAttempt(service, std::move(user), std::move(policy), std::move(session));
 }
 

@@ -1,9 +1,9 @@
 #include "facelogin/liveness.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <fmt/format.h>
 #include <opencv2/dnn.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -114,13 +114,12 @@ class LivenessModelsImpl final : public LivenessModels,
 };
 
 Result<LivenessScore> LivenessScorerImpl::score(const Image& frame, const Box& box) {
-  if (frame.width < 2 || frame.height < 2 || frame.bgr.size() != static_cast<std::size_t>(
-                                                                      frame.width) *
-                                                                      frame.height * 3) {
+  if (frame.width < 2 || frame.height < 2 ||
+      frame.bgr.size() != static_cast<std::size_t>(frame.width) * frame.height * 3) {
     return make_error(ErrorCode::kInvalidArgument, "liveness needs a BGR frame of at least 2x2");
   }
-  if (!(box.width > 0.f) || !(box.height > 0.f) || !std::isfinite(box.x) ||
-      !std::isfinite(box.y) || box.x + box.width <= 0.f || box.y + box.height <= 0.f ||
+  if (!(box.width > 0.f) || !(box.height > 0.f) || !std::isfinite(box.x) || !std::isfinite(box.y) ||
+      box.x + box.width <= 0.f || box.y + box.height <= 0.f ||
       box.x >= static_cast<float>(frame.width) || box.y >= static_cast<float>(frame.height)) {
     return make_error(ErrorCode::kInvalidArgument, "the face box does not overlap the frame");
   }
@@ -139,8 +138,8 @@ Result<LivenessScore> LivenessScorerImpl::score(const Image& frame, const Box& b
     cv::Mat out;
     try {
       // Raw 0-255 BGR, no normalisation (the models were trained so).
-      cv::Mat blob = cv::dnn::blobFromImage(crop, 1.0, cv::Size(), cv::Scalar(), false, false,
-                                            CV_32F);
+      cv::Mat blob =
+          cv::dnn::blobFromImage(crop, 1.0, cv::Size(), cv::Scalar(), false, false, CV_32F);
       nets_[i].setInput(blob);
       out = nets_[i].forward();
     } catch (const cv::Exception& e) {
@@ -148,9 +147,9 @@ Result<LivenessScore> LivenessScorerImpl::score(const Image& frame, const Box& b
                         fmt::format("model {} failed to run: {}", spec.id, e.what()));
     }
     if (out.type() != CV_32F || !out.isContinuous() || out.total() != 3) {
-      return make_error(ErrorCode::kModelError,
-                        fmt::format("model {} produced {} values, expected 3 logits", spec.id,
-                                    out.total()));
+      return make_error(
+          ErrorCode::kModelError,
+          fmt::format("model {} produced {} values, expected 3 logits", spec.id, out.total()));
     }
     const float* logits = out.ptr<float>();
     const float top = std::max({logits[0], logits[1], logits[2]});

@@ -8,27 +8,36 @@ namespace facelogin {
 
 std::string_view liveness_verdict_name(LivenessVerdict verdict) {
   switch (verdict) {
-    case LivenessVerdict::kPending: return "pending";
-    case LivenessVerdict::kLive: return "live";
-    case LivenessVerdict::kNotLive: return "not_live";
-    case LivenessVerdict::kStillImage: return "still_image";
-    case LivenessVerdict::kBadTiming: return "bad_timing";
-    case LivenessVerdict::kTimedOut: return "timed_out";
+    case LivenessVerdict::kPending:
+      return "pending";
+    case LivenessVerdict::kLive:
+      return "live";
+    case LivenessVerdict::kNotLive:
+      return "not_live";
+    case LivenessVerdict::kStillImage:
+      return "still_image";
+    case LivenessVerdict::kBadTiming:
+      return "bad_timing";
+    case LivenessVerdict::kTimedOut:
+      return "timed_out";
   }
   return "unknown";
 }
 
 std::string_view liveness_verdict_advice(LivenessVerdict verdict) {
   switch (verdict) {
-    case LivenessVerdict::kPending: return "Keep looking at the camera.";
-    case LivenessVerdict::kLive: return "";
+    case LivenessVerdict::kPending:
+      return "Keep looking at the camera.";
+    case LivenessVerdict::kLive:
+      return "";
     case LivenessVerdict::kNotLive:
       return "Show your own face to the camera, not a photo or a screen.";
     case LivenessVerdict::kStillImage:
       return "The camera sends the same picture again and again: check that it is a real camera.";
     case LivenessVerdict::kBadTiming:
       return "The frames did not arrive as a camera sends them: try again.";
-    case LivenessVerdict::kTimedOut: return "That took too long: try again.";
+    case LivenessVerdict::kTimedOut:
+      return "That took too long: try again.";
   }
   return "";
 }
@@ -37,8 +46,7 @@ namespace {
 
 // Mean absolute difference per channel value of two frames of the same size (else +inf).
 double mean_difference(const Image& a, const Image& b) {
-  if (a.width != b.width || a.height != b.height || a.bgr.size() != b.bgr.size() ||
-      a.bgr.empty()) {
+  if (a.width != b.width || a.height != b.height || a.bgr.size() != b.bgr.size() || a.bgr.empty()) {
     return std::numeric_limits<double>::infinity();
   }
   std::uint64_t sum = 0;

@@ -30,9 +30,9 @@ class CvVideoReader final : public VideoReader {
     }
     if (frame.cols > limits_.max_side || frame.rows > limits_.max_side ||
         static_cast<std::int64_t>(frame.cols) * frame.rows > limits_.max_pixels) {
-      return make_error(ErrorCode::kImageTooLarge,
-                        fmt::format("{}: a {}x{} frame is over the limits", name_, frame.cols,
-                                    frame.rows));
+      return make_error(
+          ErrorCode::kImageTooLarge,
+          fmt::format("{}: a {}x{} frame is over the limits", name_, frame.cols, frame.rows));
     }
     if (frame.type() != CV_8UC3) {
       return make_error(ErrorCode::kBadImage,
@@ -66,8 +66,8 @@ Result<std::unique_ptr<VideoReader>> VideoReader::open(const std::filesystem::pa
     return make_error(ErrorCode::kBadImage,
                       fmt::format("{}: not a video file OpenCV can read", path.string()));
   }
-  return std::unique_ptr<VideoReader>(new CvVideoReader(std::move(capture), limits,
-                                                        path.filename().string()));
+  return std::unique_ptr<VideoReader>(
+      new CvVideoReader(std::move(capture), limits, path.filename().string()));
 }
 
 Result<std::unique_ptr<VideoReader>> VideoReader::open_camera(int index,
