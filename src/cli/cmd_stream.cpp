@@ -11,7 +11,7 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <tuple>
+#include <utility>
 
 #include "cli/context.h"
 #include "facelogin/eval.h"
@@ -387,6 +387,24 @@ std::string rates_line(const eval::SpoofRates& r) {
                      100 * r.bpcer, r.bona_fide, 100 * r.apcer_worst, r.attacks, types);
 }
 
+// Scores of live and attack samples (frames or attempts), for rates and the trade-off curve.
+struct HeldOut {
+  std::vector<float> scores;
+  std::vector<char> live;
+  std::vector<std::string> types;
+  std::vector<float> bona, attack;  // the scores split by kind, for det_curve
+
+  void add(float score, bool is_live, const std::string& type) {
+    scores.push_back(score);
+    live.push_back(is_live ? 1 : 0);
+    types.push_back(type);
+    (is_live ? bona : attack).push_back(score);
+  }
+  eval::SpoofRates rates(float threshold) const {
+    return eval::spoof_rates(scores, live, types, threshold);
+  }
+};
+
 int run_eval_spoof(Context& ctx, const SpoofOptions& opts) {
   auto frames = eval::list_spoof_frames(opts.data);
   if (!frames) {
@@ -447,37 +465,22 @@ int run_eval_spoof(Context& ctx, const SpoofOptions& opts) {
                                        opts.train_subjects, threshold.error().message())));
   }
 
-  // Reported on the held-out subjects.
-  std::vector<float> f_scores;
-  std::vector<char> f_live;
-  std::vector<std::string> f_types;
-  std::vector<float> f_bona, f_attack;
+  // Reported on the held-out subjects, per frame and per attempt.
+  HeldOut per_frame_set, per_attempt_set;
   std::set<std::string> test_subjects;
   for (std::size_t i = 0; i < frames->size(); ++i) {
     const auto& f = (*frames)[i];
-    if (in_train(f.subject)) {
-      continue;
+    if (!in_train(f.subject)) {
+      test_subjects.insert(f.subject);
+      per_frame_set.add(scores[i], f.live, f.type);
     }
-    test_subjects.insert(f.subject);
-    f_scores.push_back(scores[i]);
-    f_live.push_back(f.live ? 1 : 0);
-    f_types.push_back(f.type);
-    (f.live ? f_bona : f_attack).push_back(scores[i]);
   }
-  std::vector<float> a_scores;
-  std::vector<char> a_live;
-  std::vector<std::string> a_types;
-  std::vector<float> a_bona, a_attack;
   for (const auto& a : attempts) {
-    if (in_train(a.subject)) {
-      continue;
+    if (!in_train(a.subject)) {
+      per_attempt_set.add(a.score, a.live, a.type);
     }
-    a_scores.push_back(a.score);
-    a_live.push_back(a.live ? 1 : 0);
-    a_types.push_back(a.type);
-    (a.live ? a_bona : a_attack).push_back(a.score);
   }
-  if (f_bona.empty() || f_attack.empty()) {
+  if (per_frame_set.bona.empty() || per_frame_set.attack.empty()) {
     return ctx.fail(Status(ErrorCode::kInvalidArgument,
                            "the held-out subjects need both live and attack frames: choose "
                            "--train-subjects so that some subjects are left"));
@@ -499,8 +502,8 @@ int run_eval_spoof(Context& ctx, const SpoofOptions& opts) {
         100 * opts.max_bpcer, test_list, median_ms);
   }
   for (std::size_t k = 0; k < 2; ++k) {
-    const auto per_frame = eval::spoof_rates(f_scores, f_live, f_types, thresholds[k]);
-    const auto per_attempt = eval::spoof_rates(a_scores, a_live, a_types, thresholds[k]);
+    const auto per_frame = per_frame_set.rates(thresholds[k]);
+    const auto per_attempt = per_attempt_set.rates(thresholds[k]);
     at.push_back({{"threshold", thresholds[k]},
                   {"source", k == 0 ? "chosen on the training subjects" : "default"},
                   {"per_frame", rates_json(per_frame)},
@@ -514,9 +517,9 @@ int run_eval_spoof(Context& ctx, const SpoofOptions& opts) {
   }
   if (!opts.plot.empty()) {
     std::vector<eval::DetSeries> series;
-    for (const auto& [name, bona, attack] : {std::tuple{"per frame", &f_bona, &f_attack},
-                                             std::tuple{"per attempt", &a_bona, &a_attack}}) {
-      auto curve = eval::det_curve(*bona, *attack);
+    for (const auto& [name, set] :
+         {std::pair{"per frame", &per_frame_set}, std::pair{"per attempt", &per_attempt_set}}) {
+      auto curve = eval::det_curve(set->bona, set->attack);
       if (!curve) {
         return ctx.fail(curve.error());
       }
@@ -525,7 +528,7 @@ int run_eval_spoof(Context& ctx, const SpoofOptions& opts) {
     eval::PlotOptions plot;
     plot.title = "Passive liveness: APCER against BPCER";
     plot.subtitle = fmt::format("held-out subjects {}: {} live and {} attack frames", test_list,
-                                f_bona.size(), f_attack.size());
+                                per_frame_set.bona.size(), per_frame_set.attack.size());
     plot.x_label = "Attacks accepted (APCER)";
     plot.y_label = "Live faces rejected (BPCER)";
     plot.min_fmr = 1e-3;
