@@ -7,7 +7,8 @@
 // the two networks' softmax probability of the "real face" class.
 //
 // This is one signal of several (issue 4): it stops small printed photos (NUAA) well, and is
-// known to pass some screen replays and masks. It never decides alone in the product.
+// known to pass some screen replays and masks. Until the active challenge exists, the passive
+// policy of LivenessSession rests on it and the replay checks alone.
 //
 // Same shape as Engine: LivenessModels is immutable and shared; each thread makes its own
 // LivenessScorer.
