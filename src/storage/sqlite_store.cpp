@@ -36,6 +36,7 @@
 
 #include "facelogin/store.h"
 #include "storage/file_util.h"
+#include "storage/sqlite_db.h"
 #include "storage/sqlite_schema.h"
 #include "storage/template_cipher.h"
 
@@ -43,230 +44,17 @@ namespace facelogin {
 namespace {
 
 namespace fs = std::filesystem;
+using storage::DbHandle;
+using storage::exec;
+using storage::sqlite_status;
+using storage::Statement;
 using storage::TemplateCipher;
+using storage::Transaction;
 
 constexpr std::size_t kMaxModelIdLength = 128;
 constexpr std::size_t kMaxEmbeddingSize = 8192;
 constexpr std::string_view kKeyCheckName = "key_check";
 constexpr std::string_view kKeyCheckText = "facelogin key check";
-
-// The schema's history. Each entry takes a database from version - 1 to version, and runs in the
-// transaction that opens the store. Never edit an entry once released; append a new one.
-struct Migration {
-  int version;
-  const char* sql;
-};
-
-constexpr Migration kMigrations[] = {
-    {1, R"sql(
-      CREATE TABLE users (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL UNIQUE,
-        created_at INTEGER NOT NULL
-      );
-      CREATE UNIQUE INDEX users_name_nocase ON users (name COLLATE NOCASE);
-      CREATE TABLE templates (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        model_id TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        quality REAL NOT NULL,
-        ciphertext BLOB NOT NULL
-      );
-      CREATE INDEX templates_user ON templates (user_id);
-      CREATE TABLE meta (
-        key TEXT PRIMARY KEY NOT NULL,
-        value BLOB NOT NULL
-      ) WITHOUT ROWID;
-    )sql"},
-    {2, R"sql(
-      ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
-      CREATE INDEX templates_model ON templates (model_id, user_id);
-    )sql"},
-};
-
-constexpr bool migrations_are_ordered() {
-  int expected = 1;
-  for (const Migration& m : kMigrations) {
-    if (m.version != expected++) {
-      return false;
-    }
-  }
-  return expected - 1 == storage::kSqliteSchemaVersion;
-}
-static_assert(migrations_are_ordered(), "migrations must be numbered 1..kSqliteSchemaVersion");
-
-// ---------------------------------------------------------------------------------------------
-// RAII and error mapping for the SQLite C API.
-
-struct DbCloser {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-using DbHandle = std::unique_ptr<sqlite3, DbCloser>;
-
-struct StmtFinalizer {
-  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
-};
-
-Status sqlite_status(sqlite3* db, int rc, std::string_view what) {
-  const char* detail = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-  std::string message = fmt::format("{}: {}", what, detail);
-  switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return Status(ErrorCode::kBusy, "database is busy (locked by another connection): " + message);
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      return Status(ErrorCode::kCorrupt, std::move(message));
-    case SQLITE_CONSTRAINT:
-      if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-        return Status(ErrorCode::kAlreadyExists, std::move(message));
-      }
-      return Status(ErrorCode::kInvalidArgument, std::move(message));
-    case SQLITE_ERROR:
-    case SQLITE_MISUSE:
-    case SQLITE_RANGE:
-    case SQLITE_NOMEM:
-    case SQLITE_INTERNAL:
-      return Status(ErrorCode::kInternal, std::move(message));
-    default:  // IOERR, FULL, CANTOPEN, READONLY, PERM, PROTOCOL, ...
-      return Status(ErrorCode::kIoError, std::move(message));
-  }
-}
-
-// A prepared statement. Bind errors are remembered and reported by step(), so call sites read as
-// one chain.
-class Statement {
- public:
-  [[nodiscard]] static Result<Statement> prepare(sqlite3* db, std::string_view sql) {
-    sqlite3_stmt* raw = nullptr;
-    const int rc =
-        sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
-    Statement stmt(db, raw);
-    if (rc != SQLITE_OK) {
-      return make_error(sqlite_status(db, rc, "cannot prepare a statement"));
-    }
-    return stmt;
-  }
-
-  Statement& bind(int index, std::int64_t value) {
-    return check(sqlite3_bind_int64(stmt_.get(), index, value));
-  }
-  Statement& bind(int index, double value) {
-    return check(sqlite3_bind_double(stmt_.get(), index, value));
-  }
-  Statement& bind(int index, std::string_view value) {
-    return check(sqlite3_bind_text(stmt_.get(), index, value.data(),
-                                   static_cast<int>(value.size()), SQLITE_TRANSIENT));
-  }
-  Statement& bind(int index, std::span<const std::uint8_t> value) {
-    return check(sqlite3_bind_blob(stmt_.get(), index, value.data(),
-                                   static_cast<int>(value.size()), SQLITE_TRANSIENT));
-  }
-
-  // true: a row is ready; false: done.
-  [[nodiscard]] Result<bool> step() {
-    if (bind_rc_ != SQLITE_OK) {
-      return make_error(sqlite_status(db_, bind_rc_, "cannot bind a parameter"));
-    }
-    const int rc = sqlite3_step(stmt_.get());
-    if (rc == SQLITE_ROW) {
-      return true;
-    }
-    if (rc == SQLITE_DONE) {
-      return false;
-    }
-    return make_error(sqlite_status(db_, rc, "database statement failed"));
-  }
-  // Runs a statement that returns no rows.
-  [[nodiscard]] Status run() {
-    auto r = step();
-    if (!r) {
-      return r.error();
-    }
-    return Status::Ok();
-  }
-
-  // Makes the statement ready to run again with new parameters.
-  void reset() {
-    sqlite3_reset(stmt_.get());
-    sqlite3_clear_bindings(stmt_.get());
-    bind_rc_ = SQLITE_OK;
-  }
-
-  std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
-  double real(int col) const { return sqlite3_column_double(stmt_.get(), col); }
-  std::string text(int col) const {
-    const auto* p = sqlite3_column_text(stmt_.get(), col);
-    const int n = sqlite3_column_bytes(stmt_.get(), col);
-    return p != nullptr ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n))
-                        : std::string();
-  }
-  std::vector<std::uint8_t> blob(int col) const {
-    const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_.get(), col));
-    const int n = sqlite3_column_bytes(stmt_.get(), col);
-    return p != nullptr ? std::vector<std::uint8_t>(p, p + n) : std::vector<std::uint8_t>();
-  }
-
- private:
-  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
-  Statement& check(int rc) {
-    if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) {
-      bind_rc_ = rc;
-    }
-    return *this;
-  }
-
-  sqlite3* db_;
-  std::unique_ptr<sqlite3_stmt, StmtFinalizer> stmt_;
-  int bind_rc_ = SQLITE_OK;
-};
-
-// Runs SQL without parameters (schema statements, pragmas with constant values).
-Status exec(sqlite3* db, const char* sql, std::string_view what) {
-  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
-  return rc == SQLITE_OK ? Status::Ok() : sqlite_status(db, rc, what);
-}
-
-// One transaction; rolled back on destruction unless commit() succeeded, so an early return
-// changes nothing.
-class Transaction {
- public:
-  enum class Kind {
-    kRead,   // BEGIN: a consistent snapshot for reads.
-    kWrite,  // BEGIN IMMEDIATE: take the write lock now (waiting up to the busy timeout), so the
-             // transaction cannot fail half-way when it first writes.
-  };
-
-  [[nodiscard]] static Result<Transaction> begin(sqlite3* db, Kind kind) {
-    if (Status s = exec(db, kind == Kind::kWrite ? "BEGIN IMMEDIATE" : "BEGIN",
-                        "cannot begin a transaction");
-        !s.ok()) {
-      return make_error(std::move(s));
-    }
-    return Transaction(db);
-  }
-
-  Transaction(Transaction&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
-  Transaction& operator=(Transaction&&) = delete;
-  ~Transaction() {
-    if (db_ != nullptr) {
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    }
-  }
-
-  [[nodiscard]] Status commit() {
-    Status s = exec(db_, "COMMIT", "cannot commit");
-    if (s.ok()) {
-      db_ = nullptr;
-    }
-    return s;
-  }
-
- private:
-  explicit Transaction(sqlite3* db) : db_(db) {}
-  sqlite3* db_;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Validation.
@@ -300,87 +88,6 @@ Status validate_templates(const std::vector<FaceTemplate>& templates) {
   return Status::Ok();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Opening: identification, migrations and the key check.
-
-struct Identity {
-  std::int64_t application_id = 0;
-  std::int64_t user_version = 0;
-  std::int64_t object_count = 0;
-};
-
-Result<std::int64_t> query_int(sqlite3* db, std::string_view sql) {
-  auto stmt = Statement::prepare(db, sql);
-  if (!stmt) {
-    return make_error(stmt.error());
-  }
-  auto row = stmt->step();
-  if (!row) {
-    return make_error(row.error());
-  }
-  if (!*row) {
-    return make_error(ErrorCode::kInternal, fmt::format("no result from: {}", sql));
-  }
-  return stmt->int64(0);
-}
-
-Result<Identity> read_identity(sqlite3* db) {
-  Identity id;
-  for (auto [sql, out] : {std::pair{"PRAGMA application_id", &id.application_id},
-                          std::pair{"PRAGMA user_version", &id.user_version},
-                          std::pair{"SELECT count(*) FROM sqlite_master", &id.object_count}}) {
-    auto v = query_int(db, sql);
-    if (!v) {
-      return make_error(v.error());
-    }
-    *out = *v;
-  }
-  return id;
-}
-
-// Ok if the file is a facelogin database this program can open (or an empty one to initialise).
-Status check_identity(const Identity& id, const fs::path& path) {
-  if (id.application_id == 0 && id.user_version == 0 && id.object_count == 0) {
-    return Status::Ok();  // a new, empty database
-  }
-  if (id.application_id != storage::kSqliteApplicationId) {
-    return Status(ErrorCode::kCorrupt,
-                  fmt::format("{} is an SQLite database but not a facelogin one (application_id "
-                              "{:#x}); refusing to touch it",
-                              path.string(), id.application_id));
-  }
-  if (id.user_version > storage::kSqliteSchemaVersion) {
-    return Status(ErrorCode::kCorrupt,
-                  fmt::format("{} has schema version {}, newer than this program knows ({}); "
-                              "use a newer facelogin",
-                              path.string(), id.user_version, storage::kSqliteSchemaVersion));
-  }
-  if (id.user_version < 0) {
-    return Status(ErrorCode::kCorrupt, fmt::format("{} has an invalid schema version {}",
-                                                   path.string(), id.user_version));
-  }
-  return Status::Ok();
-}
-
-Status migrate(sqlite3* db, int from_version) {
-  for (const Migration& m : kMigrations) {
-    if (m.version <= from_version) {
-      continue;
-    }
-    if (Status s = exec(db, m.sql, fmt::format("cannot migrate the schema to version {}", m.version));
-        !s.ok()) {
-      return s;
-    }
-    // PRAGMA takes no parameters; the values are our own integer constants.
-    const std::string set_version =
-        fmt::format("PRAGMA application_id = {}; PRAGMA user_version = {};",
-                    storage::kSqliteApplicationId, m.version);
-    if (Status s = exec(db, set_version.c_str(), "cannot set the schema version"); !s.ok()) {
-      return s;
-    }
-  }
-  return Status::Ok();
-}
 
 Status wrong_key(const fs::path& path) {
   return Status(ErrorCode::kCorrupt,
@@ -859,113 +566,16 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const fs::path& path,
   if (options.busy_timeout_ms < 0) {
     return make_error(ErrorCode::kInvalidArgument, "busy_timeout_ms must not be negative");
   }
-  if (path.empty()) {
-    return make_error(ErrorCode::kInvalidArgument, "database path is empty");
-  }
-  if (const fs::path dir = path.parent_path(); !dir.empty()) {
-    if (Status s = storage::create_private_directories(dir); !s.ok()) {
-      return make_error(std::move(s));
-    }
-  }
-  // Create the file ourselves so that it is 0600 from the start (SQLite would use 0644); SQLite
-  // gives its -wal and -shm files the database file's permissions.
-  {
-    storage::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600));
-    if (!fd) {
-      return make_error(ErrorCode::kIoError,
-                        fmt::format("cannot open database {}: {}", path.string(),
-                                    std::strerror(errno)));
-    }
-  }
-
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(
-      path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-      nullptr);
-  DbHandle db(raw);  // closes even a handle whose open failed
-  if (rc != SQLITE_OK) {
-    return make_error(sqlite_status(db.get(), rc, fmt::format("cannot open {}", path.string())));
-  }
-  sqlite3_extended_result_codes(db.get(), 1);
-  sqlite3_busy_timeout(db.get(), options.busy_timeout_ms);
-  // Defensive mode refuses SQL that could corrupt the file (writable_schema and the like); an
-  // untrusted schema may not call functions with side effects.
-  sqlite3_db_config(db.get(), SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
-  sqlite3_db_config(db.get(), SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
-
-  // Identify the file before changing anything, so a foreign file is left exactly as it was.
-  auto identity = read_identity(db.get());
-  if (!identity) {
-    if (identity.error().code() == ErrorCode::kCorrupt) {
-      return make_error(ErrorCode::kCorrupt,
-                        fmt::format("{} is not a facelogin database: it is not an SQLite file, or "
-                                    "it is damaged ({})",
-                                    path.string(), identity.error().message()));
-    }
-    return make_error(identity.error());
-  }
-  if (Status s = check_identity(*identity, path); !s.ok()) {
-    return make_error(std::move(s));
-  }
-
-  // WAL: readers do not block the writer nor each other, which matters when logins read while an
-  // admin enrols. synchronous=NORMAL: in WAL mode a crash never corrupts the database; only a
-  // power loss can lose the last commits before the WAL is synced at a checkpoint, an acceptable
-  // cost for enrolment data (re-enrol) that saves an fsync per commit. secure_delete: removed
-  // templates are overwritten, not left in free pages (they are biometric data, even encrypted).
-  // foreign_keys is per connection and off by default; the ON DELETE CASCADE needs it.
-  {
-    auto mode = Statement::prepare(db.get(), "PRAGMA journal_mode = WAL");
-    if (!mode) {
-      return make_error(mode.error());
-    }
-    auto row = mode->step();
-    if (!row) {
-      return make_error(row.error());
-    }
-    if (!*row || mode->text(0) != "wal") {
-      return make_error(ErrorCode::kIoError,
-                        fmt::format("cannot put {} in WAL mode (is it on a network file system?)",
-                                    path.string()));
-    }
-  }
-  if (Status s = exec(db.get(),
-                      "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; "
-                      "PRAGMA secure_delete = ON;",
-                      "cannot configure the database");
-      !s.ok()) {
-    return make_error(std::move(s));
-  }
-
-  // Migrations and the key check in one transaction: a failure (or a wrong key) leaves the file
-  // at its old version. The identity is read again under the write lock, because another
-  // process may have migrated the file since the check above.
-  {
-    auto tx = Transaction::begin(db.get(), Transaction::Kind::kWrite);
-    if (!tx) {
-      return make_error(tx.error());
-    }
-    auto locked_identity = read_identity(db.get());
-    if (!locked_identity) {
-      return make_error(locked_identity.error());
-    }
-    if (Status s = check_identity(*locked_identity, path); !s.ok()) {
-      return make_error(std::move(s));
-    }
-    if (Status s = migrate(db.get(), static_cast<int>(locked_identity->user_version)); !s.ok()) {
-      return make_error(std::move(s));
-    }
-    if (Status s = check_key(db.get(), *cipher, path); !s.ok()) {
-      return make_error(std::move(s));
-    }
-    if (Status s = tx->commit(); !s.ok()) {
-      return make_error(std::move(s));
-    }
+  auto db = storage::open_database(
+      path, options.busy_timeout_ms,
+      [&](sqlite3* handle) { return check_key(handle, *cipher, path); });
+  if (!db) {
+    return make_error(db.error());
   }
 
   std::function<std::int64_t()> now = options.now ? options.now : system_now;
   return std::unique_ptr<Store>(
-      std::make_unique<SqliteStore>(std::move(db), std::move(*cipher), std::move(now)));
+      std::make_unique<SqliteStore>(std::move(*db), std::move(*cipher), std::move(now)));
 }
 
 }  // namespace facelogin
