@@ -131,6 +131,10 @@ class LivenessSession {
                                                   const std::optional<Box>& face,
                                                   std::chrono::milliseconds timestamp);
 
+  // The scorer for the next frames. A server runs an attempt's frames on whichever worker is
+  // free, each with its own scorer (inference state is per thread); the verdict so far is kept.
+  void use_scorer(LivenessScorer& scorer) { scorer_ = &scorer; }
+
   LivenessVerdict verdict() const { return verdict_; }
   int frames_counted() const { return counted_; }
   int repeats() const { return repeats_; }
@@ -139,7 +143,7 @@ class LivenessSession {
   const std::vector<float>& scores() const { return scores_; }
 
  private:
-  LivenessScorer& scorer_;
+  LivenessScorer* scorer_;
   LivenessSessionOptions options_;
   LivenessVerdict verdict_ = LivenessVerdict::kPending;
   std::optional<std::chrono::milliseconds> first_;

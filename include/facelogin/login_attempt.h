@@ -53,6 +53,10 @@ class LoginAttempt {
   [[nodiscard]] Result<FrameFeedback> add_frame(const LabeledImage& frame,
                                                 std::chrono::milliseconds timestamp);
 
+  // The service and scorer for the next frames (see LivenessSession::use_scorer): a server
+  // passes the free worker's own. Errors: kInvalidArgument (no scorer under a liveness policy).
+  [[nodiscard]] Status use(FaceService& service, LivenessScorer* scorer);
+
   AttemptState state() const { return state_; }
   const std::string& user() const { return user_; }
   const std::string& reason() const { return reason_; }

@@ -29,6 +29,10 @@ enum class ErrorCode {
   kIoError,          // file system or database I/O failed
   kCorrupt,          // stored data failed its integrity check (tampered or wrong key)
   kBusy,             // resource busy (database locked past the timeout)
+  kUnauthenticated,  // no valid session or credential
+  kForbidden,        // authenticated, but not allowed (scope, disabled account, CSRF check)
+  kTooManyRequests,  // rate limit or lockout after failed attempts; retry later
+  kUnavailable,      // the service cannot take the work now (workers saturated, shutting down)
   kInternal,         // a bug: an invariant did not hold
 };
 

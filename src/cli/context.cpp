@@ -25,6 +25,10 @@ int exit_code_for(ErrorCode code) {
     case ErrorCode::kIoError:
     case ErrorCode::kCorrupt:
     case ErrorCode::kBusy: return kExitStorage;
+    case ErrorCode::kUnauthenticated:
+    case ErrorCode::kForbidden:
+    case ErrorCode::kTooManyRequests:
+    case ErrorCode::kUnavailable: return kExitRefused;
     case ErrorCode::kInternal: return kExitInternal;
   }
   return kExitInternal;

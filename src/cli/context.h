@@ -27,6 +27,7 @@ enum ExitCode : int {
   kExitModel = 5,      // model missing or corrupt
   kExitStorage = 6,    // database or key problem
   kExitConflict = 7,   // user exists, or face already enrolled under another user
+  kExitRefused = 8,    // not allowed now: locked out, rate limited, no session, service busy
   kExitInternal = 70,
 };
 

@@ -20,6 +20,10 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kIoError: return "io_error";
     case ErrorCode::kCorrupt: return "corrupt";
     case ErrorCode::kBusy: return "busy";
+    case ErrorCode::kUnauthenticated: return "unauthenticated";
+    case ErrorCode::kForbidden: return "forbidden";
+    case ErrorCode::kTooManyRequests: return "too_many_requests";
+    case ErrorCode::kUnavailable: return "unavailable";
     case ErrorCode::kInternal: return "internal";
   }
   return "unknown";

@@ -35,6 +35,16 @@ Result<LoginAttempt> LoginAttempt::begin(FaceService& service, LivenessScorer* s
   return LoginAttempt(service, std::move(user), std::move(policy), std::move(session));
 }
 
+Status LoginAttempt::use(FaceService& service, LivenessScorer* scorer) {
+  if (policy_.liveness.policy != LivenessPolicy::kOff && scorer == nullptr) {
+    return Status(ErrorCode::kInvalidArgument,
+                  "a liveness policy other than 'off' needs the liveness models");
+  }
+  service_ = &service;
+  liveness_->use_scorer(scorer != nullptr ? *scorer : no_scorer());
+  return Status::Ok();
+}
+
 Result<FrameFeedback> LoginAttempt::add_frame(const LabeledImage& frame,
                                               std::chrono::milliseconds timestamp) {
   FrameFeedback feedback;

@@ -50,6 +50,41 @@ constexpr Migration kMigrations[] = {
       ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
       CREATE INDEX templates_model ON templates (model_id, user_id);
     )sql"},
+    {3, R"sql(
+      CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        token_hash BLOB NOT NULL UNIQUE,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('cookie', 'bearer')),
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1)),
+        address TEXT NOT NULL,
+        user_agent TEXT NOT NULL
+      );
+      CREATE INDEX sessions_user ON sessions (user_id, expires_at);
+      CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        address TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL
+      );
+      CREATE INDEX audit_subject ON audit_log (subject, id);
+      CREATE TABLE failures (
+        key TEXT PRIMARY KEY NOT NULL,
+        failures INTEGER NOT NULL,
+        locked_until_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE recovery_codes (
+        user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+        code_hash BLOB NOT NULL
+      );
+    )sql"},
 };
 
 constexpr bool migrations_are_ordered() {

@@ -59,7 +59,7 @@ double mean_difference(const Image& a, const Image& b) {
 }  // namespace
 
 LivenessSession::LivenessSession(LivenessScorer& scorer, LivenessSessionOptions options)
-    : scorer_(scorer), options_(options) {}
+    : scorer_(&scorer), options_(options) {}
 
 float LivenessSession::mean_score() const {
   if (scores_.empty()) {
@@ -105,7 +105,7 @@ Result<LivenessVerdict> LivenessSession::add_frame(const Image& frame,
     return verdict_;
   }
   if (options_.policy == LivenessPolicy::kPassive) {
-    auto score = scorer_.score(frame, *face);
+    auto score = scorer_->score(frame, *face);
     if (!score) {
       return make_error(score.error());
     }

@@ -1,0 +1,103 @@
+#pragma once
+
+// Sessions, lockout and audit on top of the stores: what turns "this face matched" into access
+// an application can trust, and what keeps guessing expensive.
+//
+// - Tokens are 32 random bytes (OpenSSL's DRBG), shown to the client once as 64 hex digits and
+//   stored only as their SHA-256, so a database copy opens no session. Token checks compare
+//   hashes in constant time.
+// - Lockout is progressive and counted in the AuthStore (shared by every server on the database):
+//   after `free_failures` consecutive failed attempts on an account, or from an address, each
+//   further failure locks it for base_lock doubling up to max_lock. Every way in (1:1, 1:N, API
+//   clients, recovery codes) checks and counts through here.
+// - Every decision is appended to the audit log: who, when, from where, outcome, scores; never
+//   images, templates or tokens.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "facelogin/auth_store.h"
+#include "facelogin/store.h"
+
+namespace facelogin {
+
+// 32 random bytes as 64 lowercase hex digits. Errors: kInternal (the DRBG failed).
+[[nodiscard]] Result<std::string> random_token();
+// SHA-256 of `token`, 32 raw bytes.
+[[nodiscard]] std::string token_hash(std::string_view token);
+// Equal contents, in time that depends only on the lengths.
+[[nodiscard]] bool constant_time_equal(std::string_view a, std::string_view b);
+
+struct AuthOptions {
+  std::chrono::seconds cookie_session_ttl{std::chrono::hours(8)};
+  std::chrono::seconds bearer_session_ttl{std::chrono::hours(1)};
+  int free_failures = 5;  // failures before the first lock
+  std::chrono::milliseconds base_lock{std::chrono::minutes(1)};
+  std::chrono::milliseconds max_lock{std::chrono::hours(1)};
+  // A failure counter untouched this long (and not locked) starts again from zero.
+  std::chrono::milliseconds forget_failures_after{std::chrono::hours(24)};
+};
+
+struct IssuedSession {
+  std::int64_t id = 0;
+  std::string token;  // give to the client once; never log
+  std::string csrf;   // for cookie sessions: the header value unsafe requests must carry
+  std::int64_t expires_at = 0;
+};
+
+struct AuthenticatedSession {
+  SessionRecord session;
+  UserInfo user;
+};
+
+// Thread-safe (the stores are).
+class Authenticator {
+ public:
+  using Clock = std::function<std::int64_t()>;  // Unix milliseconds
+
+  Authenticator(Store& store, AuthStore& auth_store, AuthOptions options = {}, Clock now_ms = {});
+
+  // How long (ms) the account or the address is still locked; 0 if neither is.
+  [[nodiscard]] Result<std::int64_t> locked_for_ms(std::string_view user,
+                                                   std::string_view address) const;
+  // Counts a failed attempt against the account (if named) and the address; returns how long
+  // the stricter of the two is now locked (0: not locked).
+  [[nodiscard]] Result<std::int64_t> record_failure(std::string_view user,
+                                                    std::string_view address);
+  // A successful login resets the account's counter (the address keeps its own).
+  [[nodiscard]] Status record_success(std::string_view user);
+
+  // A new session for an enabled user. kind: "cookie" or "bearer".
+  [[nodiscard]] Result<IssuedSession> issue_session(std::string_view user, std::string_view kind,
+                                                    std::string_view address,
+                                                    std::string_view user_agent);
+  // The live session of `token`. Errors: kUnauthenticated (unknown, expired, revoked, or the
+  // user was disabled or deleted).
+  [[nodiscard]] Result<AuthenticatedSession> authenticate(std::string_view token) const;
+  // The CSRF value bound to a cookie session's token (derived, so nothing more is stored).
+  [[nodiscard]] static std::string csrf_for(std::string_view token);
+  // Revokes the session of `token` (no error if it is already gone).
+  [[nodiscard]] Status logout(std::string_view token);
+
+  // Appends to the audit log with the current time. Best effort for callers that cannot do
+  // anything about a failure; the Status says whether it was written.
+  Status audit(AuditEvent event);
+
+  std::int64_t now_ms() const { return now_ms_(); }
+  const AuthOptions& options() const { return options_; }
+  Store& store() { return store_; }
+  AuthStore& auth_store() { return auth_store_; }
+
+ private:
+  std::int64_t lock_for(int failures) const;
+
+  Store& store_;
+  AuthStore& auth_store_;
+  AuthOptions options_;
+  Clock now_ms_;
+};
+
+}  // namespace facelogin

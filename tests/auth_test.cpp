@@ -1,0 +1,245 @@
+// AuthStore (SQLite) and Authenticator: sessions, lockout, audit, recovery codes.
+
+#include "facelogin/auth.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <thread>
+
+#include "facelogin/auth_store.h"
+#include "facelogin/store.h"
+#include "test_data.h"
+
+namespace facelogin {
+namespace {
+
+namespace fs = std::filesystem;
+
+FaceTemplate some_template() {
+  FaceTemplate t;
+  t.model_id = "test-model";
+  t.quality = 0.9f;
+  t.embedding.assign(8, 1.f / std::sqrt(8.f));
+  return t;
+}
+
+class AuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::make_temp_dir("facelogin-auth");
+    SqliteStoreOptions options;
+    options.key = std::string(32, 'k');
+    auto store = open_sqlite_store(dir_ / "db.sqlite", options);
+    ASSERT_TRUE(store) << store.error().to_string();
+    store_ = std::move(*store);
+    auto auth = open_sqlite_auth_store(dir_ / "db.sqlite");
+    ASSERT_TRUE(auth) << auth.error().to_string();
+    auth_store_ = std::move(*auth);
+    ASSERT_TRUE(store_->create_user("alice", {some_template()}));
+    ASSERT_TRUE(store_->create_user("bob", {some_template()}));
+    auth_ = std::make_unique<Authenticator>(*store_, *auth_store_, AuthOptions{},
+                                            [this] { return now_ms_.load(); });
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  fs::path dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<AuthStore> auth_store_;
+  std::unique_ptr<Authenticator> auth_;
+  std::atomic<std::int64_t> now_ms_{1'700'000'000'000};
+};
+
+TEST(Tokens, RandomHexAndDistinct) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 100; ++i) {
+    auto t = random_token();
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->size(), 64u);
+    EXPECT_EQ(t->find_first_not_of("0123456789abcdef"), std::string::npos);
+    seen.insert(*t);
+  }
+  EXPECT_EQ(seen.size(), 100u);
+}
+
+TEST(Tokens, HashIsSha256) {
+  // SHA-256("abc"), FIPS 180-2 appendix B.1.
+  const std::string h = token_hash("abc");
+  ASSERT_EQ(h.size(), 32u);
+  EXPECT_EQ(static_cast<unsigned char>(h[0]), 0xbau);
+  EXPECT_EQ(static_cast<unsigned char>(h[31]), 0xadu);
+  EXPECT_TRUE(constant_time_equal("same", "same"));
+  EXPECT_FALSE(constant_time_equal("same", "sane"));
+  EXPECT_FALSE(constant_time_equal("same", "same!"));
+}
+
+TEST_F(AuthTest, SessionRoundTripStoresOnlyTheHash) {
+  auto issued = auth_->issue_session("alice", "cookie", "192.0.2.1", "test-agent");
+  ASSERT_TRUE(issued) << issued.error().to_string();
+  EXPECT_FALSE(issued->csrf.empty());
+  EXPECT_EQ(issued->csrf, Authenticator::csrf_for(issued->token));
+  auto who = auth_->authenticate(issued->token);
+  ASSERT_TRUE(who) << who.error().to_string();
+  EXPECT_EQ(who->user.name, "alice");
+  EXPECT_EQ(who->session.address, "192.0.2.1");
+
+  // The database holds no copy of the token.
+  const std::string raw_db = [&] {
+    std::ifstream in(dir_ / "db.sqlite", std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }();
+  EXPECT_EQ(raw_db.find(issued->token), std::string::npos);
+
+  // A token one digit off, a malformed one and an empty one authenticate nobody.
+  std::string other = issued->token;
+  other[10] = other[10] == 'a' ? 'b' : 'a';
+  for (const std::string& bad : {other, std::string("not-a-token"), std::string()}) {
+    auto r = auth_->authenticate(bad);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), ErrorCode::kUnauthenticated);
+  }
+}
+
+TEST_F(AuthTest, SessionsEndByExpiryLogoutDisableAndDeletion) {
+  auto a = auth_->issue_session("alice", "bearer", "192.0.2.1", "");
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(a->csrf.empty());
+  now_ms_ += std::chrono::milliseconds(AuthOptions{}.bearer_session_ttl).count() + 1;
+  EXPECT_FALSE(auth_->authenticate(a->token));
+
+  auto b = auth_->issue_session("alice", "cookie", "192.0.2.1", "");
+  ASSERT_TRUE(b);
+  ASSERT_TRUE(auth_->authenticate(b->token));
+  ASSERT_TRUE(auth_->logout(b->token).ok());
+  EXPECT_FALSE(auth_->authenticate(b->token));
+  EXPECT_TRUE(auth_->logout(b->token).ok());  // twice is fine
+
+  auto c = auth_->issue_session("alice", "cookie", "192.0.2.1", "");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(store_->set_disabled("alice", true).ok());
+  EXPECT_FALSE(auth_->authenticate(c->token));
+  auto refused = auth_->issue_session("alice", "cookie", "192.0.2.1", "");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kForbidden);
+  ASSERT_TRUE(store_->set_disabled("alice", false).ok());
+  EXPECT_TRUE(auth_->authenticate(c->token));
+
+  auto sessions = auth_store_->user_sessions("alice", now_ms_ / 1000);
+  ASSERT_TRUE(sessions);
+  EXPECT_EQ(sessions->size(), 1u);
+  ASSERT_TRUE(store_->remove_user("alice").ok());
+  EXPECT_FALSE(auth_->authenticate(c->token));  // cascaded away with the account
+
+  auto nobody = auth_->issue_session("carol", "cookie", "192.0.2.1", "");
+  ASSERT_FALSE(nobody);
+  EXPECT_EQ(nobody.error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(AuthTest, RevokeOnlyOwnSessions) {
+  auto a = auth_->issue_session("alice", "cookie", "192.0.2.1", "");
+  auto b = auth_->issue_session("bob", "cookie", "192.0.2.2", "");
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(auth_store_->revoke_session("alice", b->id).code(), ErrorCode::kNotFound);
+  EXPECT_TRUE(auth_->authenticate(b->token));
+  ASSERT_TRUE(auth_store_->revoke_user_sessions("alice").ok());
+  EXPECT_FALSE(auth_->authenticate(a->token));
+  EXPECT_TRUE(auth_->authenticate(b->token));
+}
+
+TEST_F(AuthTest, ProgressiveLockoutPerAccountAndAddress) {
+  const int free = AuthOptions{}.free_failures;
+  for (int i = 0; i < free; ++i) {
+    auto locked = auth_->record_failure("alice", "192.0.2.1");
+    ASSERT_TRUE(locked);
+    EXPECT_EQ(*locked, 0) << "failure " << i + 1;
+  }
+  auto first = auth_->record_failure("alice", "192.0.2.1");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(*first, 60'000);
+  // Locked for the account from any address, and for the address against any account.
+  EXPECT_GT(*auth_->locked_for_ms("alice", "198.51.100.7"), 0);
+  EXPECT_GT(*auth_->locked_for_ms("bob", "192.0.2.1"), 0);
+  EXPECT_EQ(*auth_->locked_for_ms("bob", "198.51.100.7"), 0);
+
+  auto second = auth_->record_failure("alice", "192.0.2.1");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(*second, 120'000);  // doubles
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(auth_->record_failure("alice", ""));
+  }
+  EXPECT_EQ(*auth_->locked_for_ms("alice", ""), 3'600'000);  // capped at max_lock
+
+  now_ms_ += 3'600'001;
+  EXPECT_EQ(*auth_->locked_for_ms("alice", ""), 0);
+  ASSERT_TRUE(auth_->record_success("alice").ok());
+  auto after = auth_->record_failure("alice", "");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(*after, 0);  // counting starts again after a success
+}
+
+TEST_F(AuthTest, ConcurrentFailuresAreAllCounted) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      auto other = open_sqlite_auth_store(dir_ / "db.sqlite");  // like another server
+      ASSERT_TRUE(other);
+      for (int i = 0; i < 10; ++i) {
+        ASSERT_TRUE((*other)->record_failure("user:bob", now_ms_, 86'400'000, {}));
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  auto state = auth_store_->failure_state("user:bob");
+  ASSERT_TRUE(state);
+  EXPECT_EQ(state->failures, 40);
+}
+
+TEST_F(AuthTest, AuditIsAppendOnlyNewestFirstAndFiltered) {
+  for (int i = 0; i < 5; ++i) {
+    AuditEvent e;
+    e.event = "login";
+    e.actor = "anonymous";
+    e.subject = i % 2 == 0 ? "alice" : "bob";
+    e.address = "192.0.2.1";
+    e.outcome = i == 4 ? "ok" : "no_match";
+    e.detail = R"({"best_score":0.42})";
+    ASSERT_TRUE(auth_->audit(e).ok());
+  }
+  auto all = auth_store_->list_audit({});
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 5u);
+  EXPECT_EQ(all->front().outcome, "ok");
+  EXPECT_EQ(all->front().at_ms, now_ms_.load());
+  auto alice = auth_store_->list_audit({.subject = "alice", .before_id = 0, .limit = 2});
+  ASSERT_TRUE(alice);
+  ASSERT_EQ(alice->size(), 2u);
+  auto older =
+      auth_store_->list_audit({.subject = "alice", .before_id = alice->back().id, .limit = 100});
+  ASSERT_TRUE(older);
+  EXPECT_EQ(older->size(), 1u);
+  EXPECT_FALSE(auth_store_->list_audit({.subject = "", .before_id = 0, .limit = 0}));
+  AuditEvent empty;
+  EXPECT_EQ(auth_->audit(empty).code(), ErrorCode::kInvalidArgument);
+}
+
+TEST_F(AuthTest, RecoveryCodeWorksOnceForItsOwner) {
+  auto code = random_token();
+  ASSERT_TRUE(code);
+  ASSERT_TRUE(auth_store_->set_recovery_code("alice", token_hash(*code)).ok());
+  EXPECT_FALSE(*auth_store_->consume_recovery_code("bob", token_hash(*code)));
+  EXPECT_FALSE(*auth_store_->consume_recovery_code("alice", token_hash("guess")));
+  EXPECT_TRUE(*auth_store_->consume_recovery_code("alice", token_hash(*code)));
+  EXPECT_FALSE(*auth_store_->consume_recovery_code("alice", token_hash(*code)));
+  EXPECT_EQ(auth_store_->set_recovery_code("carol", token_hash(*code)).code(),
+            ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace facelogin
