@@ -48,6 +48,12 @@ struct IdentifyResult {
   float threshold = 0.f;
 };
 
+// One frame checked for enrolment: the report, and the template if the face is usable.
+struct FrameCheck {
+  ImageReport image;
+  std::optional<FaceTemplate> face;
+};
+
 struct LabeledImage {
   std::string source;
   Image image;
@@ -79,6 +85,18 @@ class FaceService {
   [[nodiscard]] Result<EnrollResult> enroll(std::string_view name,
                                             const std::vector<LabeledImage>& images, bool add);
 
+  // Enrols templates already made from usable faces (by check_frame), with the same checks and
+  // errors as enroll(); `sources` name each face in messages. For streams: an enrolment keeps
+  // templates, not images.
+  [[nodiscard]] Result<UserInfo> enroll_templates(std::string_view name,
+                                                  const std::vector<FaceTemplate>& templates,
+                                                  const std::vector<std::string>& sources,
+                                                  bool add);
+
+  // Analyses one frame for enrolment: a frame without exactly one usable face is a result
+  // (no template; the report says why), not an error. Errors: internal faults.
+  [[nodiscard]] Result<FrameCheck> check_frame(const LabeledImage& image);
+
   // 1:1. Errors: kNotFound (unknown user), kModelMismatch (enrolled with another recogniser),
   // image problems as in enroll.
   [[nodiscard]] Result<VerifyResult> verify(std::string_view name, const LabeledImage& image);
@@ -86,8 +104,7 @@ class FaceService {
   // 1:1 on a camera frame, for streams: like verify, but a frame without exactly one usable face
   // is a result (decision.match false, image.outcome and image.message say why), not an error.
   // Errors: kNotFound, kModelMismatch, internal faults.
-  [[nodiscard]] Result<VerifyResult> verify_frame(std::string_view name,
-                                                  const LabeledImage& image);
+  [[nodiscard]] Result<VerifyResult> verify_frame(std::string_view name, const LabeledImage& image);
 
   // 1:N, the k best users.
   [[nodiscard]] Result<IdentifyResult> identify(const LabeledImage& image, std::size_t k);
@@ -97,7 +114,7 @@ class FaceService {
   Result<FaceTemplate> usable_face(const LabeledImage& image, ImageReport* report);
   // kDifferentPeople unless the new faces (and, when adding, the user's existing ones) look like
   // one person.
-  Status check_same_person(std::string_view name, const std::vector<LabeledImage>& images,
+  Status check_same_person(std::string_view name, const std::vector<std::string>& sources,
                            const std::vector<FaceTemplate>& templates, bool add);
 
   std::shared_ptr<const Engine> engine_;

@@ -1,9 +1,9 @@
 #include "facelogin/face_service.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <fmt/format.h>
 
 namespace facelogin {
 
@@ -54,7 +54,7 @@ float FaceService::same_person_threshold() const {
 }
 
 Status FaceService::check_same_person(std::string_view name,
-                                      const std::vector<LabeledImage>& images,
+                                      const std::vector<std::string>& sources,
                                       const std::vector<FaceTemplate>& templates, bool add) {
   const float needed = same_person_threshold();
   for (std::size_t i = 0; i < templates.size(); ++i) {
@@ -68,7 +68,7 @@ Status FaceService::check_same_person(std::string_view name,
                       fmt::format("{} and {} do not look like the same person (score {:.3f}, "
                                   "{:.3f} needed): enrol one person at a time, from clear, "
                                   "recent photos",
-                                  images[i].source, images[j].source, *s, needed));
+                                  sources[i], sources[j], *s, needed));
       }
     }
   }
@@ -103,7 +103,7 @@ Status FaceService::check_same_person(std::string_view name,
       return Status(ErrorCode::kDifferentPeople,
                     fmt::format("{} does not look like the faces {} already has (best score "
                                 "{:.3f}, {:.3f} needed)",
-                                images[i].source, name, best, needed));
+                                sources[i], name, best, needed));
     }
   }
   return Status::Ok();
@@ -129,6 +129,43 @@ Result<EnrollResult> FaceService::enroll(std::string_view name,
     templates.push_back(std::move(*face));
   }
 
+  std::vector<std::string> sources;
+  for (const auto& image : images) {
+    sources.push_back(image.source);
+  }
+  auto user = enroll_templates(name, templates, sources, add);
+  if (!user) {
+    return make_error(user.error());
+  }
+  result.user = std::move(*user);
+  return result;
+}
+
+Result<FrameCheck> FaceService::check_frame(const LabeledImage& image) {
+  FrameCheck check;
+  auto face = usable_face(image, &check.image);
+  if (!face) {
+    const ErrorCode code = face.error().code();
+    if (code == ErrorCode::kNoFace || code == ErrorCode::kSeveralFaces ||
+        code == ErrorCode::kPoorQuality) {
+      return check;  // the report says why
+    }
+    return make_error(face.error());
+  }
+  check.face = std::move(*face);
+  return check;
+}
+
+Result<UserInfo> FaceService::enroll_templates(std::string_view name,
+                                               const std::vector<FaceTemplate>& templates,
+                                               const std::vector<std::string>& sources, bool add) {
+  if (Status s = validate_user_name(name); !s.ok()) {
+    return make_error(s);
+  }
+  if (templates.empty() || templates.size() != sources.size()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "enrolment needs at least one face, each with its source");
+  }
   // A face that already belongs to someone else must not become a second identity. The other
   // user is not named: the caller may not be entitled to know who it is.
   auto gallery = store_.all_templates(engine_->recognizer().id);
@@ -170,15 +207,15 @@ Result<EnrollResult> FaceService::enroll(std::string_view name,
       }
       auto s = similarity(templates[i], stored.face);
       if (s && *s >= threshold()) {
-        return make_error(ErrorCode::kDuplicateFace,
-                          fmt::format("{}: this face is already enrolled under another user",
-                                      images[i].source));
+        return make_error(
+            ErrorCode::kDuplicateFace,
+            fmt::format("{}: this face is already enrolled under another user", sources[i]));
       }
     }
   }
 
   // After the duplicate check, so that another user's face is reported as such.
-  if (Status s = check_same_person(name, images, templates, add); !s.ok()) {
+  if (Status s = check_same_person(name, sources, templates, add); !s.ok()) {
     return make_error(s);
   }
 
@@ -190,15 +227,13 @@ Result<EnrollResult> FaceService::enroll(std::string_view name,
     if (!user) {
       return make_error(user.error());
     }
-    result.user = *user;
-  } else {
-    auto user = store_.create_user(name, templates);
-    if (!user) {
-      return make_error(user.error());
-    }
-    result.user = *user;
+    return *user;
   }
-  return result;
+  auto user = store_.create_user(name, templates);
+  if (!user) {
+    return make_error(user.error());
+  }
+  return *user;
 }
 
 Result<VerifyResult> FaceService::verify(std::string_view name, const LabeledImage& image) {
@@ -207,9 +242,11 @@ Result<VerifyResult> FaceService::verify(std::string_view name, const LabeledIma
     return make_error(result.error());
   }
   switch (result->image.outcome) {
-    case FrameOutcome::kOk: return result;
+    case FrameOutcome::kOk:
+      return result;
     case FrameOutcome::kNoFace:
-      return make_error(ErrorCode::kNoFace, fmt::format("{}: {}", image.source, result->image.message));
+      return make_error(ErrorCode::kNoFace,
+                        fmt::format("{}: {}", image.source, result->image.message));
     case FrameOutcome::kSeveralFaces:
       return make_error(ErrorCode::kSeveralFaces,
                         fmt::format("{}: {}", image.source, result->image.message));
