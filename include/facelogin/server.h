@@ -1,0 +1,82 @@
+#pragma once
+
+// The login server: HTTP/1.1 (Boost.Beast) with a JSON API under /api/v1, the web app's static
+// files, /healthz, /readyz and /metrics. Recognition runs on a fixed pool of workers; the HTTP
+// side only parses, routes and answers. See docs/server.md for the API.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "facelogin/auth.h"
+#include "facelogin/auth_store.h"
+#include "facelogin/engine.h"
+#include "facelogin/face_service.h"
+#include "facelogin/liveness.h"
+#include "facelogin/login_attempt.h"
+#include "facelogin/store.h"
+
+namespace facelogin {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0: any free port (see Server::port())
+  // The web app's files; empty: the API only.
+  std::filesystem::path web_dir;
+  int workers = 0;       // recognition workers; 0: one per hardware thread
+  int queue_limit = -1;  // frames waiting for a worker; -1: as many as workers
+  int io_threads = 1;
+  int max_connections = 256;
+  std::size_t max_frame_bytes = 2 * 1024 * 1024;  // a camera frame (JPEG or PNG)
+  std::size_t max_json_bytes = 16 * 1024;
+  std::chrono::seconds request_timeout{15};  // to read one request, headers and body
+  // Cookies get the Secure attribute and the __Host- prefix, and responses carry HSTS. Set it
+  // when clients reach the server over HTTPS (TLS here or at a proxy in front).
+  bool secure_cookies = false;
+  // Anyone may enrol a new account (the web app's sign-up). Off: accounts are made with the CLI.
+  bool open_registration = true;
+
+  // Enrolment from the camera.
+  int enroll_frames_needed = 5;
+  // Accepted frames must span this many degrees of yaw or pitch (a few natural head movements),
+  // so that the templates do not all come from one pose.
+  float enroll_min_pose_spread = 6.f;
+  std::chrono::seconds flow_ttl{60};  // an enrolment or login attempt not finished by then ends
+  int max_flows = 1000;               // enrolments and attempts open at once, in all
+  int max_frames_per_flow = 300;
+
+  LoginPolicy login;  // frames, liveness policy and deadline of a login attempt
+  AuthOptions auth;
+  // Starts of attempts and enrolments per client address and minute (in this process).
+  int starts_per_minute = 30;
+};
+
+struct ServerDeps {
+  std::shared_ptr<const Engine> engine;
+  Store* store = nullptr;
+  AuthStore* auth_store = nullptr;
+  // Required unless options.login.liveness.policy is kOff.
+  std::shared_ptr<const LivenessModels> liveness;
+  ServiceOptions service;
+};
+
+class Server {
+ public:
+  virtual ~Server() = default;
+
+  // Binds, starts the worker and I/O threads and returns; the server then runs until stop().
+  // Errors: kInvalidArgument (options), kIoError (cannot listen), kModelError.
+  [[nodiscard]] static Result<std::unique_ptr<Server>> start(const ServerOptions& options,
+                                                             ServerDeps deps);
+
+  // The port it listens on (the chosen one when options.port was 0).
+  virtual std::uint16_t port() const = 0;
+  // Stops accepting, closes connections and joins the threads. Idempotent.
+  virtual void stop() = 0;
+  // Blocks until stop() is called (from another thread or a signal handler's thread).
+  virtual void wait() = 0;
+};
+
+}  // namespace facelogin

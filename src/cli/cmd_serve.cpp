@@ -1,0 +1,150 @@
+// `facelogin serve`: the login server and web app.
+
+#include <fmt/format.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <charconv>
+#include <iostream>
+
+#include "cli/context.h"
+#include "facelogin/auth_store.h"
+#include "facelogin/liveness.h"
+#include "facelogin/server.h"
+
+namespace facelogin::cli {
+namespace {
+
+struct ServeArgs {
+  std::string listen = "127.0.0.1:8080";
+  std::filesystem::path data;
+  std::filesystem::path web = FACELOGIN_WEB_DIR;
+  int workers = 0;
+  std::string liveness = "passive";
+  bool secure_cookies = false;
+  bool closed_registration = false;
+  int enroll_frames = 5;
+};
+
+// "HOST:PORT", "[v6]:PORT" or ":PORT" (loopback).
+Status parse_listen(const std::string& text, ServerOptions* options) {
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string::npos) {
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--listen '{}': expected HOST:PORT, e.g. 127.0.0.1:8080", text));
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  const std::string port = text.substr(colon + 1);
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc() || end != port.data() + port.size() || value > 65535) {
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--listen '{}': the port must be a number 0-65535", text));
+  }
+  options->host = host.empty() ? "127.0.0.1" : host;
+  options->port = static_cast<std::uint16_t>(value);
+  return Status::Ok();
+}
+
+int run_serve(Context& ctx, const ServeArgs& args) {
+  ServerOptions options;
+  if (Status s = parse_listen(args.listen, &options); !s.ok()) {
+    return ctx.fail(s);
+  }
+  if (!args.data.empty()) {
+    ctx.home = args.data;
+  }
+  options.web_dir = args.web;
+  options.workers = args.workers;
+  options.secure_cookies = args.secure_cookies;
+  options.open_registration = !args.closed_registration;
+  options.enroll_frames_needed = args.enroll_frames;
+  options.login.liveness.policy =
+      args.liveness == "off" ? LivenessPolicy::kOff : LivenessPolicy::kPassive;
+
+  auto engine = ctx.open_engine();
+  if (!engine) {
+    return ctx.fail(engine.error());
+  }
+  auto store = ctx.open_store();
+  if (!store) {
+    return ctx.fail(store.error());
+  }
+  auto auth_store = open_sqlite_auth_store(ctx.home / "facelogin.db");
+  if (!auth_store) {
+    return ctx.fail(auth_store.error());
+  }
+  ServerDeps deps;
+  deps.engine = *engine;
+  deps.store = store->get();
+  deps.auth_store = auth_store->get();
+  deps.service.analyze.enforce_quality = true;
+  deps.service.threshold_override = ctx.threshold;
+  if (options.login.liveness.policy != LivenessPolicy::kOff) {
+    auto liveness = LivenessModels::load(ctx.models);
+    if (!liveness) {
+      return ctx.fail(liveness.error());
+    }
+    deps.liveness = *liveness;
+  }
+
+  // SIGINT and SIGTERM end the server cleanly: blocked in every thread, taken by sigwait here.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = Server::start(options, std::move(deps));
+  if (!server) {
+    return ctx.fail(server.error());
+  }
+  const std::string url = fmt::format(
+      "http://{}:{}/",
+      options.host.find(':') != std::string::npos ? "[" + options.host + "]" : options.host,
+      (*server)->port());
+  if (ctx.json) {
+    ctx.emit_json({{"listening", url}, {"port", (*server)->port()}});
+  } else {
+    fmt::print("facelogin serve: listening on {} (recogniser {}, liveness {}, data {})\n", url,
+               (*engine)->recognizer().id, args.liveness, ctx.home.string());
+  }
+  std::cout.flush();
+  std::fflush(stdout);
+  int signal = 0;
+  sigwait(&signals, &signal);
+  fmt::print(stderr, "facelogin serve: stopping ({})\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
+  (*server)->stop();
+  return kExitOk;
+}
+
+}  // namespace
+
+void register_serve_command(CLI::App& app, Context& ctx, int& exit_code) {
+  auto args = std::make_shared<ServeArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "Run the login server and web app (REST API under /api/v1, see docs/server.md)");
+  cmd->add_option("--listen", args->listen, "HOST:PORT to listen on (default 127.0.0.1:8080)")
+      ->envname("FACELOGIN_LISTEN");
+  cmd->add_option("--data", args->data, "Directory of the database and key (default: --home)")
+      ->envname("FACELOGIN_DATA");
+  cmd->add_option("--web", args->web, "Directory of the web app's files")
+      ->envname("FACELOGIN_WEB_DIR");
+  cmd->add_option("--workers", args->workers, "Recognition workers (default: one per core)")
+      ->check(CLI::Range(0, 256));
+  cmd->add_option("--liveness", args->liveness, "Liveness policy for logins and enrolments")
+      ->check(CLI::IsMember({"passive", "off"}))
+      ->envname("FACELOGIN_LIVENESS");
+  cmd->add_option("--enroll-frames", args->enroll_frames, "Good frames an enrolment needs")
+      ->check(CLI::Range(1, 30));
+  cmd->add_flag("--secure-cookies", args->secure_cookies,
+                "Clients reach the server over HTTPS (a TLS proxy in front): Secure cookies, HSTS");
+  cmd->add_flag("--closed-registration", args->closed_registration,
+                "Do not let visitors create accounts (enrol them with `facelogin enroll`)");
+  cmd->callback([&ctx, &exit_code, args] { exit_code = run_serve(ctx, *args); });
+}
+
+}  // namespace facelogin::cli

@@ -1,0 +1,1226 @@
+#include "server/api.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iterator>
+#include <span>
+
+#include "facelogin/image.h"
+
+namespace facelogin::server {
+namespace {
+
+using json = nlohmann::json;
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+constexpr std::string_view kApiPrefix = "/api/";
+
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> parts;
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    const std::size_t end = std::min(path.find('/', start), path.size());
+    parts.emplace_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+// Matches `path` against a route pattern; fills the {placeholders}.
+bool match(const std::string& pattern, std::string_view path, std::vector<std::string>* params) {
+  const auto want = split_path(pattern);
+  const auto have = split_path(path);
+  if (want.size() != have.size()) {
+    return false;
+  }
+  std::vector<std::string> found;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (want[i].size() > 2 && want[i].front() == '{' && want[i].back() == '}') {
+      if (have[i].empty()) {
+        return false;
+      }
+      found.push_back(have[i]);
+    } else if (want[i] != have[i]) {
+      return false;
+    }
+  }
+  *params = std::move(found);
+  return true;
+}
+
+std::string_view path_of(const Request& request) {
+  std::string_view target = request.target();
+  return target.substr(0, target.find('?'));
+}
+
+std::string header(const Request& request, std::string_view name) {
+  auto it = request.find(name);
+  return it == request.end() ? std::string() : std::string(it->value());
+}
+
+// The value of cookie `name` in the Cookie header, or "".
+std::string cookie_value(const Request& request, std::string_view name) {
+  const std::string cookies = header(request, "Cookie");
+  std::string_view rest = cookies;
+  while (!rest.empty()) {
+    const std::size_t end = std::min(rest.find(';'), rest.size());
+    std::string_view item = rest.substr(0, end);
+    rest = end < rest.size() ? rest.substr(end + 1) : std::string_view();
+    while (!item.empty() && item.front() == ' ') {
+      item.remove_prefix(1);
+    }
+    const std::size_t eq = item.find('=');
+    if (eq != std::string_view::npos && item.substr(0, eq) == name) {
+      return std::string(item.substr(eq + 1));
+    }
+  }
+  return {};
+}
+
+double seconds_since(SteadyClock::time_point t) {
+  return std::chrono::duration<double>(SteadyClock::now() - t).count();
+}
+
+json box_json(const std::optional<Box>& box) {
+  if (!box) {
+    return nullptr;
+  }
+  return {{"x", box->x}, {"y", box->y}, {"width", box->width}, {"height", box->height}};
+}
+
+json quality_json(const QualityReport& q) {
+  json issues = json::array();
+  for (QualityIssue issue : q.issues) {
+    issues.push_back(std::string(quality_issue_name(issue)));
+  }
+  return {{"issues", issues},
+          {"pose", {{"yaw", q.pose.yaw}, {"pitch", q.pose.pitch}, {"roll", q.pose.roll}}}};
+}
+
+// What a person in front of the camera should do about this frame.
+std::string frame_advice(const ImageReport& report) {
+  switch (report.outcome) {
+    case FrameOutcome::kOk:
+      return {};
+    case FrameOutcome::kNoFace:
+      return "Look at the camera so that your face is in view.";
+    case FrameOutcome::kSeveralFaces:
+      return "Only one face, please.";
+    case FrameOutcome::kPoorQuality:
+      return report.quality.issues.empty()
+                 ? report.message
+                 : std::string(quality_issue_advice(report.quality.issues.front()));
+  }
+  return report.message;
+}
+
+json frame_json(const ImageReport& report, const Image& image) {
+  return {{"outcome", std::string(frame_outcome_name(report.outcome))},
+          {"message", report.message},
+          {"advice", frame_advice(report)},
+          {"box", box_json(report.box)},
+          {"frame", {{"width", image.width}, {"height", image.height}}},
+          {"quality", quality_json(report.quality)}};
+}
+
+std::string_view state_name(AttemptState state) {
+  switch (state) {
+    case AttemptState::kPending:
+      return "pending";
+    case AttemptState::kAccepted:
+      return "accepted";
+    case AttemptState::kRejected:
+      return "rejected";
+  }
+  return "pending";
+}
+
+float pose_spread(const std::vector<EnrollFlow::Face>& faces) {
+  if (faces.empty()) {
+    return 0.f;
+  }
+  const auto [ymin, ymax] =
+      std::minmax_element(faces.begin(), faces.end(),
+                          [](const auto& a, const auto& b) { return a.pose.yaw < b.pose.yaw; });
+  const auto [pmin, pmax] =
+      std::minmax_element(faces.begin(), faces.end(),
+                          [](const auto& a, const auto& b) { return a.pose.pitch < b.pose.pitch; });
+  return std::max(ymax->pose.yaw - ymin->pose.yaw, pmax->pose.pitch - pmin->pose.pitch);
+}
+
+// The `n` faces to keep: the extremes of yaw and pitch (so the pose variety is kept), then the
+// best by quality.
+std::vector<const EnrollFlow::Face*> choose_faces(const std::vector<EnrollFlow::Face>& faces,
+                                                  std::size_t n) {
+  std::vector<const EnrollFlow::Face*> chosen;
+  const auto add = [&](const EnrollFlow::Face* f) {
+    if (chosen.size() < n && std::find(chosen.begin(), chosen.end(), f) == chosen.end()) {
+      chosen.push_back(f);
+    }
+  };
+  const auto by = [&](auto key) {
+    return std::minmax_element(faces.begin(), faces.end(),
+                               [&](const auto& a, const auto& b) { return key(a) < key(b); });
+  };
+  const auto [ymin, ymax] = by([](const EnrollFlow::Face& f) { return f.pose.yaw; });
+  const auto [pmin, pmax] = by([](const EnrollFlow::Face& f) { return f.pose.pitch; });
+  for (auto it : {ymin, ymax, pmin, pmax}) {
+    add(&*it);
+  }
+  std::vector<const EnrollFlow::Face*> rest;
+  for (const auto& f : faces) {
+    rest.push_back(&f);
+  }
+  std::stable_sort(rest.begin(), rest.end(),
+                   [](const auto* a, const auto* b) { return a->quality > b->quality; });
+  for (const auto* f : rest) {
+    add(f);
+  }
+  return chosen;
+}
+
+const char* content_type_for(const std::filesystem::path& path) {
+  const std::string ext = path.extension().string();
+  if (ext == ".html") return "text/html; charset=utf-8";
+  if (ext == ".js") return "text/javascript; charset=utf-8";
+  if (ext == ".css") return "text/css; charset=utf-8";
+  if (ext == ".svg") return "image/svg+xml";
+  if (ext == ".png") return "image/png";
+  if (ext == ".json") return "application/json";
+  if (ext == ".webmanifest") return "application/manifest+json";
+  return "application/octet-stream";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The route table.
+
+const std::vector<Route>& Api::routes() {
+  using V = http::verb;
+  static const std::vector<Route> table = {
+      {V::get, "/healthz", Access::kPublic, Body::kNone, "Liveness probe: the process answers.",
+       &Api::healthz},
+      {V::get, "/readyz", Access::kPublic, Body::kNone,
+       "Readiness: models loaded, database reachable, workers not saturated.", &Api::readyz},
+      {V::get, "/metrics", Access::kPublic, Body::kNone, "Prometheus metrics.", &Api::metrics},
+      {V::get, "/api/v1/openapi.json", Access::kPublic, Body::kNone, "This document.",
+       &Api::openapi_doc},
+      {V::post, "/api/v1/enrollments", Access::kPublic, Body::kJson,
+       "Start enrolling a new account {user, session} or, signed in, more faces {add: true}.",
+       &Api::start_enrollment},
+      {V::post, "/api/v1/enrollments/{id}/frames", Access::kPublic, Body::kFrame,
+       "Send one camera frame (JPEG or PNG) of an enrolment; answers with feedback.",
+       &Api::enrollment_frame},
+      {V::post, "/api/v1/enrollments/{id}/finish", Access::kPublic, Body::kNone,
+       "Store the enrolment's faces; a new account gets a session and a recovery code.",
+       &Api::finish_enrollment},
+      {V::delete_, "/api/v1/enrollments/{id}", Access::kPublic, Body::kNone,
+       "Abandon an enrolment; nothing is stored.", &Api::cancel_enrollment},
+      {V::post, "/api/v1/login/attempts", Access::kPublic, Body::kJson,
+       "Start a login attempt {user, session}; returns its id, nonce and deadline.",
+       &Api::start_login},
+      {V::post, "/api/v1/login/attempts/{id}/frames", Access::kPublic, Body::kFrame,
+       "Send one camera frame of an attempt (header X-Attempt-Nonce); feedback, then the decision.",
+       &Api::login_frame},
+      {V::post, "/api/v1/login/recovery", Access::kPublic, Body::kJson,
+       "Log in with the one-time recovery code {user, code, session}.", &Api::recovery_login},
+      {V::get, "/api/v1/session", Access::kSession, Body::kNone,
+       "The current session (and its CSRF token for cookie sessions).", &Api::get_session},
+      {V::post, "/api/v1/logout", Access::kSession, Body::kNone, "End the current session.",
+       &Api::logout},
+      {V::get, "/api/v1/account", Access::kSession, Body::kNone,
+       "My account: faces (no templates), sessions.", &Api::get_account},
+      {V::delete_, "/api/v1/account", Access::kSession, Body::kNone,
+       "Delete my account with all its faces and sessions.", &Api::delete_account},
+      {V::delete_, "/api/v1/account/faces/{id}", Access::kSession, Body::kNone,
+       "Remove one of my faces (not the last).", &Api::delete_face},
+      {V::delete_, "/api/v1/account/sessions/{id}", Access::kSession, Body::kNone,
+       "End one of my sessions.", &Api::revoke_session},
+      {V::post, "/api/v1/account/recovery-code", Access::kSession, Body::kNone,
+       "Replace my recovery code; the new one is shown once.", &Api::new_recovery_code},
+  };
+  return table;
+}
+
+json Api::openapi() {
+  json paths = json::object();
+  for (const Route& r : routes()) {
+    json op = {
+        {"summary", r.summary},
+        {"responses",
+         {{"default", {{"description", "JSON; errors as {\"error\": {\"code\", \"message\"}}"}}}}}};
+    if (r.access == Access::kSession) {
+      op["security"] =
+          json::array({{{"session_cookie", json::array()}}, {{"bearer", json::array()}}});
+    }
+    if (r.body == Body::kJson) {
+      op["requestBody"] = {{"required", true},
+                           {"content", {{"application/json", {{"schema", {{"type", "object"}}}}}}}};
+    } else if (r.body == Body::kFrame) {
+      op["requestBody"] = {
+          {"required", true},
+          {"content",
+           {{"image/jpeg", {{"schema", {{"type", "string"}, {"format", "binary"}}}}},
+            {"image/png", {{"schema", {{"type", "string"}, {"format", "binary"}}}}}}}};
+    }
+    json params = json::array();
+    for (const auto& part : split_path(r.pattern)) {
+      if (part.size() > 2 && part.front() == '{') {
+        params.push_back({{"name", part.substr(1, part.size() - 2)},
+                          {"in", "path"},
+                          {"required", true},
+                          {"schema", {{"type", "string"}}}});
+      }
+    }
+    if (!params.empty()) {
+      op["parameters"] = params;
+    }
+    std::string method(http::to_string(r.method));
+    std::transform(method.begin(), method.end(), method.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    paths[r.pattern][method] = op;
+  }
+  return {
+      {"openapi", "3.0.3"},
+      {"info", {{"title", "facelogin"}, {"version", "1"}}},
+      {"paths", paths},
+      {"components",
+       {{"securitySchemes",
+         {{"session_cookie", {{"type", "apiKey"}, {"in", "cookie"}, {"name", "facelogin_session"}}},
+          {"bearer", {{"type", "http"}, {"scheme", "bearer"}}}}}}}};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch.
+
+Api::Api(const ServerOptions& options, ServerDeps deps, WorkerPool& pool, Metrics& metrics)
+    : options_(options),
+      deps_(std::move(deps)),
+      pool_(pool),
+      metrics_(metrics),
+      auth_(*deps_.store, *deps_.auth_store, options.auth),
+      starts_(options.starts_per_minute) {
+  metrics_.describe("facelogin_http_requests_total", "HTTP requests by route and status.");
+  metrics_.describe("facelogin_request_seconds", "Time to answer a request, by route.");
+  metrics_.describe("facelogin_frame_seconds", "Time to process one camera frame, by flow.");
+  metrics_.describe("facelogin_decisions_total", "Login and enrolment decisions by outcome.");
+  metrics_.describe("facelogin_lockouts_total", "Attempts refused because of a lockout.");
+  metrics_.gauge("facelogin_flows_open", "Enrolments and login attempts in progress.",
+                 [this] { return static_cast<double>(enrollments_.size() + logins_.size()); });
+}
+
+std::size_t Api::body_limit(const Request& header) const {
+  std::vector<std::string> params;
+  for (const Route& r : routes()) {
+    if (r.method == header.method() && match(r.pattern, path_of(header), &params)) {
+      switch (r.body) {
+        case Body::kFrame:
+          return options_.max_frame_bytes;
+        case Body::kJson:
+          return options_.max_json_bytes;
+        case Body::kNone:
+          return 1024;
+      }
+    }
+  }
+  return 1024;
+}
+
+void Api::finish(Response& response) const {
+  response.set("X-Content-Type-Options", "nosniff");
+  response.set(http::field::x_frame_options, "DENY");
+  response.set("Referrer-Policy", "no-referrer");
+  response.set("Content-Security-Policy",
+               "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: "
+               "blob:; media-src 'self' blob:; connect-src 'self'; manifest-src 'self'; "
+               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+  response.set("Permissions-Policy", "camera=(self), microphone=(), geolocation=()");
+  response.set("Cross-Origin-Opener-Policy", "same-origin");
+  response.set("Cross-Origin-Resource-Policy", "same-origin");
+  if (options_.secure_cookies) {
+    response.set(http::field::strict_transport_security, "max-age=31536000");
+  }
+  if (response.find(http::field::cache_control) == response.end()) {
+    response.set(http::field::cache_control, "no-store");
+  }
+}
+
+void Api::handle(Exchange exchange, Reply reply) {
+  Call call;
+  call.exchange = std::move(exchange);
+  call.reply = std::move(reply);
+  const Request& request = call.exchange.request;
+  const std::string_view path = path_of(request);
+
+  const Route* found = nullptr;
+  bool path_known = false;
+  for (const Route& r : routes()) {
+    std::vector<std::string> params;
+    if (match(r.pattern, path, &params)) {
+      path_known = true;
+      if (r.method == request.method()) {
+        found = &r;
+        call.params = std::move(params);
+        break;
+      }
+    }
+  }
+  if (found == nullptr) {
+    if (path_known) {
+      call.route = "method_not_allowed";
+      return reply_error(call, Status(ErrorCode::kInvalidArgument, "method not allowed here"));
+    }
+    if (!path.starts_with(kApiPrefix) && request.method() == http::verb::get &&
+        !options_.web_dir.empty()) {
+      call.route = "static";
+      return static_file(call);
+    }
+    call.route = "not_found";
+    return reply_error(call, Status(ErrorCode::kNotFound, "no such endpoint"));
+  }
+  call.route = found->pattern;
+
+  // Bodies must say what they are: a cross-site form cannot send application/json or an image
+  // without a CORS preflight, which this server never grants.
+  const std::string type = header(request, "Content-Type");
+  const std::string base_type = type.substr(0, type.find(';'));
+  if (found->body == Body::kJson && base_type != "application/json") {
+    return reply_error(call, Status(ErrorCode::kInvalidArgument,
+                                    "this endpoint takes a JSON body (Content-Type: "
+                                    "application/json)"));
+  }
+  if (found->body == Body::kFrame && base_type != "image/jpeg" && base_type != "image/png") {
+    return reply_error(call, Status(ErrorCode::kInvalidArgument,
+                                    "this endpoint takes one camera frame (Content-Type: "
+                                    "image/jpeg or image/png)"));
+  }
+
+  // Who is calling: a bearer token, or the session cookie.
+  std::string token;
+  if (const std::string authz = header(request, "Authorization"); authz.starts_with("Bearer ")) {
+    token = authz.substr(7);
+  } else if (std::string cookie = cookie_value(request, cookie_name()); !cookie.empty()) {
+    token = std::move(cookie);
+    call.via_cookie = true;
+  }
+  if (!token.empty()) {
+    auto session = auth_.authenticate(token);
+    if (session) {
+      call.session = std::move(*session);
+      call.token = token;
+    } else if (session.error().code() != ErrorCode::kUnauthenticated) {
+      return reply_error(call, session.error());
+    }
+  }
+  if (found->access == Access::kSession && !call.session) {
+    return reply_error(call, Status(ErrorCode::kUnauthenticated,
+                                    "log in first: no valid session cookie or bearer token"));
+  }
+  // Cookie sessions: unsafe methods must prove they come from our own pages.
+  if (call.session && call.via_cookie && request.method() != http::verb::get &&
+      request.method() != http::verb::head &&
+      !constant_time_equal(header(request, "X-CSRF-Token"), Authenticator::csrf_for(token))) {
+    return reply_error(call, Status(ErrorCode::kForbidden,
+                                    "missing or wrong X-CSRF-Token header for a cookie session"));
+  }
+  (this->*(found->handler))(call);
+}
+
+void Api::reply_json(Call& call, http::status status, const json& body, const Headers& headers) {
+  Response response(status, call.exchange.request.version());
+  response.set(http::field::content_type, "application/json");
+  for (const auto& [name, value] : headers) {
+    response.insert(name, value);
+  }
+  response.body() = body.dump();
+  metrics_.count(
+      "facelogin_http_requests_total",
+      fmt::format("route=\"{}\",status=\"{}\"", call.route, static_cast<unsigned>(status)));
+  metrics_.observe("facelogin_request_seconds", fmt::format("route=\"{}\"", call.route),
+                   seconds_since(call.exchange.received));
+  call.reply(std::move(response));
+}
+
+void Api::reply_error(Call& call, const Status& status, int retry_after_s) {
+  Response response = error_response(status, call.exchange.request.version(), true);
+  if (call.route == "method_not_allowed") {
+    response.result(http::status::method_not_allowed);
+  }
+  if (retry_after_s > 0) {
+    response.set(http::field::retry_after, std::to_string(retry_after_s));
+  }
+  if (response.result() == http::status::internal_server_error) {
+    fmt::print(stderr, "facelogin serve: {} {}: {}\n",
+               std::string(http::to_string(call.exchange.request.method())), call.route,
+               status.to_string());
+  }
+  metrics_.count("facelogin_http_requests_total",
+                 fmt::format("route=\"{}\",status=\"{}\"", call.route, response.result_int()));
+  call.reply(std::move(response));
+}
+
+Result<json> Api::json_body(const Call& call) const {
+  json body = json::parse(call.exchange.request.body(), nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object()) {
+    return make_error(ErrorCode::kInvalidArgument, "the body is not a JSON object");
+  }
+  return body;
+}
+
+bool Api::rate_limited(Call& call) {
+  int retry = 0;
+  if (starts_.allow(call.exchange.address, &retry)) {
+    return false;
+  }
+  reply_error(call,
+              Status(ErrorCode::kTooManyRequests,
+                     "too many attempts from this address; wait a little and try again"),
+              retry);
+  return true;
+}
+
+bool Api::locked_out(Call& call, const std::string& user) {
+  auto locked = auth_.locked_for_ms(user, call.exchange.address);
+  if (!locked) {
+    reply_error(call, locked.error());
+    return true;
+  }
+  if (*locked <= 0) {
+    return false;
+  }
+  metrics_.count("facelogin_lockouts_total", "");
+  const int retry = static_cast<int>((*locked + 999) / 1000);
+  audit(call, "login", "anonymous", user, "locked_out", {{"retry_after_s", retry}});
+  reply_error(call,
+              Status(ErrorCode::kTooManyRequests,
+                     fmt::format("too many failed attempts: try again in {} s, or use your "
+                                 "recovery code later",
+                                 retry)),
+              retry);
+  return true;
+}
+
+std::string Api::cookie_name() const {
+  return options_.secure_cookies ? "__Host-facelogin_session" : "facelogin_session";
+}
+
+std::string Api::session_cookie(const std::string& token, std::int64_t max_age) const {
+  return fmt::format("{}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}", cookie_name(), token,
+                     max_age, options_.secure_cookies ? "; Secure" : "");
+}
+
+Result<json> Api::open_session(Call& call, const std::string& user, const std::string& kind,
+                               Headers* headers) {
+  auto issued = auth_.issue_session(user, kind, call.exchange.address,
+                                    header(call.exchange.request, "User-Agent"));
+  if (!issued) {
+    return make_error(issued.error());
+  }
+  json out = {{"user", user}, {"kind", kind}, {"expires_at", issued->expires_at}};
+  if (kind == "cookie") {
+    out["csrf"] = issued->csrf;
+    headers->emplace_back(
+        "Set-Cookie", session_cookie(issued->token, issued->expires_at - auth_.now_ms() / 1000));
+  } else {
+    out["token"] = issued->token;
+  }
+  return out;
+}
+
+void Api::audit(const Call& call, std::string event, std::string actor, std::string subject,
+                std::string outcome, json detail) {
+  AuditEvent e;
+  e.event = std::move(event);
+  e.actor = std::move(actor);
+  e.subject = std::move(subject);
+  e.address = call.exchange.address;
+  e.outcome = std::move(outcome);
+  e.detail = detail.dump();
+  if (Status s = auth_.audit(std::move(e)); !s.ok()) {
+    fmt::print(stderr, "facelogin serve: cannot write the audit log: {}\n", s.to_string());
+  }
+}
+
+bool Api::submit(Call& call, std::function<void(WorkerSlot&, Call&)> job) {
+  // The job answers through a holder, sent only once the job has returned and released its
+  // flow's lock: otherwise a fast client's next frame could find the flow still busy.
+  Reply send = std::move(call.reply);
+  auto held = std::make_shared<std::optional<Response>>();
+  call.reply = [held](Response response) { *held = std::move(response); };
+  auto shared = std::make_shared<Call>(std::move(call));
+  if (pool_.try_submit([shared, held, send, job = std::move(job)](WorkerSlot& slot) {
+        job(slot, *shared);
+        if (*held) {
+          send(std::move(**held));
+        }
+      })) {
+    return true;
+  }
+  call = std::move(*shared);
+  call.reply = std::move(send);
+  reply_error(call, Status(ErrorCode::kUnavailable, "the server is busy; try again in a moment"),
+              1);
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health and documents.
+
+void Api::healthz(Call& call) { reply_json(call, http::status::ok, {{"status", "ok"}}); }
+
+void Api::readyz(Call& call) {
+  auto users = deps_.store->list_users();
+  const bool saturated = pool_.busy() >= pool_.size() && pool_.queued() > 0;
+  if (!users || saturated) {
+    return reply_error(
+        call,
+        Status(ErrorCode::kUnavailable, !users ? "database unavailable" : "workers saturated"), 1);
+  }
+  reply_json(call, http::status::ok,
+             {{"status", "ready"},
+              {"recognizer", deps_.engine->recognizer().id},
+              {"liveness", deps_.liveness != nullptr},
+              {"workers", pool_.size()}});
+}
+
+void Api::metrics(Call& call) {
+  Response response(http::status::ok, call.exchange.request.version());
+  response.set(http::field::content_type, "text/plain; version=0.0.4");
+  response.body() = metrics_.render();
+  call.reply(std::move(response));
+}
+
+void Api::openapi_doc(Call& call) { reply_json(call, http::status::ok, openapi()); }
+
+// ---------------------------------------------------------------------------------------------
+// Enrolment.
+
+void Api::start_enrollment(Call& call) {
+  auto body = json_body(call);
+  if (!body) {
+    return reply_error(call, body.error());
+  }
+  auto flow = std::make_shared<EnrollFlow>();
+  flow->add = body->value("add", false);
+  flow->session_kind = body->value("session", std::string("cookie"));
+  if (flow->session_kind != "cookie" && flow->session_kind != "bearer") {
+    return reply_error(
+        call, Status(ErrorCode::kInvalidArgument, "session must be \"cookie\" or \"bearer\""));
+  }
+  if (flow->add) {
+    if (!call.session) {
+      return reply_error(
+          call, Status(ErrorCode::kUnauthenticated, "log in to add faces to your account"));
+    }
+    flow->user = call.session->user.name;
+  } else {
+    if (!options_.open_registration) {
+      return reply_error(call, Status(ErrorCode::kForbidden,
+                                      "this server does not take new accounts; ask an "
+                                      "administrator"));
+    }
+    if (!(*body)["user"].is_string()) {
+      return reply_error(call, Status(ErrorCode::kInvalidArgument, "user (a string) is required"));
+    }
+    flow->user = (*body)["user"].get<std::string>();
+    if (Status s = validate_user_name(flow->user); !s.ok()) {
+      return reply_error(call, s);
+    }
+    auto existing = deps_.store->get_user(flow->user);
+    if (existing) {
+      return reply_error(call, Status(ErrorCode::kAlreadyExists,
+                                      fmt::format("the name '{}' is taken", flow->user)));
+    }
+    if (existing.error().code() != ErrorCode::kNotFound) {
+      return reply_error(call, existing.error());
+    }
+  }
+  if (rate_limited(call)) {
+    return;
+  }
+  if (enrollments_.size() + logins_.size() >= static_cast<std::size_t>(options_.max_flows)) {
+    return reply_error(call, Status(ErrorCode::kUnavailable, "too many enrolments in progress"), 5);
+  }
+  auto id = random_token();
+  if (!id) {
+    return reply_error(call, id.error());
+  }
+  flow->id = std::move(*id);
+  flow->address = call.exchange.address;
+  flow->started = SteadyClock::now();
+  flow->expires = flow->started + options_.flow_ttl;
+  enrollments_.put(flow);
+  reply_json(call, http::status::created,
+             {{"id", flow->id},
+              {"user", flow->user},
+              {"frames_needed", options_.enroll_frames_needed},
+              {"pose_spread_needed", options_.enroll_min_pose_spread},
+              {"liveness",
+               deps_.liveness != nullptr && options_.login.liveness.policy != LivenessPolicy::kOff},
+              {"expires_in_s", options_.flow_ttl.count()}});
+}
+
+void Api::enrollment_frame(Call& call) {
+  auto flow = enrollments_.find(call.params[0], call.exchange.address);
+  if (!flow) {
+    return reply_error(
+        call, Status(ErrorCode::kNotFound, "no such enrolment (it may have expired): start again"));
+  }
+  std::unique_lock busy(flow->busy, std::try_to_lock);
+  if (!busy.owns_lock()) {
+    return reply_error(
+        call, Status(ErrorCode::kAlreadyExists, "send the frames of an enrolment one at a time"));
+  }
+  if (++flow->frames > options_.max_frames_per_flow) {
+    enrollments_.erase(flow->id);
+    return reply_error(call, Status(ErrorCode::kTooManyRequests,
+                                    "too many frames for one enrolment: start again"));
+  }
+  busy.unlock();
+  const bool live_check =
+      deps_.liveness != nullptr && options_.login.liveness.policy != LivenessPolicy::kOff;
+  submit(call, [this, flow, live_check](WorkerSlot& slot, Call& c) {
+    std::unique_lock lock(flow->busy, std::try_to_lock);
+    if (!lock.owns_lock()) {
+      return reply_error(
+          c, Status(ErrorCode::kAlreadyExists, "send the frames of an enrolment one at a time"));
+    }
+    const auto t0 = SteadyClock::now();
+    const auto& body = c.exchange.request.body();
+    auto image =
+        decode_image(std::span(reinterpret_cast<const std::uint8_t*>(body.data()), body.size()));
+    if (!image) {
+      return reply_error(c, image.error());
+    }
+    auto check = slot.service->check_frame({"frame", *image});
+    if (!check) {
+      return reply_error(c, check.error());
+    }
+    json out = frame_json(check->image, *image);
+    std::string state = "pending";
+    std::string reason;
+    std::string advice = out["advice"];
+    if (live_check) {
+      if (!flow->liveness) {
+        flow->liveness = std::make_unique<LivenessSession>(*slot.scorer, options_.login.liveness);
+      }
+      flow->liveness->use_scorer(*slot.scorer);
+      const auto ts = std::chrono::duration_cast<std::chrono::milliseconds>(c.exchange.received -
+                                                                            flow->started);
+      auto verdict =
+          flow->liveness->add_frame(*image, check->face ? check->image.box : std::nullopt, ts);
+      if (!verdict) {
+        return reply_error(c, verdict.error());
+      }
+      if (*verdict != LivenessVerdict::kPending && *verdict != LivenessVerdict::kLive) {
+        state = "rejected";
+        reason = liveness_verdict_name(*verdict);
+        advice = liveness_verdict_advice(*verdict);
+        enrollments_.erase(flow->id);
+        audit(c, flow->add ? "add_faces" : "enroll", flow->add ? flow->user : "anonymous",
+              flow->user, reason, {{"liveness", flow->liveness->mean_score()}});
+        metrics_.count("facelogin_decisions_total",
+                       fmt::format("flow=\"enroll\",outcome=\"{}\"", reason));
+      }
+      out["liveness"] = {{"verdict", std::string(liveness_verdict_name(*verdict))},
+                         {"frames", flow->liveness->frames_counted()},
+                         {"frames_needed", options_.login.liveness.frames_needed}};
+    }
+    if (check->face && state == "pending" && flow->faces.size() < 60) {
+      flow->faces.push_back(
+          {std::move(*check->face), check->image.quality.pose, check->image.quality.score});
+    }
+    const auto needed = static_cast<std::size_t>(options_.enroll_frames_needed);
+    const float spread = pose_spread(flow->faces);
+    const bool live_done = !live_check || flow->liveness->verdict() == LivenessVerdict::kLive;
+    const bool ready = state == "pending" && flow->faces.size() >= needed &&
+                       spread >= options_.enroll_min_pose_spread && live_done;
+    if (state == "pending" && check->face) {
+      advice = ready ? "Done: you can finish."
+               : flow->faces.size() >= needed && spread < options_.enroll_min_pose_spread
+                   ? "Turn your head slowly a little to the left and right, then up and down."
+               : !live_done ? "Keep looking at the camera."
+                            : "Good. Keep looking at the camera and move your head a little.";
+    }
+    double progress = std::min(1.0, static_cast<double>(flow->faces.size()) / needed);
+    progress = std::min(progress, static_cast<double>(spread) / options_.enroll_min_pose_spread);
+    if (live_check) {
+      progress = std::min(progress, static_cast<double>(flow->liveness->frames_counted()) /
+                                        options_.login.liveness.frames_needed);
+    }
+    out["state"] = state;
+    out["reason"] = reason;
+    out["advice"] = advice;
+    out["ready"] = ready;
+    out["good_frames"] = flow->faces.size();
+    out["frames_needed"] = needed;
+    out["pose_spread"] = spread;
+    out["progress"] = ready ? 1.0 : std::min(progress, 0.99);
+    metrics_.observe("facelogin_frame_seconds", "flow=\"enroll\"", seconds_since(t0));
+    reply_json(c, http::status::ok, out);
+  });
+}
+
+void Api::finish_enrollment(Call& call) {
+  auto flow = enrollments_.find(call.params[0], call.exchange.address);
+  if (!flow) {
+    return reply_error(
+        call, Status(ErrorCode::kNotFound, "no such enrolment (it may have expired): start again"));
+  }
+  if (flow->add && (!call.session || call.session->user.name != flow->user)) {
+    return reply_error(call,
+                       Status(ErrorCode::kForbidden, "this enrolment is for another account"));
+  }
+  submit(call, [this, flow](WorkerSlot& slot, Call& c) {
+    std::unique_lock lock(flow->busy, std::try_to_lock);
+    if (!lock.owns_lock()) {
+      return reply_error(c, Status(ErrorCode::kAlreadyExists, "a frame is still being processed"));
+    }
+    const auto needed = static_cast<std::size_t>(options_.enroll_frames_needed);
+    const bool live_check =
+        deps_.liveness != nullptr && options_.login.liveness.policy != LivenessPolicy::kOff;
+    if (flow->faces.size() < needed || pose_spread(flow->faces) < options_.enroll_min_pose_spread ||
+        (live_check && flow->liveness->verdict() != LivenessVerdict::kLive)) {
+      return reply_error(c, Status(ErrorCode::kInvalidArgument,
+                                   "the enrolment is not complete: keep sending frames until a "
+                                   "frame's answer says ready"));
+    }
+    std::vector<FaceTemplate> templates;
+    std::vector<std::string> sources;
+    for (const auto* f : choose_faces(flow->faces, needed)) {
+      templates.push_back(f->face);
+      sources.push_back(fmt::format("frame {}", templates.size()));
+    }
+    auto user = slot.service->enroll_templates(flow->user, templates, sources, flow->add);
+    enrollments_.erase(flow->id);
+    const std::string event = flow->add ? "add_faces" : "enroll";
+    const std::string actor = flow->add ? flow->user : "anonymous";
+    if (!user) {
+      audit(c, event, actor, flow->user, std::string(error_code_name(user.error().code())));
+      metrics_.count(
+          "facelogin_decisions_total",
+          fmt::format("flow=\"enroll\",outcome=\"{}\"", error_code_name(user.error().code())));
+      return reply_error(c, user.error());
+    }
+    json liveness = flow->liveness ? json(flow->liveness->mean_score()) : json(nullptr);
+    audit(c, event, actor, flow->user, "ok",
+          {{"templates", templates.size()}, {"liveness", liveness}});
+    metrics_.count("facelogin_decisions_total", "flow=\"enroll\",outcome=\"ok\"");
+    json out = {{"user", user->name}, {"templates", user->template_count}};
+    Headers headers;
+    if (!flow->add) {
+      auto code = random_token();
+      if (!code) {
+        return reply_error(c, code.error());
+      }
+      if (Status s = deps_.auth_store->set_recovery_code(user->name, token_hash(*code)); !s.ok()) {
+        return reply_error(c, s);
+      }
+      out["recovery_code"] = *code;
+      auto session = open_session(c, user->name, flow->session_kind, &headers);
+      if (!session) {
+        return reply_error(c, session.error());
+      }
+      out["session"] = *session;
+    }
+    reply_json(c, http::status::created, out, headers);
+  });
+}
+
+void Api::cancel_enrollment(Call& call) {
+  if (auto flow = enrollments_.find(call.params[0], call.exchange.address)) {
+    enrollments_.erase(flow->id);
+  }
+  reply_json(call, http::status::ok, {{"cancelled", true}});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login.
+
+void Api::start_login(Call& call) {
+  auto body = json_body(call);
+  if (!body) {
+    return reply_error(call, body.error());
+  }
+  if (!(*body)["user"].is_string()) {
+    return reply_error(call, Status(ErrorCode::kInvalidArgument, "user (a string) is required"));
+  }
+  auto flow = std::make_shared<LoginFlow>();
+  const std::string user = (*body)["user"].get<std::string>();
+  if (Status s = validate_user_name(user); !s.ok()) {
+    return reply_error(call, s);
+  }
+  flow->session_kind = body->value("session", std::string("cookie"));
+  if (flow->session_kind != "cookie" && flow->session_kind != "bearer") {
+    return reply_error(
+        call, Status(ErrorCode::kInvalidArgument, "session must be \"cookie\" or \"bearer\""));
+  }
+  if (rate_limited(call) || locked_out(call, user)) {
+    return;
+  }
+  if (enrollments_.size() + logins_.size() >= static_cast<std::size_t>(options_.max_flows)) {
+    return reply_error(call, Status(ErrorCode::kUnavailable, "too many logins in progress"), 5);
+  }
+  // Whether the account exists is not said here: an unknown name fails like a wrong face.
+  auto attempt = LoginAttempt::begin(pool_.any_service(), pool_.any_scorer(), user, [&] {
+    LoginPolicy policy = options_.login;
+    if (deps_.liveness == nullptr) {
+      policy.liveness.policy = LivenessPolicy::kOff;
+    }
+    return policy;
+  }());
+  if (!attempt) {
+    return reply_error(call, attempt.error());
+  }
+  auto id = random_token();
+  auto nonce = random_token();
+  if (!id || !nonce) {
+    return reply_error(call, Status(ErrorCode::kInternal, "the random generator failed"));
+  }
+  flow->id = std::move(*id);
+  flow->nonce = std::move(*nonce);
+  flow->address = call.exchange.address;
+  flow->started = SteadyClock::now();
+  const auto deadline = std::min<SteadyClock::duration>(
+      options_.flow_ttl, options_.login.liveness.deadline + std::chrono::seconds(5));
+  flow->expires = flow->started + deadline;
+  flow->attempt.emplace(std::move(*attempt));
+  logins_.put(flow);
+  const bool live =
+      deps_.liveness != nullptr && options_.login.liveness.policy != LivenessPolicy::kOff;
+  reply_json(call, http::status::created,
+             {{"id", flow->id},
+              {"nonce", flow->nonce},
+              {"deadline_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  options_.login.liveness.deadline)
+                                  .count()},
+              {"liveness", live},
+              {"frames_needed", live ? options_.login.liveness.frames_needed
+                                     : options_.login.matching_frames_needed}});
+}
+
+void Api::login_frame(Call& call) {
+  auto flow = logins_.find(call.params[0], call.exchange.address);
+  if (!flow ||
+      !constant_time_equal(header(call.exchange.request, "X-Attempt-Nonce"), flow->nonce)) {
+    return reply_error(call, Status(ErrorCode::kNotFound,
+                                    "no such login attempt, or the nonce does not match: start "
+                                    "again"));
+  }
+  {
+    std::unique_lock busy(flow->busy, std::try_to_lock);
+    if (!busy.owns_lock()) {
+      return reply_error(
+          call, Status(ErrorCode::kAlreadyExists, "send the frames of an attempt one at a time"));
+    }
+    if (++flow->frames > options_.max_frames_per_flow) {
+      logins_.erase(flow->id);
+      return reply_error(call, Status(ErrorCode::kTooManyRequests,
+                                      "too many frames for one attempt: start again"));
+    }
+  }
+  submit(call, [this, flow](WorkerSlot& slot, Call& c) {
+    std::unique_lock lock(flow->busy, std::try_to_lock);
+    if (!lock.owns_lock()) {
+      return reply_error(
+          c, Status(ErrorCode::kAlreadyExists, "send the frames of an attempt one at a time"));
+    }
+    LoginAttempt& attempt = *flow->attempt;
+    if (attempt.state() != AttemptState::kPending) {
+      return reply_error(c, Status(ErrorCode::kNotFound, "this attempt is over: start again"));
+    }
+    const auto t0 = SteadyClock::now();
+    const auto& body = c.exchange.request.body();
+    auto image =
+        decode_image(std::span(reinterpret_cast<const std::uint8_t*>(body.data()), body.size()));
+    if (!image) {
+      return reply_error(c, image.error());
+    }
+    if (Status s = attempt.use(*slot.service, slot.scorer.get()); !s.ok()) {
+      return reply_error(c, s);
+    }
+    const auto ts =
+        std::chrono::duration_cast<std::chrono::milliseconds>(c.exchange.received - flow->started);
+    auto feedback = attempt.add_frame({"frame", *image}, ts);
+    std::string state;
+    std::string reason;
+    json out;
+    if (!feedback) {
+      if (feedback.error().code() != ErrorCode::kNotFound &&
+          feedback.error().code() != ErrorCode::kModelMismatch) {
+        return reply_error(c, feedback.error());
+      }
+      // Unknown, disabled or enrolled with another model: refused like a face that does not
+      // match, so the answer does not tell which names exist.
+      out = {{"outcome", "ok"}, {"message", ""}, {"box", nullptr}};
+      state = "rejected";
+      reason = "no_match";
+      out["advice"] = fmt::format("This face does not match {}.", attempt.user());
+    } else {
+      out = frame_json(feedback->image, *image);
+      state = state_name(feedback->state);
+      reason = feedback->reason;
+      out["advice"] =
+          feedback->advice.empty() ? out["advice"].get<std::string>() : feedback->advice;
+      const LivenessSession& live = attempt.liveness();
+      const bool passive =
+          deps_.liveness != nullptr && options_.login.liveness.policy != LivenessPolicy::kOff;
+      out["liveness"] = {{"verdict", std::string(liveness_verdict_name(feedback->liveness))},
+                         {"frames", live.frames_counted()},
+                         {"frames_needed", options_.login.liveness.frames_needed}};
+      // Progress counts frames with a face, never matches: a per-frame match signal would let
+      // an attacker tune a forgery frame by frame.
+      const double progress =
+          passive
+              ? static_cast<double>(live.frames_counted()) / options_.login.liveness.frames_needed
+              : std::min(1.0,
+                         static_cast<double>(flow->frames) / options_.login.matching_frames_needed);
+      out["progress"] = state == "accepted" ? 1.0 : std::min(progress, 0.99);
+    }
+    out["state"] = state;
+    out["reason"] = reason;
+    metrics_.observe("facelogin_frame_seconds", "flow=\"login\"", seconds_since(t0));
+    Headers headers;
+    const std::string user = attempt.user();
+    if (state == "accepted") {
+      logins_.erase(flow->id);
+      if (Status s = auth_.record_success(user); !s.ok()) {
+        return reply_error(c, s);
+      }
+      auto session = open_session(c, user, flow->session_kind, &headers);
+      if (!session) {
+        return reply_error(c, session.error());
+      }
+      out["session"] = *session;
+      audit(c, "login", user, user, "ok",
+            {{"best_score", attempt.best_score()},
+             {"liveness", attempt.liveness().mean_score()},
+             {"frames", flow->frames}});
+      metrics_.count("facelogin_decisions_total", "flow=\"login\",outcome=\"ok\"");
+    } else if (state == "rejected") {
+      logins_.erase(flow->id);
+      auto locked = auth_.record_failure(user, c.exchange.address);
+      audit(c, "login", "anonymous", user, reason,
+            {{"best_score", attempt.best_score()},
+             {"liveness", attempt.liveness().mean_score()},
+             {"frames", flow->frames},
+             {"locked_for_s", locked ? *locked / 1000 : 0}});
+      metrics_.count("facelogin_decisions_total",
+                     fmt::format("flow=\"login\",outcome=\"{}\"", reason));
+    }
+    reply_json(c, http::status::ok, out, headers);
+  });
+}
+
+void Api::recovery_login(Call& call) {
+  auto body = json_body(call);
+  if (!body) {
+    return reply_error(call, body.error());
+  }
+  if (!(*body)["user"].is_string() || !(*body)["code"].is_string()) {
+    return reply_error(call,
+                       Status(ErrorCode::kInvalidArgument, "user and code (strings) are required"));
+  }
+  const std::string user = (*body)["user"].get<std::string>();
+  const std::string code = (*body)["code"].get<std::string>();
+  const std::string kind = body->value("session", std::string("cookie"));
+  if (Status s = validate_user_name(user); !s.ok()) {
+    return reply_error(call, s);
+  }
+  if (kind != "cookie" && kind != "bearer") {
+    return reply_error(
+        call, Status(ErrorCode::kInvalidArgument, "session must be \"cookie\" or \"bearer\""));
+  }
+  if (rate_limited(call) || locked_out(call, user)) {
+    return;
+  }
+  auto used = deps_.auth_store->consume_recovery_code(user, token_hash(code));
+  if (!used) {
+    return reply_error(call, used.error());
+  }
+  if (!*used) {
+    auto locked = auth_.record_failure(user, call.exchange.address);
+    audit(call, "recovery_login", "anonymous", user, "wrong_code",
+          {{"locked_for_s", locked ? *locked / 1000 : 0}});
+    return reply_error(call, Status(ErrorCode::kUnauthenticated,
+                                    "that recovery code is not right for this account"));
+  }
+  Headers headers;
+  auto session = open_session(call, user, kind, &headers);
+  if (!session) {
+    return reply_error(call, session.error());
+  }
+  if (Status s = auth_.record_success(user); !s.ok()) {
+    return reply_error(call, s);
+  }
+  audit(call, "recovery_login", user, user, "ok");
+  reply_json(call, http::status::ok,
+             {{"session", *session},
+              {"advice", "Your recovery code is used up: make a new one on your account page."}},
+             headers);
+}
+
+void Api::get_session(Call& call) {
+  const auto& s = *call.session;
+  json out = {
+      {"user", s.user.name}, {"kind", s.session.kind}, {"expires_at", s.session.expires_at}};
+  if (call.via_cookie) {
+    out["csrf"] = Authenticator::csrf_for(call.token);
+  }
+  reply_json(call, http::status::ok, out);
+}
+
+void Api::logout(Call& call) {
+  if (Status s = auth_.logout(call.token); !s.ok()) {
+    return reply_error(call, s);
+  }
+  audit(call, "logout", call.session->user.name, call.session->user.name, "ok");
+  reply_json(call, http::status::ok, {{"logged_out", true}},
+             {{"Set-Cookie", session_cookie("", 0)}});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Account.
+
+void Api::get_account(Call& call) {
+  const std::string& name = call.session->user.name;
+  auto templates = deps_.store->user_templates(name);
+  auto sessions = deps_.auth_store->user_sessions(name, auth_.now_ms() / 1000);
+  if (!templates || !sessions) {
+    return reply_error(call, !templates ? templates.error() : sessions.error());
+  }
+  json faces = json::array();
+  for (const auto& t : *templates) {
+    faces.push_back({{"id", t.id}, {"created_at", t.created_at}, {"model", t.face.model_id}});
+  }
+  json list = json::array();
+  for (const auto& s : *sessions) {
+    list.push_back({{"id", s.id},
+                    {"kind", s.kind},
+                    {"created_at", s.created_at},
+                    {"expires_at", s.expires_at},
+                    {"address", s.address},
+                    {"user_agent", s.user_agent},
+                    {"current", s.id == call.session->session.id}});
+  }
+  reply_json(call, http::status::ok,
+             {{"user", name},
+              {"created_at", call.session->user.created_at},
+              {"faces", faces},
+              {"sessions", list}});
+}
+
+void Api::delete_account(Call& call) {
+  const std::string name = call.session->user.name;
+  if (Status s = deps_.store->remove_user(name); !s.ok()) {
+    return reply_error(call, s);
+  }
+  audit(call, "delete_account", name, name, "ok");
+  reply_json(call, http::status::ok, {{"deleted", name}}, {{"Set-Cookie", session_cookie("", 0)}});
+}
+
+void Api::delete_face(Call& call) {
+  const std::string& name = call.session->user.name;
+  std::int64_t id = 0;
+  try {
+    id = std::stoll(call.params[0]);
+  } catch (const std::exception&) {
+    return reply_error(call, Status(ErrorCode::kInvalidArgument, "face id must be a number"));
+  }
+  if (call.session->user.template_count <= 1) {
+    return reply_error(call, Status(ErrorCode::kForbidden,
+                                    "this is your last face: delete the account instead, or add "
+                                    "faces first"));
+  }
+  if (Status s = deps_.store->remove_template(name, id); !s.ok()) {
+    return reply_error(call, s);
+  }
+  audit(call, "remove_face", name, name, "ok", {{"face", id}});
+  reply_json(call, http::status::ok, {{"removed", id}});
+}
+
+void Api::revoke_session(Call& call) {
+  const std::string& name = call.session->user.name;
+  std::int64_t id = 0;
+  try {
+    id = std::stoll(call.params[0]);
+  } catch (const std::exception&) {
+    return reply_error(call, Status(ErrorCode::kInvalidArgument, "session id must be a number"));
+  }
+  if (Status s = deps_.auth_store->revoke_session(name, id); !s.ok()) {
+    return reply_error(call, s);
+  }
+  audit(call, "revoke_session", name, name, "ok", {{"session", id}});
+  reply_json(call, http::status::ok, {{"revoked", id}});
+}
+
+void Api::new_recovery_code(Call& call) {
+  const std::string& name = call.session->user.name;
+  auto code = random_token();
+  if (!code) {
+    return reply_error(call, code.error());
+  }
+  if (Status s = deps_.auth_store->set_recovery_code(name, token_hash(*code)); !s.ok()) {
+    return reply_error(call, s);
+  }
+  audit(call, "new_recovery_code", name, name, "ok");
+  reply_json(call, http::status::ok, {{"recovery_code", *code}});
+}
+
+// ---------------------------------------------------------------------------------------------
+// The web app.
+
+void Api::static_file(Call& call) {
+  std::string path(path_of(call.exchange.request));
+  if (path == "/" || path == "/enroll" || path == "/login" || path == "/account") {
+    path = path == "/" ? "/index.html" : path + ".html";
+  }
+  // Only plain names under the web directory: no "..", no hidden files, no odd characters.
+  const bool safe = path.size() < 200 && path.find("..") == std::string::npos &&
+                    path.find("/.") == std::string::npos &&
+                    std::all_of(path.begin(), path.end(), [](char ch) {
+                      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '/' ||
+                             ch == '.' || ch == '-' || ch == '_';
+                    });
+  const std::filesystem::path file = options_.web_dir / path.substr(1);
+  std::error_code ec;
+  if (!safe || !std::filesystem::is_regular_file(file, ec)) {
+    return reply_error(call, Status(ErrorCode::kNotFound, "no such page"));
+  }
+  std::ifstream in(file, std::ios::binary);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  Response response(http::status::ok, call.exchange.request.version());
+  response.set(http::field::content_type, content_type_for(file));
+  response.set(http::field::cache_control, "no-cache");
+  response.body() = std::move(content);
+  metrics_.count("facelogin_http_requests_total", "route=\"static\",status=\"200\"");
+  call.reply(std::move(response));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Housekeeping.
+
+void Api::sweep() {
+  const auto now = SteadyClock::now();
+  enrollments_.take_expired(now);
+  for (const auto& flow : logins_.take_expired(now)) {
+    std::lock_guard lock(flow->busy);
+    if (flow->frames == 0 || flow->attempt->state() != AttemptState::kPending) {
+      continue;
+    }
+    // An attempt that saw frames and was left undecided counts as a failure: otherwise
+    // abandoning attempts just before they fail would dodge the lockout.
+    Call call;
+    call.exchange.address = flow->address;
+    auto locked = auth_.record_failure(flow->attempt->user(), flow->address);
+    audit(call, "login", "anonymous", flow->attempt->user(), "timed_out",
+          {{"frames", flow->frames}, {"locked_for_s", locked ? *locked / 1000 : 0}});
+    metrics_.count("facelogin_decisions_total", "flow=\"login\",outcome=\"timed_out\"");
+  }
+}
+
+}  // namespace facelogin::server

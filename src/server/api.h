@@ -1,0 +1,115 @@
+#pragma once
+
+// The server's routes: the JSON API under /api/v1, health and metrics, the web app's files.
+// One table (routes()) drives both the router and the OpenAPI document, so the document cannot
+// list a route the server does not have, or miss one it has.
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "facelogin/auth.h"
+#include "facelogin/server.h"
+#include "server/flows.h"
+#include "server/http.h"
+#include "server/metrics.h"
+#include "server/worker_pool.h"
+
+namespace facelogin::server {
+
+class Api;
+
+enum class Body { kNone, kJson, kFrame };
+enum class Access { kPublic, kSession };
+
+// A request being answered: what the router found, and the reply to call once.
+struct Call {
+  Exchange exchange;
+  std::vector<std::string> params;  // the {placeholders} of the route, in order
+  std::optional<AuthenticatedSession> session;
+  std::string token;  // the session token, when authenticated
+  bool via_cookie = false;
+  Reply reply;
+  std::string route;  // the route's pattern, for metrics
+};
+
+struct Route {
+  http::verb method;
+  std::string pattern;  // "/api/v1/login/attempts/{id}/frames"
+  Access access;
+  Body body;
+  std::string summary;
+  void (Api::*handler)(Call&);
+};
+
+class Api final : public Handler {
+ public:
+  Api(const ServerOptions& options, ServerDeps deps, WorkerPool& pool, Metrics& metrics);
+
+  std::size_t body_limit(const Request& header) const override;
+  void handle(Exchange exchange, Reply reply) override;
+  void finish(Response& response) const override;
+
+  // Ends expired flows; a login attempt that saw frames and timed out counts as a failure.
+  void sweep();
+
+  static const std::vector<Route>& routes();
+  static nlohmann::json openapi();
+
+ private:
+  // Health, metrics, documents.
+  void healthz(Call& call);
+  void readyz(Call& call);
+  void metrics(Call& call);
+  void openapi_doc(Call& call);
+  // Enrolment.
+  void start_enrollment(Call& call);
+  void enrollment_frame(Call& call);
+  void finish_enrollment(Call& call);
+  void cancel_enrollment(Call& call);
+  // Login.
+  void start_login(Call& call);
+  void login_frame(Call& call);
+  void recovery_login(Call& call);
+  void get_session(Call& call);
+  void logout(Call& call);
+  // Account.
+  void get_account(Call& call);
+  void delete_account(Call& call);
+  void delete_face(Call& call);
+  void revoke_session(Call& call);
+  void new_recovery_code(Call& call);
+
+  void static_file(Call& call);
+
+  // Helpers.
+  void reply_json(Call& call, http::status status, const nlohmann::json& body,
+                  const std::vector<std::pair<std::string, std::string>>& headers = {});
+  void reply_error(Call& call, const Status& status, int retry_after_s = 0);
+  Result<nlohmann::json> json_body(const Call& call) const;
+  bool rate_limited(Call& call);
+  // Refuses (and answers) when the account or address is locked out.
+  bool locked_out(Call& call, const std::string& user);
+  // A session for `user` as a JSON object, with the cookie header when kind is "cookie".
+  Result<nlohmann::json> open_session(Call& call, const std::string& user, const std::string& kind,
+                                      std::vector<std::pair<std::string, std::string>>* headers);
+  std::string session_cookie(const std::string& token, std::int64_t max_age) const;
+  std::string cookie_name() const;
+  void audit(const Call& call, std::string event, std::string actor, std::string subject,
+             std::string outcome, nlohmann::json detail = nlohmann::json::object());
+  bool submit(Call& call, std::function<void(WorkerSlot&, Call&)> job);
+
+  ServerOptions options_;
+  ServerDeps deps_;
+  WorkerPool& pool_;
+  Metrics& metrics_;
+  Authenticator auth_;
+  FlowRegistry<EnrollFlow> enrollments_;
+  FlowRegistry<LoginFlow> logins_;
+  RateLimiter starts_;
+};
+
+}  // namespace facelogin::server

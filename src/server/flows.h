@@ -1,0 +1,115 @@
+#pragma once
+
+// Enrolments and login attempts in progress. Each is addressed by a random id, bound to the
+// client address that started it, limited in time and frames, and processed one frame at a
+// time. They live in this process: a client keeps talking to the server that started its flow.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "facelogin/face_template.h"
+#include "facelogin/liveness.h"
+#include "facelogin/login_attempt.h"
+
+namespace facelogin::server {
+
+using SteadyClock = std::chrono::steady_clock;
+
+struct FlowBase {
+  std::string id;
+  std::string address;
+  std::string session_kind;  // "cookie" or "bearer": what success issues
+  SteadyClock::time_point started;
+  SteadyClock::time_point expires;
+  int frames = 0;
+  // Held while a frame is processed: frames of one flow are taken one at a time.
+  std::mutex busy;
+};
+
+struct EnrollFlow : FlowBase {
+  std::string user;
+  bool add = false;  // adding faces to the signed-in account
+  struct Face {
+    FaceTemplate face;
+    HeadPose pose;
+    float quality = 0.f;
+  };
+  std::vector<Face> faces;
+  std::unique_ptr<LivenessSession> liveness;  // null under policy off
+};
+
+struct LoginFlow : FlowBase {
+  std::string nonce;
+  std::optional<LoginAttempt> attempt;
+};
+
+// A map of flows by id with a global bound. Thread-safe.
+template <typename Flow>
+class FlowRegistry {
+ public:
+  void put(std::shared_ptr<Flow> flow) {
+    std::lock_guard lock(mu_);
+    flows_[flow->id] = std::move(flow);
+  }
+  // The flow if it exists, has not expired and belongs to `address`.
+  std::shared_ptr<Flow> find(const std::string& id, const std::string& address) {
+    std::lock_guard lock(mu_);
+    auto it = flows_.find(id);
+    if (it == flows_.end() || it->second->address != address ||
+        it->second->expires < SteadyClock::now()) {
+      return nullptr;
+    }
+    return it->second;
+  }
+  void erase(const std::string& id) {
+    std::lock_guard lock(mu_);
+    flows_.erase(id);
+  }
+  // Removes and returns the expired flows.
+  std::vector<std::shared_ptr<Flow>> take_expired(SteadyClock::time_point now) {
+    std::lock_guard lock(mu_);
+    std::vector<std::shared_ptr<Flow>> out;
+    for (auto it = flows_.begin(); it != flows_.end();) {
+      if (it->second->expires < now) {
+        out.push_back(it->second);
+        it = flows_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return out;
+  }
+  std::size_t size() const {
+    std::lock_guard lock(mu_);
+    return flows_.size();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Flow>> flows_;
+};
+
+// Token buckets per client address: `per_minute` starts, refilled continuously. Thread-safe.
+class RateLimiter {
+ public:
+  explicit RateLimiter(int per_minute) : per_minute_(per_minute) {}
+  // true if `address` may start one more; false (and seconds to wait) otherwise.
+  bool allow(const std::string& address, int* retry_after_s);
+
+ private:
+  struct Bucket {
+    double tokens = 0;
+    SteadyClock::time_point updated;
+  };
+  int per_minute_;
+  std::mutex mu_;
+  std::map<std::string, Bucket> buckets_;
+};
+
+}  // namespace facelogin::server

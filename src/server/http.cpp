@@ -1,0 +1,236 @@
+#include "server/http.h"
+
+#include <fmt/format.h>
+
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+namespace facelogin::server {
+namespace {
+
+namespace beast = boost::beast;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+// One connection: read a request, hand it to the handler, write its answer, repeat while the
+// client keeps the connection alive.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, Handler& handler, HttpLimits limits,
+             std::shared_ptr<std::atomic<int>> count)
+      : stream_(std::move(socket)), handler_(handler), limits_(limits), count_(std::move(count)) {
+    boost::system::error_code ec;
+    const auto remote = stream_.socket().remote_endpoint(ec);
+    address_ = ec ? std::string("unknown") : remote.address().to_string();
+  }
+  ~Connection() { --*count_; }
+
+  void start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_header(); });
+  }
+
+ private:
+  void read_header() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+    stream_.expires_after(limits_.request_timeout);
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) {
+      return close(ec == http::error::header_limit ? http::status::request_header_fields_too_large
+                                                   : http::status::unknown);
+    }
+    const Request& header = parser_->get();
+    const std::size_t limit = handler_.body_limit(header);
+    if (auto length = parser_->content_length(); length && *length > limit) {
+      return close(http::status::payload_too_large);
+    }
+    parser_->body_limit(limit);
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code e, std::size_t) { self->on_body(e); });
+  }
+
+  void on_body(beast::error_code ec) {
+    if (ec) {
+      return close(ec == http::error::body_limit ? http::status::payload_too_large
+                                                 : http::status::unknown);
+    }
+    stream_.expires_never();  // the handler may take a while; the worker pool bounds it
+    Exchange exchange{parser_->release(), address_, std::chrono::steady_clock::now()};
+    const unsigned version = exchange.request.version();
+    const bool keep_alive = exchange.request.keep_alive();
+    auto self = shared_from_this();
+    handler_.handle(std::move(exchange), [self, version, keep_alive](Response response) {
+      response.version(version);
+      response.keep_alive(keep_alive && response.keep_alive());
+      net::post(self->stream_.get_executor(),
+                [self, r = std::move(response)]() mutable { self->write(std::move(r)); });
+    });
+  }
+
+  void write(Response response) {
+    handler_.finish(response);
+    response.prepare_payload();
+    auto message = std::make_shared<Response>(std::move(response));
+    stream_.expires_after(limits_.request_timeout);
+    http::async_write(stream_, *message,
+                      [self = shared_from_this(), message](beast::error_code ec, std::size_t) {
+                        if (ec || !message->keep_alive()) {
+                          return self->shutdown();
+                        }
+                        self->read_header();
+                      });
+  }
+
+  // Ends the connection, first telling the client why when there is something to say (a body
+  // or header too large) rather than dropping it silently.
+  void close(http::status status) {
+    if (status == http::status::unknown) {
+      return shutdown();
+    }
+    const Status error(status == http::status::payload_too_large ? ErrorCode::kImageTooLarge
+                                                                 : ErrorCode::kInvalidArgument,
+                       status == http::status::payload_too_large
+                           ? "request body too large for this endpoint"
+                           : "request headers too large");
+    Response response = error_response(error, 11, false);
+    response.result(status);
+    write(std::move(response));
+  }
+
+  void shutdown() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  Handler& handler_;
+  HttpLimits limits_;
+  std::shared_ptr<std::atomic<int>> count_;
+  std::string address_;
+};
+
+}  // namespace
+
+http::status http_status_for(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kOk:
+      return http::status::ok;
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kBadImage:
+      return http::status::bad_request;
+    case ErrorCode::kImageTooLarge:
+      return http::status::payload_too_large;
+    case ErrorCode::kNoFace:
+    case ErrorCode::kSeveralFaces:
+    case ErrorCode::kPoorQuality:
+    case ErrorCode::kDifferentPeople:
+      return http::status::unprocessable_entity;
+    case ErrorCode::kNotFound:
+      return http::status::not_found;
+    case ErrorCode::kAlreadyExists:
+    case ErrorCode::kDuplicateFace:
+    case ErrorCode::kModelMismatch:
+      return http::status::conflict;
+    case ErrorCode::kUnauthenticated:
+      return http::status::unauthorized;
+    case ErrorCode::kForbidden:
+      return http::status::forbidden;
+    case ErrorCode::kTooManyRequests:
+      return http::status::too_many_requests;
+    case ErrorCode::kBusy:
+    case ErrorCode::kUnavailable:
+      return http::status::service_unavailable;
+    case ErrorCode::kModelError:
+    case ErrorCode::kIoError:
+    case ErrorCode::kCorrupt:
+    case ErrorCode::kInternal:
+      return http::status::internal_server_error;
+  }
+  return http::status::internal_server_error;
+}
+
+Response error_response(const Status& status, unsigned version, bool keep_alive) {
+  Response response(http_status_for(status.code()), version);
+  response.set(http::field::content_type, "application/json");
+  response.keep_alive(keep_alive);
+  nlohmann::json body;
+  body["error"]["code"] = std::string(error_code_name(status.code()));
+  // Server faults are logged, not described to the client.
+  body["error"]["message"] = http_status_for(status.code()) == http::status::internal_server_error
+                                 ? std::string("internal server error")
+                                 : status.message();
+  response.body() = body.dump();
+  return response;
+}
+
+Result<std::shared_ptr<HttpListener>> HttpListener::create(net::io_context& ioc,
+                                                           const tcp::endpoint& endpoint,
+                                                           Handler& handler, HttpLimits limits) {
+  std::shared_ptr<HttpListener> listener(new HttpListener(ioc, handler, limits));
+  boost::system::error_code ec;
+  listener->acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) {
+    listener->acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  }
+  if (!ec) {
+    listener->acceptor_.bind(endpoint, ec);
+  }
+  if (!ec) {
+    listener->acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    return make_error(ErrorCode::kIoError,
+                      fmt::format("cannot listen on {}:{}: {}", endpoint.address().to_string(),
+                                  endpoint.port(), ec.message()));
+  }
+  listener->port_ = listener->acceptor_.local_endpoint().port();
+  return listener;
+}
+
+HttpListener::HttpListener(net::io_context& ioc, Handler& handler, HttpLimits limits)
+    : ioc_(ioc), acceptor_(net::make_strand(ioc)), handler_(handler), limits_(limits) {}
+
+void HttpListener::start() { accept(); }
+
+void HttpListener::stop() {
+  net::post(acceptor_.get_executor(), [self = shared_from_this()] {
+    boost::system::error_code ec;
+    self->acceptor_.close(ec);
+  });
+}
+
+void HttpListener::accept() {
+  acceptor_.async_accept(net::make_strand(ioc_),
+                         [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+                           if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) {
+                             return;
+                           }
+                           if (!ec) {
+                             if (self->connections_->load() >= self->limits_.max_connections) {
+                               // Over the limit: close at once rather than hold the socket (the
+                               // client retries).
+                               boost::system::error_code ignored;
+                               socket.close(ignored);
+                             } else {
+                               ++*self->connections_;
+                               std::make_shared<Connection>(std::move(socket), self->handler_,
+                                                            self->limits_, self->connections_)
+                                   ->start();
+                             }
+                           }
+                           self->accept();
+                         });
+}
+
+}  // namespace facelogin::server

@@ -1,0 +1,77 @@
+#pragma once
+
+// The HTTP layer (Boost.Beast): connections, limits and timeouts. It knows nothing of faces; a
+// Handler answers each request, possibly later and from another thread.
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "facelogin/status.h"
+
+namespace facelogin::server {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+struct Exchange {
+  Request request;
+  std::string address;  // the peer's IP address
+  std::chrono::steady_clock::time_point received;
+};
+
+// Called exactly once per request, from any thread.
+using Reply = std::function<void(Response)>;
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  // The largest body accepted for this request line (the rest gets 413 before it is read).
+  virtual std::size_t body_limit(const Request& header_only) const = 0;
+  virtual void handle(Exchange exchange, Reply reply) = 0;
+  // Adds the headers every response carries (security headers).
+  virtual void finish(Response& response) const = 0;
+};
+
+struct HttpLimits {
+  int max_connections = 256;
+  std::chrono::seconds request_timeout{15};
+  std::size_t max_header_bytes = 16 * 1024;
+};
+
+// Accepts connections on `endpoint` and serves them on `ioc`.
+class HttpListener : public std::enable_shared_from_this<HttpListener> {
+ public:
+  [[nodiscard]] static Result<std::shared_ptr<HttpListener>> create(
+      boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& endpoint,
+      Handler& handler, HttpLimits limits);
+
+  void start();
+  void stop();
+  std::uint16_t port() const { return port_; }
+  int connections() const { return connections_->load(); }
+
+ private:
+  HttpListener(boost::asio::io_context& ioc, Handler& handler, HttpLimits limits);
+  void accept();
+
+  boost::asio::io_context& ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  Handler& handler_;
+  HttpLimits limits_;
+  std::uint16_t port_ = 0;
+  std::shared_ptr<std::atomic<int>> connections_ = std::make_shared<std::atomic<int>>(0);
+};
+
+// A JSON error body {"error": {"code": "...", "message": "..."}} with the HTTP status for the
+// code (400, 401, 403, 404, 409, 413, 422, 429, 503, 500).
+Response error_response(const Status& status, unsigned version, bool keep_alive);
+http::status http_status_for(ErrorCode code);
+
+}  // namespace facelogin::server

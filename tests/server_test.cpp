@@ -1,0 +1,483 @@
+// The server over loopback, with real faces: NUAA subject 0001 ("alice") enrols from her first
+// recording and logs in from her second; subject 0002 and alice's printed photo try to log in as
+// her. Also the API's contract: OpenAPI document, errors, limits, sessions, CSRF, lockout.
+
+#include "facelogin/server.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "facelogin/auth_store.h"
+#include "facelogin/liveness.h"
+#include "server/api.h"
+#include "test_data.h"
+#include "test_engine.h"
+
+namespace facelogin {
+namespace {
+
+namespace fs = std::filesystem;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using json = nlohmann::json;
+
+struct Reply {
+  unsigned status = 0;
+  json body;
+  std::string raw;
+  std::map<std::string, std::string> headers;
+};
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// One request on a new connection.
+Reply call(std::uint16_t port, http::verb method, const std::string& target,
+           const std::string& body = "", const std::string& type = "",
+           const std::map<std::string, std::string>& headers = {}) {
+  net::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  stream.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  http::request<http::string_body> req(method, target, 11);
+  req.set(http::field::host, "127.0.0.1");
+  if (!type.empty()) {
+    req.set(http::field::content_type, type);
+  }
+  for (const auto& [k, v] : headers) {
+    req.set(k, v);
+  }
+  req.body() = body;
+  req.prepare_payload();
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(16 << 20);
+  beast::error_code ec;
+  http::read(stream, buffer, parser, ec);
+  Reply r;
+  if (ec) {
+    r.status = 0;
+    return r;
+  }
+  auto& res = parser.get();
+  r.status = res.result_int();
+  r.raw = res.body();
+  for (const auto& field : res) {
+    r.headers[std::string(field.name_string())] = std::string(field.value());
+  }
+  r.body = json::parse(r.raw, nullptr, false);
+  return r;
+}
+
+Reply post_json(std::uint16_t port, const std::string& target, const json& body,
+                const std::map<std::string, std::string>& headers = {}) {
+  return call(port, http::verb::post, target, body.dump(), "application/json", headers);
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    FACELOGIN_REQUIRE_DATA(data);
+    FACELOGIN_REQUIRE_ENGINE(engine);
+    nuaa_ = data / "nuaa";
+    if (!fs::is_directory(nuaa_)) {
+      GTEST_SKIP() << nuaa_ << " not found: skipping real-face test";
+    }
+    auto liveness = LivenessModels::load(*testing::model_dir());
+    if (!liveness) {
+      GTEST_SKIP() << "liveness models unavailable: " << liveness.error().message();
+    }
+    dir_ = testing::make_temp_dir("facelogin-server");
+    SqliteStoreOptions store_options;
+    store_options.key = std::string(32, '\x44');
+    auto store = open_sqlite_store(dir_ / "facelogin.db", store_options);
+    ASSERT_TRUE(store) << store.error().to_string();
+    store_ = std::move(*store);
+    auto auth = open_sqlite_auth_store(dir_ / "facelogin.db");
+    ASSERT_TRUE(auth) << auth.error().to_string();
+    auth_store_ = std::move(*auth);
+    deps_.engine = engine;
+    deps_.store = store_.get();
+    deps_.auth_store = auth_store_.get();
+    deps_.liveness = *liveness;
+    options_.port = 0;
+    options_.workers = 2;
+    // Sanitizer builds run frames ten times slower than a camera; the deadline is about the
+    // stream, not the machine.
+    options_.login.liveness.deadline = std::chrono::seconds(120);
+    options_.flow_ttl = std::chrono::seconds(180);
+  }
+
+  void TearDown() override {
+    if (server_) {
+      server_->stop();
+    }
+    server_.reset();
+    if (!dir_.empty()) {
+      fs::remove_all(dir_);
+    }
+  }
+
+  void start() {
+    auto server = Server::start(options_, deps_);
+    ASSERT_TRUE(server) << server.error().to_string();
+    server_ = std::move(*server);
+    port_ = server_->port();
+  }
+
+  // The frames of one NUAA recording in camera order.
+  std::vector<fs::path> recording(const std::string& folder, const std::string& prefix) {
+    std::vector<fs::path> out;
+    for (const auto& [n, path] : testing::recording_frames(nuaa_ / folder, prefix)) {
+      out.push_back(path);
+    }
+    return out;
+  }
+
+  // Enrols `user` from a recording; returns the finish reply.
+  Reply enrol(const std::string& user, const std::vector<fs::path>& frames,
+              const std::string& session = "bearer") {
+    EXPECT_FALSE(frames.empty()) << "no frames for this recording";
+    Reply start = post_json(port_, "/api/v1/enrollments", {{"user", user}, {"session", session}});
+    EXPECT_EQ(start.status, 201u) << start.raw;
+    const std::string id = start.body.value("id", "");
+    bool ready = false;
+    for (const auto& f : frames) {
+      Reply r = call(port_, http::verb::post, "/api/v1/enrollments/" + id + "/frames", read_file(f),
+                     "image/jpeg");
+      EXPECT_EQ(r.status, 200u) << r.raw;
+      if (r.body.value("ready", false)) {
+        ready = true;
+        break;
+      }
+    }
+    EXPECT_TRUE(ready) << "enrolment never became ready";
+    return call(port_, http::verb::post, "/api/v1/enrollments/" + id + "/finish");
+  }
+
+  // Plays a recording as a login attempt for `user`; returns the last frame's reply.
+  Reply login(const std::string& user, const std::vector<fs::path>& frames,
+              const std::string& session = "bearer") {
+    EXPECT_FALSE(frames.empty()) << "no frames for this recording";
+    Reply start =
+        post_json(port_, "/api/v1/login/attempts", {{"user", user}, {"session", session}});
+    if (start.status != 201u) {
+      return start;
+    }
+    const std::string id = start.body["id"];
+    const std::string nonce = start.body["nonce"];
+    Reply last;
+    for (const auto& f : frames) {
+      last = call(port_, http::verb::post, "/api/v1/login/attempts/" + id + "/frames", read_file(f),
+                  "image/jpeg", {{"X-Attempt-Nonce", nonce}});
+      if (last.status != 200u || last.body.value("state", "") != "pending") {
+        break;
+      }
+    }
+    return last;
+  }
+
+  fs::path nuaa_;
+  fs::path dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<AuthStore> auth_store_;
+  ServerDeps deps_;
+  ServerOptions options_;
+  std::unique_ptr<Server> server_;
+  std::uint16_t port_ = 0;
+};
+
+TEST_F(ServerTest, HealthMetricsAndSecurityHeaders) {
+  start();
+  Reply health = call(port_, http::verb::get, "/healthz");
+  EXPECT_EQ(health.status, 200u);
+  EXPECT_EQ(health.headers["X-Content-Type-Options"], "nosniff");
+  EXPECT_NE(health.headers["Content-Security-Policy"].find("frame-ancestors 'none'"),
+            std::string::npos);
+  EXPECT_EQ(health.headers["Content-Security-Policy"].find("unsafe-inline"), std::string::npos);
+  Reply ready = call(port_, http::verb::get, "/readyz");
+  EXPECT_EQ(ready.status, 200u) << ready.raw;
+  EXPECT_EQ(ready.body["liveness"], true);
+  Reply metrics = call(port_, http::verb::get, "/metrics");
+  EXPECT_EQ(metrics.status, 200u);
+  EXPECT_NE(metrics.raw.find("facelogin_http_requests_total{route=\"/healthz\",status=\"200\"} 1"),
+            std::string::npos)
+      << metrics.raw;
+  EXPECT_NE(metrics.raw.find("facelogin_workers 2"), std::string::npos);
+}
+
+TEST_F(ServerTest, OpenApiDocumentListsExactlyTheRoutes) {
+  start();
+  Reply doc = call(port_, http::verb::get, "/api/v1/openapi.json");
+  ASSERT_EQ(doc.status, 200u);
+  std::size_t operations = 0;
+  for (const auto& [path, methods] : doc.body["paths"].items()) {
+    operations += methods.size();
+  }
+  EXPECT_EQ(operations, server::Api::routes().size());
+  for (const auto& route : server::Api::routes()) {
+    std::string method(http::to_string(route.method));
+    for (auto& ch : method) {
+      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    }
+    EXPECT_TRUE(doc.body["paths"][route.pattern].contains(method)) << route.pattern;
+    // Every documented operation exists: it never answers "no such endpoint" or 405.
+    std::string target;
+    bool in_placeholder = false;
+    for (char ch : route.pattern) {
+      if (ch == '{') {
+        in_placeholder = true;
+        target += '1';
+      } else if (ch == '}') {
+        in_placeholder = false;
+      } else if (!in_placeholder) {
+        target += ch;
+      }
+    }
+    Reply r = call(port_, route.method, target);
+    EXPECT_NE(r.status, 405u) << route.pattern;
+    if (r.status == 404u) {
+      EXPECT_NE(r.body["error"]["message"], "no such endpoint") << route.pattern;
+    }
+  }
+  EXPECT_EQ(call(port_, http::verb::put, "/api/v1/login/attempts").status, 405u);
+  EXPECT_EQ(call(port_, http::verb::get, "/api/v1/nothing").status, 404u);
+}
+
+TEST_F(ServerTest, EnrolLogInUseTheSessionAndDeleteTheAccount) {
+  start();
+  Reply enrolled = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"), "cookie");
+  ASSERT_EQ(enrolled.status, 201u) << enrolled.raw;
+  EXPECT_EQ(enrolled.body["templates"], 5);
+  const std::string recovery = enrolled.body["recovery_code"];
+  EXPECT_EQ(recovery.size(), 64u);
+  EXPECT_NE(enrolled.headers["Set-Cookie"].find("HttpOnly"), std::string::npos);
+  EXPECT_NE(enrolled.headers["Set-Cookie"].find("SameSite=Strict"), std::string::npos);
+
+  // The name is now taken.
+  EXPECT_EQ(post_json(port_, "/api/v1/enrollments", {{"user", "alice"}}).status, 409u);
+
+  // Her second recording logs her in.
+  Reply in = login("alice", recording("ClientRaw/0001", "0001_00_00_02_"));
+  ASSERT_EQ(in.status, 200u) << in.raw;
+  ASSERT_EQ(in.body["state"], "accepted") << in.raw;
+  EXPECT_FALSE(in.body.contains("score")) << "per-frame scores must not reach the client";
+  const std::string token = in.body["session"]["token"];
+  const std::map<std::string, std::string> bearer = {{"Authorization", "Bearer " + token}};
+
+  Reply account = call(port_, http::verb::get, "/api/v1/account", "", "", bearer);
+  ASSERT_EQ(account.status, 200u) << account.raw;
+  EXPECT_EQ(account.body["user"], "alice");
+  EXPECT_EQ(account.body["faces"].size(), 5u);
+  EXPECT_EQ(account.raw.find("embedding"), std::string::npos);
+  EXPECT_EQ(account.body["sessions"].size(), 2u);  // the enrolment's cookie, this bearer
+
+  // A cookie session needs the CSRF header for anything that changes state.
+  const std::string cookie =
+      enrolled.headers["Set-Cookie"].substr(0, enrolled.headers["Set-Cookie"].find(';'));
+  Reply session = call(port_, http::verb::get, "/api/v1/session", "", "", {{"Cookie", cookie}});
+  ASSERT_EQ(session.status, 200u);
+  const std::string csrf = session.body["csrf"];
+  EXPECT_EQ(
+      call(port_, http::verb::post, "/api/v1/account/recovery-code", "", "", {{"Cookie", cookie}})
+          .status,
+      403u);
+  EXPECT_EQ(call(port_, http::verb::post, "/api/v1/account/recovery-code", "", "",
+                 {{"Cookie", cookie}, {"X-CSRF-Token", std::string(64, 'a')}})
+                .status,
+            403u);
+  Reply fresh = call(port_, http::verb::post, "/api/v1/account/recovery-code", "", "",
+                     {{"Cookie", cookie}, {"X-CSRF-Token", csrf}});
+  EXPECT_EQ(fresh.status, 200u) << fresh.raw;
+
+  // Logout ends the cookie session only.
+  EXPECT_EQ(call(port_, http::verb::post, "/api/v1/logout", "", "",
+                 {{"Cookie", cookie}, {"X-CSRF-Token", csrf}})
+                .status,
+            200u);
+  EXPECT_EQ(call(port_, http::verb::get, "/api/v1/session", "", "", {{"Cookie", cookie}}).status,
+            401u);
+  EXPECT_EQ(call(port_, http::verb::get, "/api/v1/session", "", "", bearer).status, 200u);
+
+  // The audit log has the enrolment and the login, with scores but no templates.
+  auto events = auth_store_->list_audit({});
+  ASSERT_TRUE(events);
+  std::map<std::string, std::string> outcome;
+  for (const auto& e : *events) {
+    outcome[e.event] = e.outcome;
+    EXPECT_EQ(e.detail.find("embedding"), std::string::npos);
+    EXPECT_EQ(e.detail.find(token), std::string::npos);
+  }
+  EXPECT_EQ(outcome["enroll"], "ok");
+  EXPECT_EQ(outcome["login"], "ok");
+  EXPECT_EQ(outcome["logout"], "ok");
+
+  // Deleting the account removes the faces and ends every session.
+  EXPECT_EQ(call(port_, http::verb::delete_, "/api/v1/account", "", "", bearer).status, 200u);
+  EXPECT_EQ(call(port_, http::verb::get, "/api/v1/account", "", "", bearer).status, 401u);
+  EXPECT_FALSE(store_->get_user("alice"));
+}
+
+TEST_F(ServerTest, ImpostorPhotoAndUnknownNameAreRefusedThenLockedOut) {
+  start();
+  ASSERT_EQ(enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_")).status, 201u);
+
+  Reply impostor = login("alice", recording("ClientRaw/0002", "0002_01_00_01_"));
+  ASSERT_EQ(impostor.status, 200u) << impostor.raw;
+  EXPECT_EQ(impostor.body["state"], "rejected");
+  EXPECT_EQ(impostor.body["reason"], "no_match");
+  EXPECT_FALSE(impostor.body.contains("session"));
+
+  Reply photo = login("alice", recording("ImposterRaw/0001", "0001_00_01_02_"));
+  ASSERT_EQ(photo.status, 200u) << photo.raw;
+  EXPECT_EQ(photo.body["state"], "rejected");
+  EXPECT_EQ(photo.body["reason"], "not_live");
+
+  // An unknown name fails like a wrong face: the answer does not say the account is missing.
+  Reply unknown = login("carol", recording("ClientRaw/0001", "0001_00_00_02_"));
+  ASSERT_EQ(unknown.status, 200u) << unknown.raw;
+  EXPECT_EQ(unknown.body["reason"], "no_match");
+
+  // Failures on alice: 2 so far. Three more and the next start is refused for a while, even
+  // with her own face.
+  auto st = auth_store_->failure_state("user:alice");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->failures, 2);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(auth_store_->record_failure("user:alice", 0, 1, {}));
+  }
+  ASSERT_TRUE(auth_store_->record_failure("user:alice",
+                                          std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count(),
+                                          86'400'000, [](int) { return 60'000; }));
+  Reply locked = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}});
+  EXPECT_EQ(locked.status, 429u) << locked.raw;
+  EXPECT_FALSE(locked.headers["Retry-After"].empty());
+  // The recovery code path is locked too.
+  Reply recovery = post_json(port_, "/api/v1/login/recovery",
+                             {{"user", "alice"}, {"code", std::string(64, '0')}});
+  EXPECT_EQ(recovery.status, 429u);
+}
+
+TEST_F(ServerTest, RecoveryCodeLogsInOnce) {
+  start();
+  Reply enrolled = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"));
+  ASSERT_EQ(enrolled.status, 201u) << enrolled.raw;
+  const std::string code = enrolled.body["recovery_code"];
+  Reply wrong =
+      post_json(port_, "/api/v1/login/recovery",
+                {{"user", "alice"}, {"code", std::string(64, '0')}, {"session", "bearer"}});
+  EXPECT_EQ(wrong.status, 401u);
+  Reply right = post_json(port_, "/api/v1/login/recovery",
+                          {{"user", "alice"}, {"code", code}, {"session", "bearer"}});
+  ASSERT_EQ(right.status, 200u) << right.raw;
+  EXPECT_FALSE(right.body["session"]["token"].get<std::string>().empty());
+  Reply again = post_json(port_, "/api/v1/login/recovery",
+                          {{"user", "alice"}, {"code", code}, {"session", "bearer"}});
+  EXPECT_EQ(again.status, 401u);
+}
+
+TEST_F(ServerTest, BadInputGetsClearErrorsAndChangesNothing) {
+  options_.max_frame_bytes = 300 * 1024;
+  start();
+  EXPECT_EQ(post_json(port_, "/api/v1/enrollments", {{"user", "-bad"}}).status, 400u);
+  EXPECT_EQ(post_json(port_, "/api/v1/enrollments", {{"name", "alice"}}).status, 400u);
+  EXPECT_EQ(
+      call(port_, http::verb::post, "/api/v1/enrollments", "{not json", "application/json").status,
+      400u);
+  // A form post (what a cross-site page could send without a preflight) is refused.
+  EXPECT_EQ(call(port_, http::verb::post, "/api/v1/enrollments", "user=alice",
+                 "application/x-www-form-urlencoded")
+                .status,
+            400u);
+
+  Reply start = post_json(port_, "/api/v1/enrollments", {{"user", "alice"}});
+  ASSERT_EQ(start.status, 201u);
+  const std::string frames =
+      "/api/v1/enrollments/" + start.body["id"].get<std::string>() + "/frames";
+  Reply junk = call(port_, http::verb::post, frames, "not an image at all", "image/jpeg");
+  EXPECT_EQ(junk.status, 400u) << junk.raw;
+  EXPECT_EQ(junk.body["error"]["code"], "bad_image");
+  Reply huge = call(port_, http::verb::post, frames, std::string(400 * 1024, 'x'), "image/jpeg");
+  EXPECT_EQ(huge.status, 413u);
+  Reply early = call(port_, http::verb::post,
+                     "/api/v1/enrollments/" + start.body["id"].get<std::string>() + "/finish");
+  EXPECT_EQ(early.status, 400u) << early.raw;
+  EXPECT_EQ(
+      call(port_, http::verb::post, "/api/v1/enrollments/nope/frames", "x", "image/jpeg").status,
+      404u);
+  auto users = store_->list_users();
+  ASSERT_TRUE(users);
+  EXPECT_TRUE(users->empty());
+
+  // A login frame without the attempt's nonce is not taken.
+  Reply attempt = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}});
+  ASSERT_EQ(attempt.status, 201u);
+  const auto photo = recording("ClientRaw/0001", "0001_00_00_02_").front();
+  Reply no_nonce =
+      call(port_, http::verb::post,
+           "/api/v1/login/attempts/" + attempt.body["id"].get<std::string>() + "/frames",
+           read_file(photo), "image/jpeg", {{"X-Attempt-Nonce", "guess"}});
+  EXPECT_EQ(no_nonce.status, 404u);
+  // A bearer token that is not one.
+  EXPECT_EQ(call(port_, http::verb::get, "/api/v1/account", "", "",
+                 {{"Authorization", "Bearer " + std::string(64, 'f')}})
+                .status,
+            401u);
+}
+
+TEST_F(ServerTest, SaturatedWorkersAnswer503QuicklyInsteadOfQueueing) {
+  options_.workers = 1;
+  options_.queue_limit = 0;
+  options_.starts_per_minute = 1000;
+  start();
+  const auto frames = recording("ClientRaw/0001", "0001_00_00_02_");
+  constexpr int kClients = 8;
+  std::vector<std::pair<std::string, std::string>> attempts;
+  for (int i = 0; i < kClients; ++i) {
+    Reply a = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}});
+    ASSERT_EQ(a.status, 201u);
+    attempts.emplace_back(a.body["id"], a.body["nonce"]);
+  }
+  std::atomic<int> ok{0};
+  std::atomic<int> busy{0};
+  std::vector<std::thread> threads;
+  const std::string frame = read_file(frames[0]);
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      Reply r =
+          call(port_, http::verb::post, "/api/v1/login/attempts/" + attempts[i].first + "/frames",
+               frame, "image/jpeg", {{"X-Attempt-Nonce", attempts[i].second}});
+      if (r.status == 503u) {
+        EXPECT_EQ(r.headers["Retry-After"], "1");
+        ++busy;
+      } else if (r.status == 200u) {
+        ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  EXPECT_GE(ok.load(), 1);
+  EXPECT_GE(busy.load(), 1);
+  EXPECT_EQ(ok.load() + busy.load(), kClients);
+}
+
+}  // namespace
+}  // namespace facelogin
