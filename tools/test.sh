@@ -21,6 +21,19 @@ jobs="$(nproc)"
 bash tools/setup.sh
 export FACELOGIN_MODEL_DIR="${FACELOGIN_MODEL_DIR:-$root/models}"
 
+# The web app's end-to-end test drives Debian's Chromium with npm's playwright-core (pinned in
+# tests/e2e/package-lock.json). Without them it is skipped, except under CI.
+if ! command -v chromium >/dev/null; then
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "== installing chromium for the end-to-end test"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "test: chromium is not installed (sudo apt-get install chromium): the e2e test will skip" >&2
+  fi
+fi
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+
 echo "== tests (Release, -Werror)"
 ctest --test-dir build --output-on-failure -j"$jobs"
 

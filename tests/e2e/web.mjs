@@ -1,0 +1,151 @@
+// End to end: the web app in headless Chromium, with real face videos as the camera.
+//
+//   node tests/e2e/web.mjs --cli build/facelogin --make-y4m build/tests/make_y4m --web web \
+//                          --out build/e2e-artifacts
+//
+// Alice (NUAA subject 0001) signs up through the page from her first recording, logs out, and
+// logs in from her second recording; Bob (subject 0002) then tries to log in as Alice and is
+// refused. Screenshots of each step go to --out. Exit 77 (skipped) when Chromium, playwright-core
+// or ../shared are missing, except under CI, where that is a failure.
+
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const source = path.resolve(here, '../..');
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith('--') ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []));
+
+function skip(reason) {
+  console.log(`e2e_web: ${reason}`);
+  process.exit(process.env.CI ? 1 : 77);
+}
+
+const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+if (!fs.existsSync(chromiumPath)) skip(`no Chromium at ${chromiumPath} (apt-get install chromium)`);
+let chromium;
+try {
+  ({ chromium } = await import('playwright-core'));
+} catch {
+  skip('playwright-core is not installed (npm ci --prefix tests/e2e)');
+}
+const data = process.env.FACELOGIN_DATA_DIR || path.resolve(source, '../shared/data');
+const nuaa = path.join(data, 'nuaa', 'ClientRaw');
+if (!fs.existsSync(nuaa)) skip(`${nuaa} not found`);
+const models = process.env.FACELOGIN_MODEL_DIR || path.join(source, 'models');
+
+const out = path.resolve(args.out || 'e2e-artifacts');
+fs.mkdirSync(out, { recursive: true });
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'facelogin-e2e-'));
+
+// A camera video from one NUAA recording, frames in camera order.
+function video(subject, prefix, name) {
+  const dir = path.join(nuaa, subject);
+  const frames = fs.readdirSync(dir)
+    .filter((f) => f.startsWith(prefix) && f.endsWith('.jpg'))
+    .sort((a, b) => Number(a.slice(prefix.length, -4)) - Number(b.slice(prefix.length, -4)))
+    .map((f) => path.join(dir, f));
+  if (frames.length === 0) throw new Error(`no frames ${prefix}* in ${dir}`);
+  const file = path.join(work, `${name}.y4m`);
+  execFileSync(args['make-y4m'], [file, '15', ...frames]);
+  return file;
+}
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(args.cli, ['--json', '--models', models, 'serve', '--listen', '127.0.0.1:0',
+      '--data', path.join(work, 'data'), '--web', args.web], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    child.stdout.on('data', (chunk) => {
+      text += chunk;
+      try {
+        const doc = JSON.parse(text);
+        resolve({ child, url: `http://127.0.0.1:${doc.port}` });
+      } catch { /* not all of it yet */ }
+    });
+    child.on('exit', (code) => reject(new Error(`facelogin serve exited with ${code}`)));
+  });
+}
+
+async function browserWith(camera) {
+  return chromium.launch({
+    executablePath: chromiumPath,
+    args: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      `--use-file-for-fake-video-capture=${camera}`, '--no-sandbox'],
+  });
+}
+
+const steps = [];
+function step(name) {
+  steps.push(name);
+  console.log(`e2e_web: ${name}`);
+}
+
+const server = await startServer();
+let failed = false;
+try {
+  const aliceFirst = video('0001', '0001_00_00_01_', 'alice-1');
+  const aliceSecond = video('0001', '0001_00_00_02_', 'alice-2');
+  const bob = video('0002', '0002_01_00_01_', 'bob');
+
+  // Sign up.
+  let browser = await browserWith(aliceFirst);
+  let page = await browser.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') console.log(`browser: ${m.text()}`); });
+  step('alice signs up');
+  await page.goto(`${server.url}/enroll`);
+  await page.getByLabel('Choose a user name').fill('alice');
+  await page.getByRole('button', { name: 'Start the camera' }).click();
+  await page.waitForFunction(() => document.getElementById('progress').value >= 0.3, null,
+    { timeout: 120_000 });
+  await page.screenshot({ path: path.join(out, '0-enrolling.png') });
+  await page.locator('#done').waitFor({ state: 'visible', timeout: 120_000 });
+  const code = await page.locator('#recovery').textContent();
+  if (!/^[0-9a-f]{64}$/.test(code)) throw new Error(`no recovery code shown: ${code}`);
+  await page.screenshot({ path: path.join(out, '1-enrolled.png') });
+  await page.getByRole('button', { name: /I saved it/ }).click();
+  await page.waitForURL('**/account');
+  await page.getByText('Logged in as alice.').waitFor();
+  await page.screenshot({ path: path.join(out, '2-account.png') });
+  step('alice logs out');
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.waitForURL(`${server.url}/`);
+  await browser.close();
+
+  // Log in from another recording.
+  browser = await browserWith(aliceSecond);
+  page = await browser.newPage();
+  step('alice logs in');
+  await page.goto(`${server.url}/login`);
+  await page.locator('#user').fill('alice');
+  await page.getByRole('button', { name: 'Log in with my face' }).click();
+  await page.waitForURL('**/account', { timeout: 120_000 });
+  await page.getByText('Logged in as alice.').waitFor();
+  await page.screenshot({ path: path.join(out, '3-logged-in.png') });
+  await browser.close();
+
+  // Someone else.
+  browser = await browserWith(bob);
+  page = await browser.newPage();
+  step('bob tries to log in as alice');
+  await page.goto(`${server.url}/login`);
+  await page.locator('#user').fill('alice');
+  await page.getByRole('button', { name: 'Log in with my face' }).click();
+  const error = page.locator('#error');
+  await error.filter({ hasText: 'Not logged in' }).waitFor({ timeout: 120_000 });
+  await page.screenshot({ path: path.join(out, '4-bob-refused.png') });
+  if (page.url().endsWith('/account')) throw new Error('bob reached the account page');
+  await browser.close();
+  step('done');
+} catch (e) {
+  failed = true;
+  console.error(`e2e_web: FAILED after "${steps.at(-1)}": ${e.message}`);
+} finally {
+  server.child.kill('SIGTERM');
+  fs.rmSync(work, { recursive: true, force: true });
+}
+console.log(`e2e_web: screenshots in ${out}`);
+process.exit(failed ? 1 : 0);

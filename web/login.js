@@ -1,0 +1,52 @@
+import { $, api, Camera, showError, streamFrames } from './app.js';
+
+let cancelled = false;
+
+$('start').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  showError('');
+  cancelled = false;
+  const user = $('user').value.trim();
+  const camera = new Camera($('video'), $('overlay'));
+  try {
+    const attempt = await api('POST', '/api/v1/login/attempts', { user, session: 'cookie' });
+    $('start').classList.add('hidden');
+    $('capture').classList.remove('hidden');
+    $('guidance').textContent = 'Starting the camera…';
+    await camera.start();
+    const last = await streamFrames(camera, `/api/v1/login/attempts/${attempt.id}/frames`,
+      { 'X-Attempt-Nonce': attempt.nonce }, (f) => f.state !== 'pending', () => cancelled);
+    camera.stop();
+    if (!last) return;
+    if (last.state === 'accepted') {
+      $('guidance').textContent = `Welcome, ${user}.`;
+      window.location.href = '/account';
+      return;
+    }
+    throw new Error(`Not logged in: ${last.advice}`);
+  } catch (e) {
+    camera.stop();
+    $('capture').classList.add('hidden');
+    $('start').classList.remove('hidden');
+    showError(e.message);
+  }
+});
+
+$('cancel').addEventListener('click', () => {
+  cancelled = true;
+  $('capture').classList.add('hidden');
+  $('start').classList.remove('hidden');
+});
+
+$('recovery-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  showError('');
+  try {
+    await api('POST', '/api/v1/login/recovery', {
+      user: $('recovery-user').value.trim(), code: $('recovery-code').value.trim(), session: 'cookie',
+    });
+    window.location.href = '/account';
+  } catch (e) {
+    showError(e.message);
+  }
+});
