@@ -374,6 +374,33 @@ TEST_F(ServerTest, ImpostorPhotoAndUnknownNameAreRefusedThenLockedOut) {
   EXPECT_EQ(recovery.status, 429u);
 }
 
+TEST_F(ServerTest, FaceOnlyLoginFindsAliceWhileTheGalleryIsSmall) {
+  start();
+  ASSERT_EQ(enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_")).status, 201u);
+
+  Reply alice = login("", recording("ClientRaw/0001", "0001_00_00_02_"));
+  ASSERT_EQ(alice.status, 200u) << alice.raw;
+  ASSERT_EQ(alice.body["state"], "accepted") << alice.raw;
+  EXPECT_EQ(alice.body["session"]["user"], "alice");
+
+  Reply stranger = login("", recording("ClientRaw/0002", "0002_01_00_01_"));
+  ASSERT_EQ(stranger.status, 200u) << stranger.raw;
+  EXPECT_EQ(stranger.body["state"], "rejected");
+  EXPECT_EQ(stranger.body["reason"], "no_match");
+  // The failure counts against the address (no account was named or found).
+  auto st = auth_store_->failure_state("addr:127.0.0.1");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->failures, 1);
+
+  // Five templates at 1e-5 each: a bound of 1e-5 per attempt is too tight for them.
+  server_->stop();
+  options_.identify_max_fmr = 1e-5;
+  start();
+  Reply refused = post_json(port_, "/api/v1/login/attempts", json::object());
+  EXPECT_EQ(refused.status, 403u) << refused.raw;
+  EXPECT_NE(refused.raw.find("user name"), std::string::npos);
+}
+
 TEST_F(ServerTest, RecoveryCodeLogsInOnce) {
   start();
   Reply enrolled = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"));

@@ -9,7 +9,8 @@ $('start').addEventListener('submit', async (event) => {
   const user = $('user').value.trim();
   const camera = new Camera($('video'), $('overlay'));
   try {
-    const attempt = await api('POST', '/api/v1/login/attempts', { user, session: 'cookie' });
+    const request = user ? { user, session: 'cookie' } : { session: 'cookie' };
+    const attempt = await api('POST', '/api/v1/login/attempts', request);
     $('start').classList.add('hidden');
     $('capture').classList.remove('hidden');
     $('guidance').textContent = 'Starting the camera…';
@@ -19,7 +20,7 @@ $('start').addEventListener('submit', async (event) => {
     camera.stop();
     if (!last) return;
     if (last.state === 'accepted') {
-      $('guidance').textContent = `Welcome, ${user}.`;
+      $('guidance').textContent = `Welcome, ${last.session.user}.`;
       window.location.href = '/account';
       return;
     }

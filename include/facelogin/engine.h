@@ -28,13 +28,13 @@ struct DetectedFace {
 };
 
 enum class QualityIssue {
-  kTooSmall,     // move closer
-  kTooClose,     // move back
-  kCutOff,       // part of the face is outside the frame
+  kTooSmall,  // move closer
+  kTooClose,  // move back
+  kCutOff,    // part of the face is outside the frame
   kTooDark,
   kOverexposed,
-  kBlurred,      // hold still / clean the lens
-  kTurnedAway,   // look at the camera
+  kBlurred,     // hold still / clean the lens
+  kTurnedAway,  // look at the camera
 };
 
 // "too_dark"
@@ -52,13 +52,13 @@ struct HeadPose {
 };
 
 struct QualityOptions {
-  float min_face_px = 80.f;        // face box width below this: too small
-  float max_face_fraction = 0.85f; // face box wider than this share of the frame: too close
-  float max_outside_fraction = 0.1f; // share of the box outside the frame before "cut off"
-  float min_brightness = 40.f;     // mean luma of the face, 0..255
+  float min_face_px = 80.f;           // face box width below this: too small
+  float max_face_fraction = 0.85f;    // face box wider than this share of the frame: too close
+  float max_outside_fraction = 0.1f;  // share of the box outside the frame before "cut off"
+  float min_brightness = 40.f;        // mean luma of the face, 0..255
   float max_brightness = 215.f;
   float max_saturated_fraction = 0.40f;  // share of face pixels at >= 250 luma
-  float min_sharpness = 30.f;      // variance of the Laplacian on the face scaled to 128 px
+  float min_sharpness = 30.f;            // variance of the Laplacian on the face scaled to 128 px
   float max_yaw = 30.f;
   float max_pitch = 32.f;  // 25 refused many good NUAA webcam frames (see docs/models.md)
   float max_roll = 30.f;
@@ -102,7 +102,7 @@ struct StageTimings {
 
 struct FrameAnalysis {
   FrameOutcome outcome = FrameOutcome::kNoFace;
-  std::vector<DetectedFace> faces;  // every face found, best first
+  std::vector<DetectedFace> faces;     // every face found, best first
   std::optional<std::size_t> subject;  // index into faces
   QualityReport quality;               // of the subject
   std::optional<FaceTemplate> face;    // set when embed was asked and the outcome is kOk
@@ -164,7 +164,8 @@ class Worker {
   [[nodiscard]] virtual Result<std::vector<DetectedFace>> detect(const Image& frame) = 0;
 
   // Embeds a given face of the frame, skipping detection and the quality gate.
-  [[nodiscard]] virtual Result<FaceTemplate> embed(const Image& frame, const DetectedFace& face) = 0;
+  [[nodiscard]] virtual Result<FaceTemplate> embed(const Image& frame,
+                                                   const DetectedFace& face) = 0;
 
   // Both views (crop and mirror image) of the face by every model of the recogniser, from which
   // compose_template() makes the template of this or any recogniser built from the same models.

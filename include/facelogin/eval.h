@@ -118,10 +118,10 @@ struct SpoofRates {
   float threshold = 0.f;
   std::size_t bona_fide = 0;
   std::size_t attacks = 0;
-  double bpcer = 0.0;                         // bona fide rejected / bona fide
-  std::map<std::string, double> apcer;        // per attack type: attacks accepted / attacks
+  double bpcer = 0.0;                   // bona fide rejected / bona fide
+  std::map<std::string, double> apcer;  // per attack type: attacks accepted / attacks
   std::map<std::string, std::size_t> attacks_by_type;
-  double apcer_worst = 0.0;                   // max over attack types (0 without attacks)
+  double apcer_worst = 0.0;  // max over attack types (0 without attacks)
 };
 [[nodiscard]] SpoofRates spoof_rates(std::span<const float> scores, std::span<const char> live,
                                      std::span<const std::string> types, float threshold);
@@ -129,8 +129,7 @@ struct SpoofRates {
 // The highest threshold that rejects at most `max_bpcer` of the bona fide scores (those below
 // it), so that as many attacks as possible are refused. Errors: kInvalidArgument without bona
 // fide scores, for a NaN score or a max_bpcer outside [0, 1).
-[[nodiscard]] Result<float> threshold_for_bpcer(std::span<const float> bona_fide,
-                                                double max_bpcer);
+[[nodiscard]] Result<float> threshold_for_bpcer(std::span<const float> bona_fide, double max_bpcer);
 
 // ---------------------------------------------------------------------------------------------
 // Metrics
@@ -306,7 +305,7 @@ struct PlotOptions {
   std::string subtitle;  // optional smaller line under the title (data set, pair counts, ...)
   std::string x_label = "False match rate (FMR)";
   std::string y_label = "False non-match rate (FNMR)";
-  int width = 960;       // pixels (PNG) or user units (SVG)
+  int width = 960;  // pixels (PNG) or user units (SVG)
   int height = 720;
   double min_fmr = 1e-6;  // left end of the FMR axis (right end: 1)
   // Bottom end of the FNMR axis (top end: 1); 0 chooses the decade below the lowest non-zero

@@ -108,12 +108,17 @@ class FaceService {
 
   // 1:N, the k best users.
   [[nodiscard]] Result<IdentifyResult> identify(const LabeledImage& image, std::size_t k);
+  // 1:N on a camera frame: like identify, but a frame without exactly one usable face is a
+  // result (no candidates; image.outcome and image.message say why), not an error.
+  [[nodiscard]] Result<IdentifyResult> identify_frame(const LabeledImage& image, std::size_t k);
 
  private:
   // Analyses one image and returns its template, or the error that makes it unusable.
   Result<FaceTemplate> usable_face(const LabeledImage& image, ImageReport* report);
   // kDifferentPeople unless the new faces (and, when adding, the user's existing ones) look like
   // one person.
+  // Fills result->candidates (best first) and result->match for `probe` against the gallery.
+  Status search_gallery(const FaceTemplate& probe, std::size_t k, IdentifyResult* result);
   Status check_same_person(std::string_view name, const std::vector<std::string>& sources,
                            const std::vector<FaceTemplate>& templates, bool add);
 

@@ -64,8 +64,8 @@ class VideoReader {
 
   // A local camera by its index (0 = the first; /dev/video0 on Linux). Errors: kNotFound if it
   // cannot be opened.
-  [[nodiscard]] static Result<std::unique_ptr<VideoReader>> open_camera(int index,
-                                                                        const DecodeLimits& limits = {});
+  [[nodiscard]] static Result<std::unique_ptr<VideoReader>> open_camera(
+      int index, const DecodeLimits& limits = {});
 
   // Frames per second the file declares (0 if unknown).
   virtual double fps() const = 0;

@@ -45,6 +45,10 @@ class LoginAttempt {
  public:
   // Errors: kInvalidArgument (a passive policy without a scorer, or a count below 1). An unknown
   // or disabled user is reported by the first frame (kNotFound), as the store may change.
+  // An empty `user` makes it a 1:N attempt: frames are searched among all enrolled users until
+  // one matches, and the rest of the attempt is 1:1 against that user (user() then names them).
+  // Only offer it where the gallery is small enough for the threshold (see RecognizerSpec::
+  // threshold_fmr).
   [[nodiscard]] static Result<LoginAttempt> begin(FaceService& service, LivenessScorer* scorer,
                                                   std::string user, LoginPolicy policy = {});
 

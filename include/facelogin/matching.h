@@ -42,7 +42,6 @@ struct Candidate {
 // 1:N: the k users whose best template is closest to the probe, best first, ties by user id.
 // Templates of other recognisers are skipped (all_templates() already filters by model).
 [[nodiscard]] std::vector<Candidate> search(const FaceTemplate& probe,
-                                            std::span<const StoredTemplate> gallery,
-                                            std::size_t k);
+                                            std::span<const StoredTemplate> gallery, std::size_t k);
 
 }  // namespace facelogin

@@ -24,9 +24,9 @@ enum class ColorOrder { kRgb, kBgr };
 enum class Metric { kCosine, kEuclidean };
 
 struct ModelSpec {
-  std::string id;    // stable identifier, e.g. "dlib-resnet-v1"
+  std::string id;  // stable identifier, e.g. "dlib-resnet-v1"
   ModelKind kind = ModelKind::kEmbedder;
-  std::string file;  // file name inside the model directory
+  std::string file;    // file name inside the model directory
   std::string sha256;  // lower-case hex of the file's bytes
   // Which decoder runs the network, for kinds whose outputs need model-specific decoding
   // (detectors: "yunet", "ultraface"; landmark models: "landmark68"). Embedders need none.
@@ -81,6 +81,9 @@ struct RecognizerSpec {
   // a user with that user's faces): the FMR 1e-3 point of the same calibration. Lower than the
   // decision threshold, so that one person's varied photos pass while a mix-up does not.
   float same_person_threshold = 0.f;
+  // The false match rate per comparison the default threshold was calibrated for. 1:N search
+  // over G templates falsely matches someone with probability up to about G times this.
+  double threshold_fmr = 1e-5;
 
   // The threshold as a cosine similarity.
   float cosine_threshold() const;

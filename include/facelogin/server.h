@@ -48,6 +48,9 @@ struct ServerOptions {
   int max_frames_per_flow = 300;
 
   LoginPolicy login;  // frames, liveness policy and deadline of a login attempt
+  // Face-only (1:N) login is offered while the gallery's false-match rate stays within this:
+  // templates x the recogniser's calibrated FMR per comparison <= identify_max_fmr. 0: never.
+  double identify_max_fmr = 1e-3;
   AuthOptions auth;
   // Starts of attempts and enrolments per client address and minute (in this process).
   int starts_per_minute = 30;

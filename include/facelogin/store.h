@@ -47,8 +47,8 @@ class Store {
 
   // Creates a user with the given templates in one transaction (a user is never visible without
   // its templates). Errors: kInvalidArgument (bad name, no templates), kAlreadyExists.
-  [[nodiscard]] virtual Result<UserInfo> create_user(std::string_view name,
-                                                     const std::vector<FaceTemplate>& templates) = 0;
+  [[nodiscard]] virtual Result<UserInfo> create_user(
+      std::string_view name, const std::vector<FaceTemplate>& templates) = 0;
   // Adds templates to an existing user. Errors: kNotFound, kInvalidArgument.
   [[nodiscard]] virtual Status add_templates(std::string_view name,
                                              const std::vector<FaceTemplate>& templates) = 0;

@@ -221,7 +221,8 @@ const std::vector<Route>& Api::routes() {
       {V::delete_, "/api/v1/enrollments/{id}", Access::kPublic, Body::kNone,
        "Abandon an enrolment; nothing is stored.", &Api::cancel_enrollment},
       {V::post, "/api/v1/login/attempts", Access::kPublic, Body::kJson,
-       "Start a login attempt {user, session}; returns its id, nonce and deadline.",
+       "Start a login attempt {user, session}; without user, face-only (1:N) where allowed. "
+       "Returns its id, nonce and deadline.",
        &Api::start_login},
       {V::post, "/api/v1/login/attempts/{id}/frames", Access::kPublic, Body::kFrame,
        "Send one camera frame of an attempt (header X-Attempt-Nonce); feedback, then the decision.",
@@ -846,12 +847,17 @@ void Api::start_login(Call& call) {
   if (!body) {
     return reply_error(call, body.error());
   }
-  if (!(*body)["user"].is_string()) {
-    return reply_error(call, Status(ErrorCode::kInvalidArgument, "user (a string) is required"));
-  }
   auto flow = std::make_shared<LoginFlow>();
-  const std::string user = (*body)["user"].get<std::string>();
-  if (Status s = validate_user_name(user); !s.ok()) {
+  const json& user_field = (*body)["user"];
+  if (!user_field.is_null() && !user_field.is_string()) {
+    return reply_error(call, Status(ErrorCode::kInvalidArgument, "user must be a string"));
+  }
+  const std::string user = user_field.is_string() ? user_field.get<std::string>() : "";
+  if (!user.empty()) {
+    if (Status s = validate_user_name(user); !s.ok()) {
+      return reply_error(call, s);
+    }
+  } else if (Status s = identification_allowed(); !s.ok()) {
     return reply_error(call, s);
   }
   flow->session_kind = body->value("session", std::string("cookie"));
@@ -901,6 +907,30 @@ void Api::start_login(Call& call) {
               {"liveness", live},
               {"frames_needed", live ? options_.login.liveness.frames_needed
                                      : options_.login.matching_frames_needed}});
+}
+
+Status Api::identification_allowed() const {
+  const RecognizerSpec& recognizer = deps_.engine->recognizer();
+  const float override_threshold = deps_.service.threshold_override;
+  // A lower threshold than the calibrated one has an unknown, higher FMR.
+  if (!std::isnan(override_threshold) && override_threshold < recognizer.cosine_threshold()) {
+    return Status(ErrorCode::kForbidden,
+                  "face-only login is off: the configured threshold is below the calibrated one, "
+                  "so its false-match rate is unknown; give your user name");
+  }
+  auto gallery = deps_.store->all_templates(recognizer.id);
+  if (!gallery) {
+    return gallery.error();
+  }
+  const double fmr = static_cast<double>(gallery->size()) * recognizer.threshold_fmr;
+  if (options_.identify_max_fmr <= 0 || fmr > options_.identify_max_fmr) {
+    return Status(ErrorCode::kForbidden,
+                  fmt::format("face-only login is off here ({} enrolled faces would give a "
+                              "false-match rate of {:.1g} per attempt, over the {:.1g} allowed): "
+                              "give your user name",
+                              gallery->size(), fmr, options_.identify_max_fmr));
+  }
+  return Status::Ok();
 }
 
 void Api::login_frame(Call& call) {

@@ -100,6 +100,8 @@ class Api final : public Handler {
   std::string cookie_name() const;
   void audit(const Call& call, std::string event, std::string actor, std::string subject,
              std::string outcome, nlohmann::json detail = nlohmann::json::object());
+  // Ok if face-only (1:N) login may be offered now; kForbidden with the reason otherwise.
+  Status identification_allowed() const;
   bool submit(Call& call, std::function<void(WorkerSlot&, Call&)> job);
 
   ServerOptions options_;

@@ -295,23 +295,50 @@ Result<IdentifyResult> FaceService::identify(const LabeledImage& image, std::siz
   if (!probe) {
     return make_error(probe.error());
   }
+  if (Status s = search_gallery(*probe, k, &result); !s.ok()) {
+    return make_error(std::move(s));
+  }
+  return result;
+}
+
+Result<IdentifyResult> FaceService::identify_frame(const LabeledImage& image, std::size_t k) {
+  IdentifyResult result;
+  result.threshold = threshold();
+  auto probe = usable_face(image, &result.image);
+  if (!probe) {
+    const ErrorCode code = probe.error().code();
+    if (code == ErrorCode::kNoFace || code == ErrorCode::kSeveralFaces ||
+        code == ErrorCode::kPoorQuality) {
+      return result;  // the report says why
+    }
+    return make_error(probe.error());
+  }
+  if (Status s = search_gallery(*probe, k, &result); !s.ok()) {
+    return make_error(std::move(s));
+  }
+  return result;
+}
+
+Status FaceService::search_gallery(const FaceTemplate& probe, std::size_t k,
+                                   IdentifyResult* result) {
   auto gallery = store_.all_templates(engine_->recognizer().id);
   if (!gallery) {
-    return make_error(gallery.error());
+    return gallery.error();
   }
   auto users = store_.list_users();
   if (!users) {
-    return make_error(users.error());
+    return users.error();
   }
-  for (const auto& c : search(*probe, *gallery, k)) {
+  for (const auto& c : search(probe, *gallery, k)) {
     for (const auto& u : *users) {
       if (u.id == c.user_id) {
-        result.candidates.push_back({u.name, c.score});
+        result->candidates.push_back({u.name, c.score});
       }
     }
   }
-  result.match = !result.candidates.empty() && result.candidates.front().score >= result.threshold;
-  return result;
+  result->match =
+      !result->candidates.empty() && result->candidates.front().score >= result->threshold;
+  return Status::Ok();
 }
 
 }  // namespace facelogin

@@ -55,9 +55,29 @@ Result<FrameFeedback> LoginAttempt::add_frame(const LabeledImage& frame,
   if (state_ != AttemptState::kPending) {
     return feedback;
   }
-  auto verified = service_->verify_frame(user_, frame);
-  if (!verified) {
-    return make_error(verified.error());
+  // 1:N until a frame names someone, then 1:1 against that person for the rest of the attempt,
+  // so every matching frame is of the same enrolled user.
+  std::optional<VerifyResult> verified;
+  if (user_.empty()) {
+    auto found = service_->identify_frame(frame, 1);
+    if (!found) {
+      return make_error(found.error());
+    }
+    verified.emplace();
+    verified->image = found->image;
+    if (!found->candidates.empty()) {
+      verified->decision.score = found->candidates.front().score;
+      verified->decision.match = found->match;
+    }
+    if (found->match) {
+      user_ = found->candidates.front().user;
+    }
+  } else {
+    auto result = service_->verify_frame(user_, frame);
+    if (!result) {
+      return make_error(result.error());
+    }
+    verified = std::move(*result);
   }
   feedback.image = verified->image;
   const bool usable = verified->image.outcome == FrameOutcome::kOk;
@@ -83,7 +103,8 @@ Result<FrameFeedback> LoginAttempt::add_frame(const LabeledImage& frame,
   } else if (non_matching_ > policy_.non_matching_frames_allowed) {
     state_ = AttemptState::kRejected;
     reason_ = "no_match";
-    feedback.advice = fmt::format("This face does not match {}.", user_);
+    feedback.advice = user_.empty() ? std::string("This face does not match anyone enrolled here.")
+                                    : fmt::format("This face does not match {}.", user_);
   } else if (matching_ >= policy_.matching_frames_needed && *verdict == LivenessVerdict::kLive) {
     state_ = AttemptState::kAccepted;
   } else if (!usable) {
