@@ -468,6 +468,115 @@ TEST_F(ServerTest, BadInputGetsClearErrorsAndChangesNothing) {
             401u);
 }
 
+// A JPEG whose frame header claims `width` x `height` (the data stays that of a small image).
+std::string with_jpeg_size(std::string jpeg, std::uint16_t width, std::uint16_t height) {
+  for (std::size_t i = 2; i + 9 < jpeg.size(); ++i) {
+    if (static_cast<unsigned char>(jpeg[i]) == 0xFF &&
+        (static_cast<unsigned char>(jpeg[i + 1]) == 0xC0 ||
+         static_cast<unsigned char>(jpeg[i + 1]) == 0xC2)) {
+      jpeg[i + 5] = static_cast<char>(height >> 8);
+      jpeg[i + 6] = static_cast<char>(height & 0xFF);
+      jpeg[i + 7] = static_cast<char>(width >> 8);
+      jpeg[i + 8] = static_cast<char>(width & 0xFF);
+      return jpeg;
+    }
+  }
+  ADD_FAILURE() << "no SOF marker";
+  return jpeg;
+}
+
+TEST_F(ServerTest, HostileInputIsRefusedAndTheServerKeepsServing) {
+  options_.request_timeout = std::chrono::seconds(1);
+  options_.web_dir = fs::path(FACELOGIN_SOURCE_DIR) / "web";
+  start();
+  EXPECT_EQ(call(port_, http::verb::get, "/").status, 200u);
+  EXPECT_EQ(call(port_, http::verb::get, "/app.js").headers["Content-Type"],
+            "text/javascript; charset=utf-8");
+  // Path traversal and hidden files on the static side: the web directory sits in the source
+  // tree, next to files that must not be served.
+  for (const char* target : {"/../CMakeLists.txt", "/%2e%2e/CMakeLists.txt", "/..%2fCMakeLists.txt",
+                             "/.git/config", "/web/../../etc/passwd", "//etc/passwd",
+                             "/api/v1/../../CMakeLists.txt", "/index.html%00"}) {
+    Reply r = call(port_, http::verb::get, target);
+    EXPECT_EQ(r.status, 404u) << target;
+    EXPECT_EQ(r.raw.find("cmake_minimum_required"), std::string::npos) << target;
+  }
+  // Injection strings in every field of the JSON bodies.
+  const std::vector<std::string> nasty = {"alice'; DROP TABLE users; --",
+                                          "<script>x</script>",
+                                          std::string("al\0ice", 7),
+                                          std::string(5000, 'a'),
+                                          "../../etc/passwd",
+                                          "%s%n%s",
+                                          "\u202e"};
+  for (const auto& s : nasty) {
+    EXPECT_EQ(post_json(port_, "/api/v1/enrollments", {{"user", s}}).status, 400u) << s;
+    EXPECT_EQ(post_json(port_, "/api/v1/login/attempts", {{"user", s}}).status, 400u) << s;
+    EXPECT_EQ(
+        post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}, {"session", s}}).status,
+        400u)
+        << s;
+    EXPECT_EQ(post_json(port_, "/api/v1/login/recovery", {{"user", s}, {"code", s}}).status, 400u)
+        << s;
+    if (s.size() < 100 && s.find('\0') == std::string::npos) {
+      EXPECT_EQ(call(port_, http::verb::get, "/api/v1/account", "", "",
+                     {{"Authorization", "Bearer " + s}})
+                    .status,
+                401u);
+    }
+  }
+  EXPECT_EQ(post_json(port_, "/api/v1/enrollments", json::array({1, 2})).status, 400u);
+  EXPECT_EQ(post_json(port_, "/api/v1/enrollments", {{"user", 42}}).status, 400u);
+
+  // Truncated and bomb images.
+  Reply start = post_json(port_, "/api/v1/enrollments", {{"user", "alice"}});
+  ASSERT_EQ(start.status, 201u);
+  const std::string frames =
+      "/api/v1/enrollments/" + start.body["id"].get<std::string>() + "/frames";
+  const std::string jpeg = read_file(recording("ClientRaw/0001", "0001_00_00_01_").front());
+  Reply truncated =
+      call(port_, http::verb::post, frames, jpeg.substr(0, jpeg.size() / 3), "image/jpeg");
+  EXPECT_EQ(truncated.status, 400u) << truncated.raw;
+  Reply bomb =
+      call(port_, http::verb::post, frames, with_jpeg_size(jpeg, 60000, 60000), "image/jpeg");
+  EXPECT_EQ(bomb.status, 413u) << bomb.raw;
+  EXPECT_EQ(bomb.body["error"]["code"], "image_too_large");
+
+  // A slow client (headers never finished) is cut off after the request timeout.
+  {
+    net::io_context ioc;
+    net::ip::tcp::socket socket(ioc);
+    socket.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+    net::write(socket,
+               net::buffer(std::string("POST /api/v1/enrollments HTTP/1.1\r\nHost: x\r\n")));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    char byte = 0;
+    boost::system::error_code ec;
+    socket.read_some(net::buffer(&byte, 1), ec);
+    EXPECT_TRUE(ec) << "the server kept a stalled request open";
+  }
+  // Garbage instead of HTTP, and headers too large.
+  {
+    net::io_context ioc;
+    net::ip::tcp::socket socket(ioc);
+    socket.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+    net::write(socket, net::buffer(std::string("\x16\x03\x01 not http at all\r\n\r\n")));
+    char byte = 0;
+    boost::system::error_code ec;
+    socket.read_some(net::buffer(&byte, 1), ec);
+    EXPECT_TRUE(ec);
+  }
+  Reply big_header =
+      call(port_, http::verb::get, "/healthz", "", "", {{"X-Filler", std::string(32 * 1024, 'x')}});
+  EXPECT_EQ(big_header.status, 431u);
+
+  // Nothing was stored, and the server still answers.
+  auto users = store_->list_users();
+  ASSERT_TRUE(users);
+  EXPECT_TRUE(users->empty());
+  EXPECT_EQ(call(port_, http::verb::get, "/healthz").status, 200u);
+}
+
 TEST_F(ServerTest, SaturatedWorkersAnswer503QuicklyInsteadOfQueueing) {
   options_.workers = 1;
   options_.queue_limit = 0;

@@ -126,6 +126,14 @@ json frame_json(const ImageReport& report, const Image& image) {
           {"quality", quality_json(report.quality)}};
 }
 
+// A camera frame: nothing a webcam or phone camera sends is larger than 4096 px a side.
+DecodeLimits frame_limits() {
+  DecodeLimits limits;
+  limits.max_pixels = 4096 * 3072;
+  limits.max_side = 4096;
+  return limits;
+}
+
 std::string_view state_name(AttemptState state) {
   switch (state) {
     case AttemptState::kPending:
@@ -692,8 +700,8 @@ void Api::enrollment_frame(Call& call) {
     }
     const auto t0 = SteadyClock::now();
     const auto& body = c.exchange.request.body();
-    auto image =
-        decode_image(std::span(reinterpret_cast<const std::uint8_t*>(body.data()), body.size()));
+    auto image = decode_image(
+        std::span(reinterpret_cast<const std::uint8_t*>(body.data()), body.size()), frame_limits());
     if (!image) {
       return reply_error(c, image.error());
     }
@@ -965,8 +973,8 @@ void Api::login_frame(Call& call) {
     }
     const auto t0 = SteadyClock::now();
     const auto& body = c.exchange.request.body();
-    auto image =
-        decode_image(std::span(reinterpret_cast<const std::uint8_t*>(body.data()), body.size()));
+    auto image = decode_image(
+        std::span(reinterpret_cast<const std::uint8_t*>(body.data()), body.size()), frame_limits());
     if (!image) {
       return reply_error(c, image.error());
     }
@@ -1216,9 +1224,17 @@ void Api::static_file(Call& call) {
                       return std::isalnum(static_cast<unsigned char>(ch)) || ch == '/' ||
                              ch == '.' || ch == '-' || ch == '_';
                     });
-  const std::filesystem::path file = options_.web_dir / path.substr(1);
+  // "//x" would make the path absolute and escape the directory; the resolved file must be
+  // inside it in any case (a symbolic link out of it is not followed).
   std::error_code ec;
-  if (!safe || !std::filesystem::is_regular_file(file, ec)) {
+  const std::filesystem::path root = std::filesystem::weakly_canonical(options_.web_dir, ec);
+  const std::filesystem::path file =
+      safe && path.find("//") == std::string::npos
+          ? std::filesystem::weakly_canonical(root / path.substr(1), ec)
+          : std::filesystem::path();
+  const auto [root_end, file_it] =
+      std::mismatch(root.begin(), root.end(), file.begin(), file.end());
+  if (file.empty() || ec || root_end != root.end() || !std::filesystem::is_regular_file(file, ec)) {
     return reply_error(call, Status(ErrorCode::kNotFound, "no such page"));
   }
   std::ifstream in(file, std::ios::binary);
