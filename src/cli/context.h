@@ -60,6 +60,7 @@ void register_eval_commands(CLI::App& app, Context& ctx, int& exit_code);
 void register_bench_command(CLI::App& app, Context& ctx, int& exit_code);
 void register_liveness_commands(CLI::App& app, Context& ctx, int& exit_code);
 void register_serve_command(CLI::App& app, Context& ctx, int& exit_code);
+void register_loadtest_command(CLI::App& app, Context& ctx, int& exit_code);
 // Adds `eval spoof` to the `eval` command.
 void register_spoof_eval(CLI::App& eval, Context& ctx, int& exit_code);
 

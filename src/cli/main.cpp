@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   facelogin::cli::register_bench_command(app, ctx, exit_code);
   facelogin::cli::register_liveness_commands(app, ctx, exit_code);
   facelogin::cli::register_serve_command(app, ctx, exit_code);
+  facelogin::cli::register_loadtest_command(app, ctx, exit_code);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,367 @@
+// `facelogin loadtest`: the server under load on loopback, with real frames. It starts a server
+// in this process (fresh temporary store, the configured workers), enrols one user through the
+// API, measures the CPU time of one login, then runs concurrent clients through complete logins
+// (every frame over HTTP) and reports logins per second, frame and login latency, errors, and
+// the CPU-bound limit (cores / CPU time of one login) beside them. Bounded in count.
+
+#include <fmt/format.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <mutex>
+#include <thread>
+
+#include "cli/context.h"
+#include "facelogin/auth_store.h"
+#include "facelogin/liveness.h"
+#include "facelogin/server.h"
+
+namespace facelogin::cli {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+struct LoadArgs {
+  std::vector<std::string> enrol;
+  std::vector<std::string> login;
+  int clients = 2;
+  int logins = 20;
+  int workers = 0;
+  std::string liveness = "passive";
+};
+
+// One keep-alive connection to the server.
+class Client {
+ public:
+  explicit Client(std::uint16_t port) : stream_(ioc_) {
+    stream_.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  }
+
+  // status and parsed body (null when not JSON).
+  std::pair<unsigned, json> call(http::verb method, const std::string& target,
+                                 const std::string& body, const std::string& type,
+                                 const std::string& nonce = "") {
+    http::request<http::string_body> req(method, target, 11);
+    req.set(http::field::host, "127.0.0.1");
+    req.keep_alive(true);
+    if (!type.empty()) {
+      req.set(http::field::content_type, type);
+    }
+    if (!nonce.empty()) {
+      req.set("X-Attempt-Nonce", nonce);
+    }
+    req.body() = body;
+    req.prepare_payload();
+    http::write(stream_, req);
+    http::response<http::string_body> res;
+    http::read(stream_, buffer_, res);
+    return {res.result_int(), json::parse(res.body(), nullptr, false)};
+  }
+
+ private:
+  net::io_context ioc_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+};
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto s = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return s(usage.ru_utime) + s(usage.ru_stime);
+}
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) {
+    return 0;
+  }
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
+}
+
+struct LoginOutcome {
+  bool accepted = false;
+  std::string error;  // empty when the login ran without an HTTP error
+  std::vector<double> frame_ms;
+  double total_ms = 0;
+  int busy = 0;  // 503 answers (retried)
+};
+
+LoginOutcome one_login(Client& client, const std::vector<std::string>& frames) {
+  LoginOutcome out;
+  const auto t0 = Clock::now();
+  auto [status, start] =
+      client.call(http::verb::post, "/api/v1/login/attempts",
+                  json{{"user", "loadtest"}, {"session", "bearer"}}.dump(), "application/json");
+  if (status != 201) {
+    out.error = fmt::format("start: HTTP {}", status);
+    return out;
+  }
+  const std::string target =
+      fmt::format("/api/v1/login/attempts/{}/frames", start["id"].get<std::string>());
+  const std::string nonce = start["nonce"];
+  for (std::size_t i = 0; i < 4 * frames.size(); ++i) {
+    const auto f0 = Clock::now();
+    auto [code, body] =
+        client.call(http::verb::post, target, frames[i % frames.size()], "image/jpeg", nonce);
+    if (code == 503) {
+      // Saturated: a real client waits as told (Retry-After: 1) and sends the frame again.
+      ++out.busy;
+      --i;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    out.frame_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - f0).count());
+    if (code != 200) {
+      out.error = fmt::format("frame: HTTP {}", code);
+      return out;
+    }
+    const std::string state = body.value("state", "");
+    if (state != "pending") {
+      out.accepted = state == "accepted";
+      if (!out.accepted) {
+        out.error = fmt::format("refused: {}", body.value("reason", ""));
+      }
+      break;
+    }
+  }
+  out.total_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  return out;
+}
+
+int run_loadtest(Context& ctx, const LoadArgs& args) {
+  if (args.enrol.empty() || args.login.empty()) {
+    return ctx.fail(Status(ErrorCode::kInvalidArgument, "--enrol and --login frames are needed"));
+  }
+  std::vector<std::string> enrol_frames;
+  std::vector<std::string> login_frames;
+  for (const auto& f : args.enrol) {
+    enrol_frames.push_back(read_all(f));
+  }
+  for (const auto& f : args.login) {
+    login_frames.push_back(read_all(f));
+  }
+
+  auto engine = ctx.open_engine();
+  if (!engine) {
+    return ctx.fail(engine.error());
+  }
+  char dir_template[] = "/tmp/facelogin-loadtest-XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) {
+    return ctx.fail(Status(ErrorCode::kIoError, "cannot make a temporary directory"));
+  }
+  const std::filesystem::path dir = dir_template;
+  struct Cleanup {
+    std::filesystem::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{dir};
+  SqliteStoreOptions store_options;
+  store_options.key = std::string(32, '\x5a');  // a throw-away store
+  auto store = open_sqlite_store(dir / "facelogin.db", store_options);
+  if (!store) {
+    return ctx.fail(store.error());
+  }
+  auto auth_store = open_sqlite_auth_store(dir / "facelogin.db");
+  if (!auth_store) {
+    return ctx.fail(auth_store.error());
+  }
+  ServerOptions options;
+  options.port = 0;
+  options.workers = args.workers;
+  options.starts_per_minute = 1'000'000;  // one address is every client here
+  options.max_frames_per_flow = 1000;
+  options.login.liveness.policy =
+      args.liveness == "off" ? LivenessPolicy::kOff : LivenessPolicy::kPassive;
+  ServerDeps deps;
+  deps.engine = *engine;
+  deps.store = store->get();
+  deps.auth_store = auth_store->get();
+  deps.service.threshold_override = ctx.threshold;
+  if (options.login.liveness.policy != LivenessPolicy::kOff) {
+    auto liveness = LivenessModels::load(ctx.models);
+    if (!liveness) {
+      return ctx.fail(liveness.error());
+    }
+    deps.liveness = *liveness;
+  }
+  auto server = Server::start(options, deps);
+  if (!server) {
+    return ctx.fail(server.error());
+  }
+  const std::uint16_t port = (*server)->port();
+
+  // Enrol through the API.
+  {
+    Client client(port);
+    auto [status, start] =
+        client.call(http::verb::post, "/api/v1/enrollments",
+                    json{{"user", "loadtest"}, {"session", "bearer"}}.dump(), "application/json");
+    if (status != 201) {
+      return ctx.fail(
+          Status(ErrorCode::kInternal, fmt::format("enrolment start: HTTP {}", status)));
+    }
+    const std::string id = start["id"];
+    bool ready = false;
+    for (const auto& frame : enrol_frames) {
+      auto [code, body] = client.call(http::verb::post, "/api/v1/enrollments/" + id + "/frames",
+                                      frame, "image/jpeg");
+      if (code == 200 && body.value("ready", false)) {
+        ready = true;
+        break;
+      }
+    }
+    auto [code, done] =
+        client.call(http::verb::post, "/api/v1/enrollments/" + id + "/finish", "", "");
+    if (!ready || code != 201) {
+      return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                             fmt::format("the --enrol frames did not make an enrolment (HTTP {}: "
+                                         "{})",
+                                         code, done.dump())));
+    }
+  }
+
+  // CPU time of one login, alone (client and server together, the client's share is small).
+  constexpr int kCalibrationLogins = 3;
+  double cpu_per_login = 0;
+  double frames_per_login = 0;
+  {
+    Client client(port);
+    (void)one_login(client, login_frames);  // warm-up
+    const double c0 = cpu_seconds();
+    for (int i = 0; i < kCalibrationLogins; ++i) {
+      LoginOutcome o = one_login(client, login_frames);
+      if (!o.accepted) {
+        return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                               fmt::format("the --login frames do not log in: {}", o.error)));
+      }
+      frames_per_login += static_cast<double>(o.frame_ms.size()) / kCalibrationLogins;
+    }
+    cpu_per_login = (cpu_seconds() - c0) / kCalibrationLogins;
+  }
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const double limit = cores / cpu_per_login;
+
+  // The load: `clients` threads, `logins` logins in all.
+  std::atomic<int> next{0};
+  std::mutex mu;
+  std::vector<double> frame_ms;
+  std::vector<double> login_ms;
+  int accepted = 0;
+  int busy = 0;
+  std::map<std::string, int> errors;
+  const auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < args.clients; ++c) {
+    threads.emplace_back([&] {
+      try {
+        Client client(port);
+        while (next.fetch_add(1) < args.logins) {
+          LoginOutcome o = one_login(client, login_frames);
+          std::lock_guard lock(mu);
+          frame_ms.insert(frame_ms.end(), o.frame_ms.begin(), o.frame_ms.end());
+          busy += o.busy;
+          if (o.accepted) {
+            ++accepted;
+            login_ms.push_back(o.total_ms);
+          } else {
+            ++errors[o.error];
+          }
+        }
+      } catch (const std::exception& e) {
+        std::lock_guard lock(mu);
+        ++errors[fmt::format("connection: {}", e.what())];
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  (*server)->stop();
+
+  int error_count = 0;
+  for (const auto& [what, n] : errors) {
+    error_count += n;
+  }
+  const double rate = accepted / wall;
+  json doc = {
+      {"clients", args.clients},
+      {"logins", args.logins},
+      {"accepted", accepted},
+      {"errors", error_count},
+      {"busy_retries", busy},
+      {"error_kinds", errors},
+      {"seconds", wall},
+      {"logins_per_s", rate},
+      {"frames_per_login", frames_per_login},
+      {"frame_ms", {{"p50", percentile(frame_ms, 0.5)}, {"p99", percentile(frame_ms, 0.99)}}},
+      {"login_ms", {{"p50", percentile(login_ms, 0.5)}, {"p99", percentile(login_ms, 0.99)}}},
+      {"cpu_s_per_login", cpu_per_login},
+      {"cores", cores},
+      {"cpu_bound_logins_per_s", limit},
+      {"share_of_limit", rate / limit},
+      {"liveness", args.liveness}};
+  if (ctx.json) {
+    ctx.emit_json(doc);
+  } else {
+    std::cout << fmt::format(
+        "loadtest: {} clients, {} logins over HTTP on loopback (liveness {})\n"
+        "  accepted {} · errors {} · 503 busy (retried) {} · {:.1f} s\n"
+        "  logins/s {:.2f}   CPU-bound limit {:.2f} ({} cores / {:.3f} CPU s per login) -> "
+        "{:.0f}% of it\n"
+        "  frame latency p50 {:.1f} ms  p99 {:.1f} ms · login p50 {:.0f} ms  p99 {:.0f} ms "
+        "({:.1f} frames per login)\n",
+        args.clients, args.logins, args.liveness, accepted, error_count, busy, wall, rate, limit,
+        cores, cpu_per_login, 100 * rate / limit, percentile(frame_ms, 0.5),
+        percentile(frame_ms, 0.99), percentile(login_ms, 0.5), percentile(login_ms, 0.99),
+        frames_per_login);
+    for (const auto& [what, n] : errors) {
+      std::cout << fmt::format("  error x{}: {}\n", n, what);
+    }
+  }
+  return error_count == 0 ? kExitOk : kExitInternal;
+}
+
+}  // namespace
+
+void register_loadtest_command(CLI::App& app, Context& ctx, int& exit_code) {
+  auto args = std::make_shared<LoadArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "loadtest", "Logins per second and latency of the server on loopback, with real frames");
+  cmd->add_option("--enrol", args->enrol, "JPEG frames of one person to enrol (in order)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--login", args->login, "JPEG frames of the same person to log in with")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--clients", args->clients, "Concurrent clients")->check(CLI::Range(1, 64));
+  cmd->add_option("--logins", args->logins, "Logins in all")->check(CLI::Range(1, 10000));
+  cmd->add_option("--workers", args->workers, "Server workers (default: one per core)")
+      ->check(CLI::Range(0, 64));
+  cmd->add_option("--liveness", args->liveness, "Liveness policy")
+      ->check(CLI::IsMember({"passive", "off"}));
+  cmd->callback([&ctx, &exit_code, args] { exit_code = run_loadtest(ctx, *args); });
+}
+
+}  // namespace facelogin::cli
