@@ -401,6 +401,70 @@ TEST_F(ServerTest, FaceOnlyLoginFindsAliceWhileTheGalleryIsSmall) {
   EXPECT_NE(refused.raw.find("user name"), std::string::npos);
 }
 
+TEST_F(ServerTest, AdminRoutesAreForAdminsOnly) {
+  start();
+  Reply alice = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"));
+  ASSERT_EQ(alice.status, 201u) << alice.raw;
+  Reply bob = enrol("bob", recording("ClientRaw/0002", "0002_01_00_01_"));
+  ASSERT_EQ(bob.status, 201u) << bob.raw;
+  const std::map<std::string, std::string> as_alice = {
+      {"Authorization", "Bearer " + alice.body["session"]["token"].get<std::string>()}};
+  const std::map<std::string, std::string> as_bob = {
+      {"Authorization", "Bearer " + bob.body["session"]["token"].get<std::string>()}};
+
+  // Nobody is an admin by default: every admin route refuses both, and anonymous callers.
+  for (const auto& route : server::Api::routes()) {
+    if (route.access != server::Access::kAdmin) {
+      continue;
+    }
+    std::string target = route.pattern;
+    if (const auto p = target.find("{name}"); p != std::string::npos) {
+      target.replace(p, 6, "bob");
+    }
+    EXPECT_EQ(call(port_, route.method, target).status, 401u) << target;
+    EXPECT_EQ(call(port_, route.method, target, "", "", as_alice).status, 403u) << target;
+  }
+  EXPECT_TRUE(store_->get_user("bob"));
+
+  ASSERT_TRUE(auth_store_->set_admin("alice", true).ok());  // what `users admin alice` does
+  Reply users = call(port_, http::verb::get, "/api/v1/admin/users?q=BO", "", "", as_alice);
+  ASSERT_EQ(users.status, 200u) << users.raw;
+  ASSERT_EQ(users.body["users"].size(), 1u);
+  EXPECT_EQ(users.body["users"][0]["user"], "bob");
+  EXPECT_EQ(users.body["users"][0]["faces"], 5);
+
+  // Disabling bob ends his session and refuses his logins.
+  EXPECT_EQ(
+      call(port_, http::verb::post, "/api/v1/admin/users/bob/disable", "", "", as_alice).status,
+      200u);
+  EXPECT_EQ(call(port_, http::verb::get, "/api/v1/account", "", "", as_bob).status, 401u);
+  Reply refused = login("bob", recording("ClientRaw/0002", "0002_01_00_01_"));
+  EXPECT_EQ(refused.body["state"], "rejected") << refused.raw;
+  EXPECT_EQ(
+      call(port_, http::verb::post, "/api/v1/admin/users/bob/enable", "", "", as_alice).status,
+      200u);
+  EXPECT_EQ(
+      call(port_, http::verb::post, "/api/v1/admin/users/alice/disable", "", "", as_alice).status,
+      403u);
+
+  Reply stats = call(port_, http::verb::get, "/api/v1/admin/stats", "", "", as_alice);
+  ASSERT_EQ(stats.status, 200u);
+  EXPECT_EQ(stats.body["users"], 2);
+  EXPECT_EQ(stats.body["faces"], 10);
+  EXPECT_GE(stats.body["last_24h"]["enroll:ok"].get<int>(), 2);
+
+  EXPECT_EQ(call(port_, http::verb::delete_, "/api/v1/admin/users/bob", "", "", as_alice).status,
+            200u);
+  EXPECT_FALSE(store_->get_user("bob"));
+  Reply audit =
+      call(port_, http::verb::get, "/api/v1/admin/audit?subject=bob&limit=5", "", "", as_alice);
+  ASSERT_EQ(audit.status, 200u);
+  ASSERT_FALSE(audit.body["events"].empty());
+  EXPECT_EQ(audit.body["events"][0]["event"], "delete_account");
+  EXPECT_EQ(audit.body["events"][0]["actor"], "admin:alice");
+  EXPECT_EQ(audit.raw.find("embedding"), std::string::npos);
+}
+
 TEST_F(ServerTest, RecoveryCodeLogsInOnce) {
   start();
   Reply enrolled = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"));

@@ -99,6 +99,15 @@ class AuthStore {
   [[nodiscard]] virtual Result<FailureState> failure_state(std::string_view key) const = 0;
   [[nodiscard]] virtual Status clear_failures(std::string_view key) = 0;
 
+  // Administrators: granted with the CLI (`facelogin users admin NAME`), never by default.
+  // Errors: kNotFound (no such user).
+  [[nodiscard]] virtual Status set_admin(std::string_view user, bool admin) = 0;
+  [[nodiscard]] virtual Result<bool> is_admin(std::string_view user) const = 0;
+  [[nodiscard]] virtual Result<std::vector<std::string>> admins() const = 0;
+  // Audit events per (event, outcome) since `since_ms`, for the admin overview.
+  [[nodiscard]] virtual Result<std::vector<std::pair<std::string, std::int64_t>>> audit_counts(
+      std::int64_t since_ms) const = 0;
+
   // Replaces the user's recovery code (its hash). Errors: kNotFound.
   [[nodiscard]] virtual Status set_recovery_code(std::string_view user,
                                                  std::string_view code_hash) = 0;

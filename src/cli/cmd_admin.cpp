@@ -1,5 +1,6 @@
 // users and models: administration commands.
 
+#include <fmt/format.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,9 +9,8 @@
 #include <ctime>
 #include <iostream>
 
-#include <fmt/format.h>
-
 #include "cli/context.h"
+#include "facelogin/auth_store.h"
 #include "facelogin/models.h"
 
 namespace facelogin::cli {
@@ -114,10 +114,14 @@ int run_users_remove(Context& ctx, const std::string& name) {
 
 std::string_view kind_name(ModelKind kind) {
   switch (kind) {
-    case ModelKind::kDetector: return "detector";
-    case ModelKind::kLandmarks: return "landmarks";
-    case ModelKind::kEmbedder: return "embedder";
-    case ModelKind::kLiveness: return "liveness";
+    case ModelKind::kDetector:
+      return "detector";
+    case ModelKind::kLandmarks:
+      return "landmarks";
+    case ModelKind::kEmbedder:
+      return "embedder";
+    case ModelKind::kLiveness:
+      return "liveness";
   }
   return "unknown";
 }
@@ -175,7 +179,8 @@ int run_models_verify(Context& ctx) {
   if (!engine) {
     return ctx.fail(engine.error());
   }
-  ctx.emit_json({{"ok", true}, {"model_dir", dir.string()}, {"recognizer", (*engine)->recognizer().id}});
+  ctx.emit_json(
+      {{"ok", true}, {"model_dir", dir.string()}, {"recognizer", (*engine)->recognizer().id}});
   if (!ctx.json) {
     std::cout << fmt::format("Models in {} are present, intact and load: recogniser {} ready.\n",
                              dir.string(), (*engine)->recognizer().id);
@@ -219,6 +224,39 @@ int run_models_fetch(Context& ctx, const std::string& from) {
   return run_models_verify(ctx);
 }
 
+// Grants or revokes the server's admin role (the only way to make the first administrator).
+int run_users_admin(Context& ctx, const std::string& name, bool revoke) {
+  auto store = ctx.open_store();
+  if (!store) {
+    return ctx.fail(store.error());
+  }
+  auto auth = open_sqlite_auth_store(ctx.home / "facelogin.db");
+  if (!auth) {
+    return ctx.fail(auth.error());
+  }
+  if (Status s = (*auth)->set_admin(name, !revoke); !s.ok()) {
+    return ctx.fail(s);
+  }
+  AuditEvent event;
+  event.at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  event.event = revoke ? "revoke_admin" : "grant_admin";
+  event.actor = "cli";
+  event.subject = name;
+  event.address = "local";
+  event.outcome = "ok";
+  if (Status s = (*auth)->append_audit(event); !s.ok()) {
+    return ctx.fail(s);
+  }
+  ctx.emit_json({{"ok", true}, {"user", name}, {"admin", !revoke}});
+  if (!ctx.json) {
+    std::cout << fmt::format("{} {} an administrator of the server.\n", name,
+                             revoke ? "is no longer" : "is now");
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void register_admin_commands(CLI::App& app, Context& ctx, int& exit_code) {
@@ -234,6 +272,13 @@ void register_admin_commands(CLI::App& app, Context& ctx, int& exit_code) {
   auto* remove = users->add_subcommand("remove", "Delete a user and all of their templates");
   remove->add_option("name", *name, "User name")->required();
   remove->callback([&ctx, &exit_code, name] { exit_code = run_users_remove(ctx, *name); });
+  auto revoke = std::make_shared<bool>(false);
+  auto* admin = users->add_subcommand(
+      "admin", "Make an enrolled user an administrator of the server (or --revoke it)");
+  admin->add_option("name", *name, "User name")->required();
+  admin->add_flag("--revoke", *revoke, "Take the role away");
+  admin->callback(
+      [&ctx, &exit_code, name, revoke] { exit_code = run_users_admin(ctx, *name, *revoke); });
 
   auto* models = app.add_subcommand("models", "List, fetch or verify the model files");
   models->require_subcommand(1);

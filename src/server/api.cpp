@@ -56,6 +56,40 @@ std::string_view path_of(const Request& request) {
   return target.substr(0, target.find('?'));
 }
 
+// The decoded value of query parameter `name`, or "".
+std::string query_param(const Request& request, std::string_view name) {
+  std::string_view target = request.target();
+  const std::size_t q = target.find('?');
+  if (q == std::string_view::npos) {
+    return {};
+  }
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const std::size_t end = std::min(rest.find('&'), rest.size());
+    const std::string_view item = rest.substr(0, end);
+    rest = end < rest.size() ? rest.substr(end + 1) : std::string_view();
+    const std::size_t eq = item.find('=');
+    if (item.substr(0, eq) != name) {
+      continue;
+    }
+    std::string value;
+    const std::string_view raw = eq == std::string_view::npos ? "" : item.substr(eq + 1);
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '+') {
+        value += ' ';
+      } else if (raw[i] == '%' && i + 2 < raw.size() && std::isxdigit(raw[i + 1]) &&
+                 std::isxdigit(raw[i + 2])) {
+        value += static_cast<char>(std::stoi(std::string(raw.substr(i + 1, 2)), nullptr, 16));
+        i += 2;
+      } else {
+        value += raw[i];
+      }
+    }
+    return value;
+  }
+  return {};
+}
+
 std::string header(const Request& request, std::string_view name) {
   auto it = request.find(name);
   return it == request.end() ? std::string() : std::string(it->value());
@@ -251,6 +285,18 @@ const std::vector<Route>& Api::routes() {
        "End one of my sessions.", &Api::revoke_session},
       {V::post, "/api/v1/account/recovery-code", Access::kSession, Body::kNone,
        "Replace my recovery code; the new one is shown once.", &Api::new_recovery_code},
+      {V::get, "/api/v1/admin/users", Access::kAdmin, Body::kNone,
+       "Admin: list accounts (?q= filters by name).", &Api::admin_users},
+      {V::post, "/api/v1/admin/users/{name}/disable", Access::kAdmin, Body::kNone,
+       "Admin: disable an account (its sessions end, it cannot log in).", &Api::admin_disable},
+      {V::post, "/api/v1/admin/users/{name}/enable", Access::kAdmin, Body::kNone,
+       "Admin: enable a disabled account.", &Api::admin_enable},
+      {V::delete_, "/api/v1/admin/users/{name}", Access::kAdmin, Body::kNone,
+       "Admin: delete an account with its faces and sessions.", &Api::admin_delete},
+      {V::get, "/api/v1/admin/audit", Access::kAdmin, Body::kNone,
+       "Admin: the audit log, newest first (?subject=, ?before=ID, ?limit=).", &Api::admin_audit},
+      {V::get, "/api/v1/admin/stats", Access::kAdmin, Body::kNone,
+       "Admin: counts of accounts, faces and decisions in the last 24 hours.", &Api::admin_stats},
   };
   return table;
 }
@@ -262,7 +308,7 @@ json Api::openapi() {
         {"summary", r.summary},
         {"responses",
          {{"default", {{"description", "JSON; errors as {\"error\": {\"code\", \"message\"}}"}}}}}};
-    if (r.access == Access::kSession) {
+    if (r.access != Access::kPublic) {
       op["security"] =
           json::array({{{"session_cookie", json::array()}}, {{"bearer", json::array()}}});
     }
@@ -425,9 +471,20 @@ void Api::handle(Exchange exchange, Reply reply) {
       return reply_error(call, session.error());
     }
   }
-  if (found->access == Access::kSession && !call.session) {
+  if (found->access != Access::kPublic && !call.session) {
     return reply_error(call, Status(ErrorCode::kUnauthenticated,
                                     "log in first: no valid session cookie or bearer token"));
+  }
+  if (found->access == Access::kAdmin) {
+    auto admin = deps_.auth_store->is_admin(call.session->user.name);
+    if (!admin) {
+      return reply_error(call, admin.error());
+    }
+    if (!*admin) {
+      audit(call, "admin_denied", call.session->user.name, "", "forbidden",
+            {{"route", found->pattern}});
+      return reply_error(call, Status(ErrorCode::kForbidden, "administrators only"));
+    }
   }
   // Cookie sessions: unsafe methods must prove they come from our own pages.
   if (call.session && call.via_cookie && request.method() != http::verb::get &&
@@ -436,7 +493,13 @@ void Api::handle(Exchange exchange, Reply reply) {
     return reply_error(call, Status(ErrorCode::kForbidden,
                                     "missing or wrong X-CSRF-Token header for a cookie session"));
   }
-  (this->*(found->handler))(call);
+  try {
+    (this->*(found->handler))(call);
+  } catch (const std::exception& e) {
+    // Handlers report errors as Status; an exception here is a bug, answered as a 500 so that
+    // the connection and the server carry on.
+    reply_error(call, Status(ErrorCode::kInternal, e.what()));
+  }
 }
 
 void Api::reply_json(Call& call, http::status status, const json& body, const Headers& headers) {
@@ -1210,11 +1273,136 @@ void Api::new_recovery_code(Call& call) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Administration.
+
+void Api::admin_users(Call& call) {
+  auto users = deps_.store->list_users();
+  auto admins = deps_.auth_store->admins();
+  if (!users || !admins) {
+    return reply_error(call, !users ? users.error() : admins.error());
+  }
+  std::string filter = query_param(call.exchange.request, "q");
+  std::transform(filter.begin(), filter.end(), filter.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  json list = json::array();
+  for (const auto& u : *users) {
+    std::string lower = u.name;
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (!filter.empty() && lower.find(filter) == std::string::npos) {
+      continue;
+    }
+    list.push_back({{"user", u.name},
+                    {"created_at", u.created_at},
+                    {"disabled", u.disabled},
+                    {"faces", u.template_count},
+                    {"admin", std::find(admins->begin(), admins->end(), u.name) != admins->end()}});
+  }
+  reply_json(call, http::status::ok, {{"users", list}});
+}
+
+void Api::set_disabled(Call& call, bool disabled) {
+  const std::string& name = call.params[0];
+  if (Status s = validate_user_name(name); !s.ok()) {
+    return reply_error(call, s);
+  }
+  if (disabled && name == call.session->user.name) {
+    return reply_error(call, Status(ErrorCode::kForbidden, "you cannot disable yourself"));
+  }
+  if (Status s = deps_.store->set_disabled(name, disabled); !s.ok()) {
+    return reply_error(call, s);
+  }
+  if (disabled) {
+    if (Status s = deps_.auth_store->revoke_user_sessions(name); !s.ok()) {
+      return reply_error(call, s);
+    }
+  }
+  audit(call, disabled ? "disable_account" : "enable_account", "admin:" + call.session->user.name,
+        name, "ok");
+  reply_json(call, http::status::ok, {{"user", name}, {"disabled", disabled}});
+}
+
+void Api::admin_disable(Call& call) { set_disabled(call, true); }
+void Api::admin_enable(Call& call) { set_disabled(call, false); }
+
+void Api::admin_delete(Call& call) {
+  const std::string& name = call.params[0];
+  if (Status s = validate_user_name(name); !s.ok()) {
+    return reply_error(call, s);
+  }
+  if (name == call.session->user.name) {
+    return reply_error(
+        call, Status(ErrorCode::kForbidden, "delete your own account from your account page"));
+  }
+  if (Status s = deps_.store->remove_user(name); !s.ok()) {
+    return reply_error(call, s);
+  }
+  audit(call, "delete_account", "admin:" + call.session->user.name, name, "ok");
+  reply_json(call, http::status::ok, {{"deleted", name}});
+}
+
+void Api::admin_audit(Call& call) {
+  AuditQuery query;
+  query.subject = query_param(call.exchange.request, "subject");
+  try {
+    const std::string before = query_param(call.exchange.request, "before");
+    const std::string limit = query_param(call.exchange.request, "limit");
+    query.before_id = before.empty() ? 0 : std::stoll(before);
+    query.limit = limit.empty() ? 100 : std::stoi(limit);
+  } catch (const std::exception&) {
+    return reply_error(call, Status(ErrorCode::kInvalidArgument, "before and limit are numbers"));
+  }
+  auto events = deps_.auth_store->list_audit(query);
+  if (!events) {
+    return reply_error(call, events.error());
+  }
+  json list = json::array();
+  for (const auto& e : *events) {
+    list.push_back({{"id", e.id},
+                    {"at_ms", e.at_ms},
+                    {"event", e.event},
+                    {"actor", e.actor},
+                    {"subject", e.subject},
+                    {"address", e.address},
+                    {"outcome", e.outcome},
+                    {"detail", json::parse(e.detail, nullptr, false)}});
+  }
+  reply_json(call, http::status::ok, {{"events", list}});
+}
+
+void Api::admin_stats(Call& call) {
+  auto users = deps_.store->list_users();
+  auto counts = deps_.auth_store->audit_counts(auth_.now_ms() - 24 * 3600 * 1000);
+  if (!users || !counts) {
+    return reply_error(call, !users ? users.error() : counts.error());
+  }
+  int disabled = 0;
+  int faces = 0;
+  for (const auto& u : *users) {
+    disabled += u.disabled ? 1 : 0;
+    faces += u.template_count;
+  }
+  json last_day = json::object();
+  for (const auto& [key, n] : *counts) {
+    last_day[key] = n;
+  }
+  reply_json(call, http::status::ok,
+             {{"users", users->size()},
+              {"disabled", disabled},
+              {"faces", faces},
+              {"last_24h", last_day},
+              {"workers", pool_.size()},
+              {"workers_busy", pool_.busy()},
+              {"flows_open", enrollments_.size() + logins_.size()}});
+}
+
+// ---------------------------------------------------------------------------------------------
 // The web app.
 
 void Api::static_file(Call& call) {
   std::string path(path_of(call.exchange.request));
-  if (path == "/" || path == "/enroll" || path == "/login" || path == "/account") {
+  if (path == "/" || path == "/enroll" || path == "/login" || path == "/account" ||
+      path == "/admin") {
     path = path == "/" ? "/index.html" : path + ".html";
   }
   // Only plain names under the web directory: no "..", no hidden files, no odd characters.

@@ -23,7 +23,7 @@ namespace facelogin::server {
 class Api;
 
 enum class Body { kNone, kJson, kFrame };
-enum class Access { kPublic, kSession };
+enum class Access { kPublic, kSession, kAdmin };
 
 // A request being answered: what the router found, and the reply to call once.
 struct Call {
@@ -82,6 +82,15 @@ class Api final : public Handler {
   void delete_face(Call& call);
   void revoke_session(Call& call);
   void new_recovery_code(Call& call);
+
+  // Administration (admins only).
+  void admin_users(Call& call);
+  void admin_disable(Call& call);
+  void admin_enable(Call& call);
+  void admin_delete(Call& call);
+  void admin_audit(Call& call);
+  void admin_stats(Call& call);
+  void set_disabled(Call& call, bool disabled);
 
   void static_file(Call& call);
 

@@ -344,6 +344,84 @@ class SqliteAuthStore final : public AuthStore {
     return sqlite3_changes(db()) > 0;
   }
 
+  Status set_admin(std::string_view user, bool admin) override {
+    std::lock_guard lock(mu_);
+    auto tx = Transaction::begin(db(), Transaction::Kind::kWrite);
+    if (!tx) {
+      return tx.error();
+    }
+    auto user_id = find_user_id(user);
+    if (!user_id) {
+      return user_id.error();
+    }
+    auto stmt =
+        Statement::prepare(db(), admin ? "INSERT OR IGNORE INTO admins (user_id) VALUES (?1)"
+                                       : "DELETE FROM admins WHERE user_id = ?1");
+    if (!stmt) {
+      return stmt.error();
+    }
+    stmt->bind(1, *user_id);
+    if (Status s = stmt->run(); !s.ok()) {
+      return s;
+    }
+    return tx->commit();
+  }
+
+  Result<bool> is_admin(std::string_view user) const override {
+    std::lock_guard lock(mu_);
+    auto stmt = Statement::prepare(
+        db(), "SELECT 1 FROM admins a JOIN users u ON u.id = a.user_id WHERE u.name = ?1");
+    if (!stmt) {
+      return make_error(stmt.error());
+    }
+    stmt->bind(1, user);
+    return stmt->step();
+  }
+
+  Result<std::vector<std::string>> admins() const override {
+    std::lock_guard lock(mu_);
+    auto stmt = Statement::prepare(
+        db(), "SELECT u.name FROM admins a JOIN users u ON u.id = a.user_id ORDER BY u.name");
+    if (!stmt) {
+      return make_error(stmt.error());
+    }
+    std::vector<std::string> out;
+    for (;;) {
+      auto row = stmt->step();
+      if (!row) {
+        return make_error(row.error());
+      }
+      if (!*row) {
+        return out;
+      }
+      out.push_back(stmt->text(0));
+    }
+  }
+
+  Result<std::vector<std::pair<std::string, std::int64_t>>> audit_counts(
+      std::int64_t since_ms) const override {
+    std::lock_guard lock(mu_);
+    auto stmt = Statement::prepare(
+        db(),
+        "SELECT event || ':' || outcome, count(*) FROM audit_log WHERE at_ms >= ?1 "
+        "GROUP BY event, outcome ORDER BY event, outcome");
+    if (!stmt) {
+      return make_error(stmt.error());
+    }
+    stmt->bind(1, since_ms);
+    std::vector<std::pair<std::string, std::int64_t>> out;
+    for (;;) {
+      auto row = stmt->step();
+      if (!row) {
+        return make_error(row.error());
+      }
+      if (!*row) {
+        return out;
+      }
+      out.emplace_back(stmt->text(0), stmt->int64(1));
+    }
+  }
+
  private:
   sqlite3* db() const { return db_.get(); }
 

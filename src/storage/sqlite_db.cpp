@@ -74,6 +74,7 @@ constexpr Migration kMigrations[] = {
         detail TEXT NOT NULL
       );
       CREATE INDEX audit_subject ON audit_log (subject, id);
+      CREATE INDEX audit_time ON audit_log (at_ms);
       CREATE TABLE failures (
         key TEXT PRIMARY KEY NOT NULL,
         failures INTEGER NOT NULL,
@@ -83,6 +84,9 @@ constexpr Migration kMigrations[] = {
       CREATE TABLE recovery_codes (
         user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
         code_hash BLOB NOT NULL
+      );
+      CREATE TABLE admins (
+        user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE
       );
     )sql"},
 };
