@@ -5,13 +5,18 @@
 #include "facelogin/server.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -639,6 +644,65 @@ TEST_F(ServerTest, HostileInputIsRefusedAndTheServerKeepsServing) {
   ASSERT_TRUE(users);
   EXPECT_TRUE(users->empty());
   EXPECT_EQ(call(port_, http::verb::get, "/healthz").status, 200u);
+}
+
+// A self-signed certificate for localhost, written as PEM files.
+void write_self_signed(const fs::path& cert_file, const fs::path& key_file) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  ASSERT_NE(key, nullptr);
+  X509* cert = X509_new();
+  X509_set_version(cert, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+  X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+  X509_set_pubkey(cert, key);
+  X509_NAME* name = X509_get_subject_name(cert);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+  X509_set_issuer_name(cert, name);
+  ASSERT_GT(X509_sign(cert, key, EVP_sha256()), 0);
+  FILE* f = std::fopen(cert_file.c_str(), "w");
+  PEM_write_X509(f, cert);
+  std::fclose(f);
+  f = std::fopen(key_file.c_str(), "w");
+  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(f);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+}
+
+TEST_F(ServerTest, ServesHttpsWithAConfiguredCertificate) {
+  options_.tls_cert_file = dir_ / "cert.pem";
+  options_.tls_key_file = dir_ / "key.pem";
+  write_self_signed(options_.tls_cert_file, options_.tls_key_file);
+  start();
+
+  net::io_context ioc;
+  net::ssl::context tls(net::ssl::context::tls_client);
+  tls.load_verify_file(options_.tls_cert_file.string());
+  tls.set_verify_mode(net::ssl::verify_peer);
+  beast::ssl_stream<beast::tcp_stream> stream(ioc, tls);
+  beast::get_lowest_layer(stream).connect(
+      net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+  stream.handshake(net::ssl::stream_base::client);
+  http::request<http::string_body> req(http::verb::get, "/healthz", 11);
+  req.set(http::field::host, "localhost");
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(stream, buffer, res);
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(res[http::field::strict_transport_security], "max-age=31536000");
+
+  // Plain HTTP on the TLS port gets no answer, and the server carries on.
+  EXPECT_EQ(call(port_, http::verb::get, "/healthz").status, 0u);
+
+  // Half a pair of files is refused at start.
+  server_->stop();
+  options_.tls_key_file.clear();
+  auto bad = Server::start(options_, deps_);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidArgument);
 }
 
 TEST_F(ServerTest, SaturatedWorkersAnswer503QuicklyInsteadOfQueueing) {

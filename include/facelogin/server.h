@@ -32,8 +32,12 @@ struct ServerOptions {
   std::size_t max_frame_bytes = 2 * 1024 * 1024;  // a camera frame (JPEG or PNG)
   std::size_t max_json_bytes = 16 * 1024;
   std::chrono::seconds request_timeout{15};  // to read one request, headers and body
+  // HTTPS: a PEM certificate chain and its private key (read from files, never from options).
+  // Both or neither; with them cookies are secure as below. TLS 1.2 or newer.
+  std::filesystem::path tls_cert_file;
+  std::filesystem::path tls_key_file;
   // Cookies get the Secure attribute and the __Host- prefix, and responses carry HSTS. Set it
-  // when clients reach the server over HTTPS (TLS here or at a proxy in front).
+  // when clients reach the server over HTTPS (TLS here, or at a proxy in front).
   bool secure_cookies = false;
   // Anyone may enrol a new account (the web app's sign-up). Off: accounts are made with the CLI.
   bool open_registration = true;

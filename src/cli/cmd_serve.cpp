@@ -21,6 +21,8 @@ struct ServeArgs {
   std::filesystem::path web = FACELOGIN_WEB_DIR;
   int workers = 0;
   std::string liveness = "passive";
+  std::filesystem::path tls_cert;
+  std::filesystem::path tls_key;
   bool secure_cookies = false;
   bool closed_registration = false;
   int enroll_frames = 5;
@@ -60,6 +62,8 @@ int run_serve(Context& ctx, const ServeArgs& args) {
   options.web_dir = args.web;
   options.workers = args.workers;
   options.secure_cookies = args.secure_cookies;
+  options.tls_cert_file = args.tls_cert;
+  options.tls_key_file = args.tls_key;
   options.open_registration = !args.closed_registration;
   options.enroll_frames_needed = args.enroll_frames;
   options.login.liveness.policy =
@@ -103,7 +107,7 @@ int run_serve(Context& ctx, const ServeArgs& args) {
     return ctx.fail(server.error());
   }
   const std::string url = fmt::format(
-      "http://{}:{}/",
+      "{}://{}:{}/", options.tls_cert_file.empty() ? "http" : "https",
       options.host.find(':') != std::string::npos ? "[" + options.host + "]" : options.host,
       (*server)->port());
   if (ctx.json) {
@@ -140,6 +144,14 @@ void register_serve_command(CLI::App& app, Context& ctx, int& exit_code) {
       ->envname("FACELOGIN_LIVENESS");
   cmd->add_option("--enroll-frames", args->enroll_frames, "Good frames an enrolment needs")
       ->check(CLI::Range(1, 30));
+  cmd->add_option("--tls-cert", args->tls_cert,
+                  "PEM certificate chain: serve HTTPS (browsers allow the camera only over HTTPS "
+                  "or on localhost)")
+      ->envname("FACELOGIN_TLS_CERT")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tls-key", args->tls_key, "PEM private key of --tls-cert")
+      ->envname("FACELOGIN_TLS_KEY")
+      ->check(CLI::ExistingFile);
   cmd->add_flag("--secure-cookies", args->secure_cookies,
                 "Clients reach the server over HTTPS (a TLS proxy in front): Secure cookies, HSTS");
   cmd->add_flag("--closed-registration", args->closed_registration,

@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -14,31 +16,51 @@ namespace beast = boost::beast;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
 // One connection: read a request, hand it to the handler, write its answer, repeat while the
-// client keeps the connection alive.
-class Connection : public std::enable_shared_from_this<Connection> {
+// client keeps the connection alive. Stream is beast::tcp_stream, or TlsStream over it.
+template <typename Stream>
+class Connection : public std::enable_shared_from_this<Connection<Stream>> {
  public:
+  template <typename... TlsContext>
   Connection(tcp::socket socket, Handler& handler, HttpLimits limits,
-             std::shared_ptr<std::atomic<int>> count)
-      : stream_(std::move(socket)), handler_(handler), limits_(limits), count_(std::move(count)) {
+             std::shared_ptr<std::atomic<int>> count, TlsContext&... tls)
+      : stream_(std::move(socket), tls...),
+        handler_(handler),
+        limits_(limits),
+        count_(std::move(count)) {
     boost::system::error_code ec;
-    const auto remote = stream_.socket().remote_endpoint(ec);
+    const auto remote = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
     address_ = ec ? std::string("unknown") : remote.address().to_string();
   }
   ~Connection() { --*count_; }
 
   void start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_header(); });
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (std::is_same_v<Stream, TlsStream>) {
+        beast::get_lowest_layer(self->stream_).expires_after(self->limits_.request_timeout);
+        self->stream_.async_handshake(net::ssl::stream_base::server, [self](beast::error_code ec) {
+          if (ec) {
+            return self->shutdown();  // not TLS, or a bad client
+          }
+          self->read_header();
+        });
+      } else {
+        self->read_header();
+      }
+    });
   }
 
  private:
   void read_header() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
-    stream_.expires_after(limits_.request_timeout);
-    http::async_read_header(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+    beast::get_lowest_layer(stream_).expires_after(limits_.request_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->on_header(ec);
+                            });
   }
 
   void on_header(beast::error_code ec) {
@@ -54,7 +76,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     parser_->body_limit(limit);
     http::async_read(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code e, std::size_t) { self->on_body(e); });
+        [self = this->shared_from_this()](beast::error_code e, std::size_t) { self->on_body(e); });
   }
 
   void on_body(beast::error_code ec) {
@@ -62,11 +84,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return close(ec == http::error::body_limit ? http::status::payload_too_large
                                                  : http::status::unknown);
     }
-    stream_.expires_never();  // the handler may take a while; the worker pool bounds it
+    beast::get_lowest_layer(stream_)
+        .expires_never();  // the handler may take a while; the worker pool bounds it
     Exchange exchange{parser_->release(), address_, std::chrono::steady_clock::now()};
     const unsigned version = exchange.request.version();
     const bool keep_alive = exchange.request.keep_alive();
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     handler_.handle(std::move(exchange), [self, version, keep_alive](Response response) {
       response.version(version);
       response.keep_alive(keep_alive && response.keep_alive());
@@ -79,14 +102,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     handler_.finish(response);
     response.prepare_payload();
     auto message = std::make_shared<Response>(std::move(response));
-    stream_.expires_after(limits_.request_timeout);
-    http::async_write(stream_, *message,
-                      [self = shared_from_this(), message](beast::error_code ec, std::size_t) {
-                        if (ec || !message->keep_alive()) {
-                          return self->shutdown();
-                        }
-                        self->read_header();
-                      });
+    beast::get_lowest_layer(stream_).expires_after(limits_.request_timeout);
+    http::async_write(
+        stream_, *message,
+        [self = this->shared_from_this(), message](beast::error_code ec, std::size_t) {
+          if (ec || !message->keep_alive()) {
+            return self->shutdown();
+          }
+          self->read_header();
+        });
   }
 
   // Ends the connection, first telling the client why when there is something to say (a body
@@ -107,11 +131,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void shutdown() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    auto& lowest = beast::get_lowest_layer(stream_);
+    lowest.socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest.close();
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   Handler& handler_;
@@ -176,8 +201,10 @@ Response error_response(const Status& status, unsigned version, bool keep_alive)
 
 Result<std::shared_ptr<HttpListener>> HttpListener::create(net::io_context& ioc,
                                                            const tcp::endpoint& endpoint,
-                                                           Handler& handler, HttpLimits limits) {
+                                                           Handler& handler, HttpLimits limits,
+                                                           net::ssl::context* tls) {
   std::shared_ptr<HttpListener> listener(new HttpListener(ioc, handler, limits));
+  listener->tls_ = tls;
   boost::system::error_code ec;
   listener->acceptor_.open(endpoint.protocol(), ec);
   if (!ec) {
@@ -211,26 +238,32 @@ void HttpListener::stop() {
 }
 
 void HttpListener::accept() {
-  acceptor_.async_accept(net::make_strand(ioc_),
-                         [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
-                           if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) {
-                             return;
-                           }
-                           if (!ec) {
-                             if (self->connections_->load() >= self->limits_.max_connections) {
-                               // Over the limit: close at once rather than hold the socket (the
-                               // client retries).
-                               boost::system::error_code ignored;
-                               socket.close(ignored);
-                             } else {
-                               ++*self->connections_;
-                               std::make_shared<Connection>(std::move(socket), self->handler_,
-                                                            self->limits_, self->connections_)
-                                   ->start();
-                             }
-                           }
-                           self->accept();
-                         });
+  acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](beast::error_code ec,
+                                                                             tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) {
+      return;
+    }
+    if (!ec) {
+      if (self->connections_->load() >= self->limits_.max_connections) {
+        // Over the limit: close at once rather than hold the socket (the
+        // client retries).
+        boost::system::error_code ignored;
+        socket.close(ignored);
+      } else {
+        ++*self->connections_;
+        if (self->tls_ != nullptr) {
+          std::make_shared<Connection<TlsStream>>(std::move(socket), self->handler_, self->limits_,
+                                                  self->connections_, *self->tls_)
+              ->start();
+        } else {
+          std::make_shared<Connection<beast::tcp_stream>>(std::move(socket), self->handler_,
+                                                          self->limits_, self->connections_)
+              ->start();
+        }
+      }
+    }
+    self->accept();
+  });
 }
 
 }  // namespace facelogin::server

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <functional>
@@ -48,9 +49,10 @@ struct HttpLimits {
 // Accepts connections on `endpoint` and serves them on `ioc`.
 class HttpListener : public std::enable_shared_from_this<HttpListener> {
  public:
+  // `tls` (kept by the caller for the listener's life): serve HTTPS with it; null: plain HTTP.
   [[nodiscard]] static Result<std::shared_ptr<HttpListener>> create(
       boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& endpoint,
-      Handler& handler, HttpLimits limits);
+      Handler& handler, HttpLimits limits, boost::asio::ssl::context* tls = nullptr);
 
   void start();
   void stop();
@@ -65,6 +67,7 @@ class HttpListener : public std::enable_shared_from_this<HttpListener> {
   boost::asio::ip::tcp::acceptor acceptor_;
   Handler& handler_;
   HttpLimits limits_;
+  boost::asio::ssl::context* tls_ = nullptr;
   std::uint16_t port_ = 0;
   std::shared_ptr<std::atomic<int>> connections_ = std::make_shared<std::atomic<int>>(0);
 };

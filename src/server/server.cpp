@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
 #include <mutex>
@@ -58,8 +59,24 @@ class ServerImpl final : public Server {
     server::HttpLimits limits;
     limits.max_connections = options_.max_connections;
     limits.request_timeout = options_.request_timeout;
-    auto listener =
-        HttpListener::create(ioc_, net::ip::tcp::endpoint(address, options_.port), *api_, limits);
+    if (!options_.tls_cert_file.empty()) {
+      tls_ = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+      tls_->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                        net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                        net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use);
+      tls_->use_certificate_chain_file(options_.tls_cert_file.string(), ec);
+      if (!ec) {
+        tls_->use_private_key_file(options_.tls_key_file.string(), net::ssl::context::pem, ec);
+      }
+      if (ec) {
+        return Status(ErrorCode::kInvalidArgument,
+                      fmt::format("cannot use the TLS certificate {} and key {}: {}",
+                                  options_.tls_cert_file.string(), options_.tls_key_file.string(),
+                                  ec.message()));
+      }
+    }
+    auto listener = HttpListener::create(ioc_, net::ip::tcp::endpoint(address, options_.port),
+                                         *api_, limits, tls_.get());
     if (!listener) {
       return listener.error();
     }
@@ -119,6 +136,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<Api> api_;
   net::steady_timer sweep_timer_;
+  std::unique_ptr<net::ssl::context> tls_;
   std::shared_ptr<HttpListener> listener_;
   std::vector<std::thread> threads_;
   std::mutex mu_;
@@ -128,7 +146,15 @@ class ServerImpl final : public Server {
 
 }  // namespace
 
-Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options, ServerDeps deps) {
+Result<std::unique_ptr<Server>> Server::start(const ServerOptions& given, ServerDeps deps) {
+  ServerOptions options = given;
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "TLS needs both a certificate file and a key file");
+  }
+  if (!options.tls_cert_file.empty()) {
+    options.secure_cookies = true;
+  }
   if (!deps.engine || deps.store == nullptr || deps.auth_store == nullptr) {
     return make_error(ErrorCode::kInvalidArgument, "the server needs an engine and both stores");
   }
