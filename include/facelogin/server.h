@@ -69,6 +69,15 @@ struct ServerDeps {
   ServiceOptions service;
 };
 
+// "HOST:PORT", "[IPv6]:PORT" or ":PORT" (loopback) into options->host and port.
+[[nodiscard]] Status parse_listen_address(const std::string& text, ServerOptions* options);
+
+// Applies a TOML configuration file over `options` (see docs/server.md for the keys); its
+// `data` directory, if set, goes to *data_dir. Errors: kInvalidArgument naming the file, line
+// and key (syntax, unknown key, wrong type, out of range); `options` may then be half-applied.
+[[nodiscard]] Status apply_server_config(const std::filesystem::path& file, ServerOptions* options,
+                                         std::filesystem::path* data_dir);
+
 class Server {
  public:
   virtual ~Server() = default;

@@ -6,6 +6,7 @@
 
 #include <charconv>
 #include <iostream>
+#include <map>
 
 #include "cli/context.h"
 #include "facelogin/auth_store.h"
@@ -16,6 +17,7 @@ namespace facelogin::cli {
 namespace {
 
 struct ServeArgs {
+  std::filesystem::path config;
   std::string listen = "127.0.0.1:8080";
   std::filesystem::path data;
   std::filesystem::path web = FACELOGIN_WEB_DIR;
@@ -26,48 +28,62 @@ struct ServeArgs {
   bool secure_cookies = false;
   bool closed_registration = false;
   int enroll_frames = 5;
+  // Which options the command line (or their environment variables) set: those override the
+  // configuration file; the others keep its values or the defaults.
+  std::map<std::string, CLI::Option*> given;
+  bool set(const std::string& name) const {
+    auto it = given.find(name);
+    return it != given.end() && it->second->count() > 0;
+  }
 };
-
-// "HOST:PORT", "[v6]:PORT" or ":PORT" (loopback).
-Status parse_listen(const std::string& text, ServerOptions* options) {
-  const std::size_t colon = text.rfind(':');
-  if (colon == std::string::npos) {
-    return Status(ErrorCode::kInvalidArgument,
-                  fmt::format("--listen '{}': expected HOST:PORT, e.g. 127.0.0.1:8080", text));
-  }
-  std::string host = text.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  const std::string port = text.substr(colon + 1);
-  unsigned value = 0;
-  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (ec != std::errc() || end != port.data() + port.size() || value > 65535) {
-    return Status(ErrorCode::kInvalidArgument,
-                  fmt::format("--listen '{}': the port must be a number 0-65535", text));
-  }
-  options->host = host.empty() ? "127.0.0.1" : host;
-  options->port = static_cast<std::uint16_t>(value);
-  return Status::Ok();
-}
 
 int run_serve(Context& ctx, const ServeArgs& args) {
   ServerOptions options;
-  if (Status s = parse_listen(args.listen, &options); !s.ok()) {
-    return ctx.fail(s);
+  options.web_dir = args.web;
+  if (!args.config.empty()) {
+    std::filesystem::path data;
+    if (Status s = apply_server_config(args.config, &options, &data); !s.ok()) {
+      return ctx.fail(s);
+    }
+    if (!data.empty()) {
+      ctx.home = data;
+    }
   }
-  if (!args.data.empty()) {
+  if (args.set("--listen") || args.config.empty()) {
+    if (Status s = parse_listen_address(args.listen, &options); !s.ok()) {
+      return ctx.fail(s);
+    }
+  }
+  if (args.set("--data")) {
     ctx.home = args.data;
   }
-  options.web_dir = args.web;
-  options.workers = args.workers;
-  options.secure_cookies = args.secure_cookies;
-  options.tls_cert_file = args.tls_cert;
-  options.tls_key_file = args.tls_key;
-  options.open_registration = !args.closed_registration;
-  options.enroll_frames_needed = args.enroll_frames;
-  options.login.liveness.policy =
-      args.liveness == "off" ? LivenessPolicy::kOff : LivenessPolicy::kPassive;
+  if (args.set("--web")) {
+    options.web_dir = args.web;
+  }
+  if (args.set("--workers")) {
+    options.workers = args.workers;
+  }
+  if (args.set("--secure-cookies")) {
+    options.secure_cookies = args.secure_cookies;
+  }
+  if (args.set("--tls-cert")) {
+    options.tls_cert_file = args.tls_cert;
+  }
+  if (args.set("--tls-key")) {
+    options.tls_key_file = args.tls_key;
+  }
+  if (args.set("--closed-registration")) {
+    options.open_registration = !args.closed_registration;
+  }
+  if (args.set("--enroll-frames")) {
+    options.enroll_frames_needed = args.enroll_frames;
+  }
+  if (args.set("--liveness")) {
+    options.login.liveness.policy =
+        args.liveness == "off" ? LivenessPolicy::kOff : LivenessPolicy::kPassive;
+  }
+  const std::string policy_name =
+      options.login.liveness.policy == LivenessPolicy::kOff ? "off" : "passive";
 
   auto engine = ctx.open_engine();
   if (!engine) {
@@ -114,7 +130,7 @@ int run_serve(Context& ctx, const ServeArgs& args) {
     ctx.emit_json({{"listening", url}, {"port", (*server)->port()}});
   } else {
     fmt::print("facelogin serve: listening on {} (recogniser {}, liveness {}, data {})\n", url,
-               (*engine)->recognizer().id, args.liveness, ctx.home.string());
+               (*engine)->recognizer().id, policy_name, ctx.home.string());
   }
   std::cout.flush();
   std::fflush(stdout);
@@ -131,31 +147,45 @@ void register_serve_command(CLI::App& app, Context& ctx, int& exit_code) {
   auto args = std::make_shared<ServeArgs>();
   CLI::App* cmd = app.add_subcommand(
       "serve", "Run the login server and web app (REST API under /api/v1, see docs/server.md)");
-  cmd->add_option("--listen", args->listen, "HOST:PORT to listen on (default 127.0.0.1:8080)")
-      ->envname("FACELOGIN_LISTEN");
-  cmd->add_option("--data", args->data, "Directory of the database and key (default: --home)")
-      ->envname("FACELOGIN_DATA");
-  cmd->add_option("--web", args->web, "Directory of the web app's files")
-      ->envname("FACELOGIN_WEB_DIR");
-  cmd->add_option("--workers", args->workers, "Recognition workers (default: one per core)")
-      ->check(CLI::Range(0, 256));
-  cmd->add_option("--liveness", args->liveness, "Liveness policy for logins and enrolments")
-      ->check(CLI::IsMember({"passive", "off"}))
-      ->envname("FACELOGIN_LIVENESS");
-  cmd->add_option("--enroll-frames", args->enroll_frames, "Good frames an enrolment needs")
-      ->check(CLI::Range(1, 30));
-  cmd->add_option("--tls-cert", args->tls_cert,
-                  "PEM certificate chain: serve HTTPS (browsers allow the camera only over HTTPS "
-                  "or on localhost)")
-      ->envname("FACELOGIN_TLS_CERT")
+  cmd->add_option("--config", args->config,
+                  "TOML configuration file (docs/server.md); options given here override it")
+      ->envname("FACELOGIN_CONFIG")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--tls-key", args->tls_key, "PEM private key of --tls-cert")
-      ->envname("FACELOGIN_TLS_KEY")
-      ->check(CLI::ExistingFile);
-  cmd->add_flag("--secure-cookies", args->secure_cookies,
-                "Clients reach the server over HTTPS (a TLS proxy in front): Secure cookies, HSTS");
-  cmd->add_flag("--closed-registration", args->closed_registration,
-                "Do not let visitors create accounts (enrol them with `facelogin enroll`)");
+  args->given["--listen"] =
+      cmd->add_option("--listen", args->listen, "HOST:PORT to listen on (default 127.0.0.1:8080)")
+          ->envname("FACELOGIN_LISTEN");
+  args->given["--data"] =
+      cmd->add_option("--data", args->data, "Directory of the database and key (default: --home)")
+          ->envname("FACELOGIN_DATA");
+  args->given["--web"] = cmd->add_option("--web", args->web, "Directory of the web app's files")
+                             ->envname("FACELOGIN_WEB_DIR");
+  args->given["--workers"] =
+      cmd->add_option("--workers", args->workers, "Recognition workers (default: one per core)")
+          ->check(CLI::Range(0, 256));
+  args->given["--liveness"] =
+      cmd->add_option("--liveness", args->liveness, "Liveness policy for logins and enrolments")
+          ->check(CLI::IsMember({"passive", "off"}))
+          ->envname("FACELOGIN_LIVENESS");
+  args->given["--enroll-frames"] =
+      cmd->add_option("--enroll-frames", args->enroll_frames, "Good frames an enrolment needs")
+          ->check(CLI::Range(1, 30));
+  args->given["--tls-cert"] =
+      cmd->add_option(
+             "--tls-cert", args->tls_cert,
+             "PEM certificate chain: serve HTTPS (browsers allow the camera only over HTTPS "
+             "or on localhost)")
+          ->envname("FACELOGIN_TLS_CERT")
+          ->check(CLI::ExistingFile);
+  args->given["--tls-key"] =
+      cmd->add_option("--tls-key", args->tls_key, "PEM private key of --tls-cert")
+          ->envname("FACELOGIN_TLS_KEY")
+          ->check(CLI::ExistingFile);
+  args->given["--secure-cookies"] = cmd->add_flag(
+      "--secure-cookies", args->secure_cookies,
+      "Clients reach the server over HTTPS (a TLS proxy in front): Secure cookies, HSTS");
+  args->given["--closed-registration"] =
+      cmd->add_flag("--closed-registration", args->closed_registration,
+                    "Do not let visitors create accounts (enrol them with `facelogin enroll`)");
   cmd->callback([&ctx, &exit_code, args] { exit_code = run_serve(ctx, *args); });
 }
 
