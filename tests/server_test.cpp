@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "facelogin/auth.h"
 #include "facelogin/auth_store.h"
 #include "facelogin/liveness.h"
 #include "server/api.h"
@@ -137,6 +138,30 @@ class ServerTest : public ::testing::Test {
     }
   }
 
+  // An application's API key, as `facelogin apikeys create` makes it.
+  std::string make_key(const std::string& name, std::vector<std::string> scopes,
+                       const std::string& liveness = "") {
+    auto key = new_api_key();
+    EXPECT_TRUE(key);
+    ApiKeyRecord record;
+    record.name = name;
+    record.scopes = std::move(scopes);
+    record.liveness = liveness;
+    EXPECT_TRUE(auth_store_->create_api_key(record, token_hash(*key)));
+    return *key;
+  }
+
+  // The key the helpers send with bearer-session requests.
+  std::map<std::string, std::string> key_for(const std::string& session) {
+    if (session != "bearer") {
+      return {};
+    }
+    if (app_key_.empty()) {
+      app_key_ = make_key("tests", {"login", "enroll"});
+    }
+    return {{"X-API-Key", app_key_}};
+  }
+
   void start() {
     auto server = Server::start(options_, deps_);
     ASSERT_TRUE(server) << server.error().to_string();
@@ -157,7 +182,8 @@ class ServerTest : public ::testing::Test {
   Reply enrol(const std::string& user, const std::vector<fs::path>& frames,
               const std::string& session = "bearer") {
     EXPECT_FALSE(frames.empty()) << "no frames for this recording";
-    Reply start = post_json(port_, "/api/v1/enrollments", {{"user", user}, {"session", session}});
+    Reply start = post_json(port_, "/api/v1/enrollments", {{"user", user}, {"session", session}},
+                            key_for(session));
     EXPECT_EQ(start.status, 201u) << start.raw;
     const std::string id = start.body.value("id", "");
     bool ready = false;
@@ -178,8 +204,8 @@ class ServerTest : public ::testing::Test {
   Reply login(const std::string& user, const std::vector<fs::path>& frames,
               const std::string& session = "bearer") {
     EXPECT_FALSE(frames.empty()) << "no frames for this recording";
-    Reply start =
-        post_json(port_, "/api/v1/login/attempts", {{"user", user}, {"session", session}});
+    Reply start = post_json(port_, "/api/v1/login/attempts", {{"user", user}, {"session", session}},
+                            key_for(session));
     if (start.status != 201u) {
       return start;
     }
@@ -204,6 +230,7 @@ class ServerTest : public ::testing::Test {
   ServerOptions options_;
   std::unique_ptr<Server> server_;
   std::uint16_t port_ = 0;
+  std::string app_key_;
 };
 
 TEST_F(ServerTest, HealthMetricsAndSecurityHeaders) {
@@ -458,6 +485,15 @@ TEST_F(ServerTest, AdminRoutesAreForAdminsOnly) {
   EXPECT_EQ(stats.body["faces"], 10);
   EXPECT_GE(stats.body["last_24h"]["enroll:ok"].get<int>(), 2);
 
+  // An application with the admin scope, no session.
+  const std::string admin_app = make_key("directory", {"admin"});
+  Reply listed =
+      call(port_, http::verb::get, "/api/v1/admin/users", "", "", {{"X-API-Key", admin_app}});
+  EXPECT_EQ(listed.status, 200u) << listed.raw;
+  EXPECT_EQ(
+      call(port_, http::verb::get, "/api/v1/admin/users", "", "", {{"X-API-Key", app_key_}}).status,
+      401u);  // login/enroll scopes only, and no session
+
   EXPECT_EQ(call(port_, http::verb::delete_, "/api/v1/admin/users/bob", "", "", as_alice).status,
             200u);
   EXPECT_FALSE(store_->get_user("bob"));
@@ -470,6 +506,60 @@ TEST_F(ServerTest, AdminRoutesAreForAdminsOnly) {
   EXPECT_EQ(audit.raw.find("embedding"), std::string::npos);
 }
 
+TEST_F(ServerTest, BearerSessionsNeedAnApiKeyWithTheScope) {
+  start();
+  const std::string enroll_only = make_key("kiosk", {"enroll"});
+  Reply none =
+      post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}, {"session", "bearer"}});
+  EXPECT_EQ(none.status, 401u) << none.raw;
+  EXPECT_NE(none.raw.find("X-API-Key"), std::string::npos);
+  Reply scope = post_json(port_, "/api/v1/login/attempts",
+                          {{"user", "alice"}, {"session", "bearer"}}, {{"X-API-Key", enroll_only}});
+  EXPECT_EQ(scope.status, 403u) << scope.raw;
+  Reply wrong = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}},
+                          {{"X-API-Key", "flk_" + std::string(64, '0')}});
+  EXPECT_EQ(wrong.status, 401u);
+  // The web app's cookie sessions need no key.
+  EXPECT_EQ(post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}}).status, 201u);
+  EXPECT_EQ(post_json(port_, "/api/v1/enrollments", {{"user", "carol"}, {"session", "bearer"}},
+                      {{"X-API-Key", enroll_only}})
+                .status,
+            201u);
+  ASSERT_TRUE(auth_store_->revoke_api_key("kiosk").ok());
+  EXPECT_EQ(post_json(port_, "/api/v1/enrollments", {{"user", "dave"}, {"session", "bearer"}},
+                      {{"X-API-Key", enroll_only}})
+                .status,
+            401u);
+}
+
+TEST_F(ServerTest, AnApiKeyCarriesItsOwnLivenessPolicy) {
+  start();
+  ASSERT_EQ(enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_")).status, 201u);
+  // Under the server's passive policy alice's printed photo is refused...
+  Reply photo = login("alice", recording("ImposterRaw/0001", "0001_00_01_02_"));
+  EXPECT_EQ(photo.body["reason"], "not_live") << photo.raw;
+  // ...but a deployment that checks liveness itself (a kiosk with its own sensor) can turn it
+  // off for its key, and the same face then matches.
+  const std::string kiosk = make_key("kiosk", {"login"}, "off");
+  Reply start = post_json(port_, "/api/v1/login/attempts",
+                          {{"user", "alice"}, {"session", "bearer"}}, {{"X-API-Key", kiosk}});
+  ASSERT_EQ(start.status, 201u) << start.raw;
+  EXPECT_EQ(start.body["liveness"], false);
+  Reply last;
+  for (const auto& f : recording("ImposterRaw/0001", "0001_00_01_02_")) {
+    last = call(port_, http::verb::post,
+                "/api/v1/login/attempts/" + start.body["id"].get<std::string>() + "/frames",
+                read_file(f), "image/jpeg", {{"X-Attempt-Nonce", start.body["nonce"]}});
+    if (last.body.value("state", "") != "pending") {
+      break;
+    }
+  }
+  EXPECT_EQ(last.body["state"], "accepted") << last.raw;
+  auto events = auth_store_->list_audit({.subject = "alice", .before_id = 0, .limit = 1});
+  ASSERT_TRUE(events);
+  EXPECT_EQ(events->front().outcome, "ok");
+}
+
 TEST_F(ServerTest, RecoveryCodeLogsInOnce) {
   start();
   Reply enrolled = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"));
@@ -477,14 +567,17 @@ TEST_F(ServerTest, RecoveryCodeLogsInOnce) {
   const std::string code = enrolled.body["recovery_code"];
   Reply wrong =
       post_json(port_, "/api/v1/login/recovery",
-                {{"user", "alice"}, {"code", std::string(64, '0')}, {"session", "bearer"}});
+                {{"user", "alice"}, {"code", std::string(64, '0')}, {"session", "bearer"}},
+                key_for("bearer"));
   EXPECT_EQ(wrong.status, 401u);
-  Reply right = post_json(port_, "/api/v1/login/recovery",
-                          {{"user", "alice"}, {"code", code}, {"session", "bearer"}});
+  Reply right =
+      post_json(port_, "/api/v1/login/recovery",
+                {{"user", "alice"}, {"code", code}, {"session", "bearer"}}, key_for("bearer"));
   ASSERT_EQ(right.status, 200u) << right.raw;
   EXPECT_FALSE(right.body["session"]["token"].get<std::string>().empty());
-  Reply again = post_json(port_, "/api/v1/login/recovery",
-                          {{"user", "alice"}, {"code", code}, {"session", "bearer"}});
+  Reply again =
+      post_json(port_, "/api/v1/login/recovery",
+                {{"user", "alice"}, {"code", code}, {"session", "bearer"}}, key_for("bearer"));
   EXPECT_EQ(again.status, 401u);
 }
 

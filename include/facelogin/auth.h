@@ -26,6 +26,8 @@ namespace facelogin {
 
 // 32 random bytes as 64 lowercase hex digits. Errors: kInternal (the DRBG failed).
 [[nodiscard]] Result<std::string> random_token();
+// A new API key: "flk_" and 64 hex digits (32 random bytes). Errors: kInternal.
+[[nodiscard]] Result<std::string> new_api_key();
 // SHA-256 of `token`, 32 raw bytes.
 [[nodiscard]] std::string token_hash(std::string_view token);
 // Equal contents, in time that depends only on the lengths.

@@ -59,6 +59,25 @@ struct AuditQuery {
   int limit = 100;             // 1..1000
 };
 
+// An application's API key. The key itself is shown once at creation; only its hash is kept.
+struct ApiKeyRecord {
+  std::int64_t id = 0;
+  std::string name;                 // the application, e.g. "intranet"
+  std::vector<std::string> scopes;  // "login", "enroll", "admin"
+  std::string liveness;             // "passive", "off", or "" (the deployment's policy)
+  std::int64_t created_at = 0;
+  bool revoked = false;
+
+  bool has(std::string_view scope) const {
+    for (const auto& s : scopes) {
+      if (s == scope) {
+        return true;
+      }
+    }
+    return false;
+  }
+};
+
 // Failed attempts for one key ("user:alice", "addr:192.0.2.1").
 struct FailureState {
   int failures = 0;                  // consecutive, since the last success or expiry
@@ -107,6 +126,15 @@ class AuthStore {
   // Audit events per (event, outcome) since `since_ms`, for the admin overview.
   [[nodiscard]] virtual Result<std::vector<std::pair<std::string, std::int64_t>>> audit_counts(
       std::int64_t since_ms) const = 0;
+
+  // API keys. Errors: kAlreadyExists (name taken), kInvalidArgument (bad scope or policy).
+  [[nodiscard]] virtual Result<std::int64_t> create_api_key(const ApiKeyRecord& key,
+                                                            std::string_view key_hash) = 0;
+  // The key with this hash (revoked ones included). Errors: kNotFound.
+  [[nodiscard]] virtual Result<ApiKeyRecord> find_api_key(std::string_view key_hash) const = 0;
+  [[nodiscard]] virtual Result<std::vector<ApiKeyRecord>> list_api_keys() const = 0;
+  // Errors: kNotFound.
+  [[nodiscard]] virtual Status revoke_api_key(std::string_view name) = 0;
 
   // Replaces the user's recovery code (its hash). Errors: kNotFound.
   [[nodiscard]] virtual Status set_recovery_code(std::string_view user,

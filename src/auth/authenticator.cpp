@@ -43,6 +43,14 @@ Result<std::string> random_token() {
   return to_hex(bytes.data(), bytes.size());
 }
 
+Result<std::string> new_api_key() {
+  auto token = random_token();
+  if (!token) {
+    return make_error(token.error());
+  }
+  return "flk_" + *token;
+}
+
 std::string token_hash(std::string_view token) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
   unsigned int size = 0;

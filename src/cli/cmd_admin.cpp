@@ -1,6 +1,7 @@
 // users and models: administration commands.
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <iostream>
 
 #include "cli/context.h"
+#include "facelogin/auth.h"
 #include "facelogin/auth_store.h"
 #include "facelogin/models.h"
 
@@ -257,6 +259,90 @@ int run_users_admin(Context& ctx, const std::string& name, bool revoke) {
   return kExitOk;
 }
 
+Result<std::unique_ptr<AuthStore>> open_auth(Context& ctx) {
+  auto store = ctx.open_store();  // creates and migrates the database, checks the key
+  if (!store) {
+    return make_error(store.error());
+  }
+  return open_sqlite_auth_store(ctx.home / "facelogin.db");
+}
+
+struct ApiKeyArgs {
+  std::string name;
+  std::vector<std::string> scopes;
+  std::string liveness;
+};
+
+int run_apikeys_create(Context& ctx, const ApiKeyArgs& args) {
+  auto auth = open_auth(ctx);
+  if (!auth) {
+    return ctx.fail(auth.error());
+  }
+  auto key = new_api_key();
+  if (!key) {
+    return ctx.fail(key.error());
+  }
+  ApiKeyRecord record;
+  record.name = args.name;
+  record.scopes = args.scopes;
+  record.liveness = args.liveness;
+  record.created_at = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  auto id = (*auth)->create_api_key(record, token_hash(*key));
+  if (!id) {
+    return ctx.fail(id.error());
+  }
+  ctx.emit_json({{"ok", true}, {"name", args.name}, {"key", *key}, {"scopes", args.scopes}});
+  if (!ctx.json) {
+    std::cout << fmt::format(
+        "API key '{}' ({}), shown once; the application sends it as X-API-Key:\n{}\n", args.name,
+        fmt::join(args.scopes, ", "), *key);
+  }
+  return kExitOk;
+}
+
+int run_apikeys_list(Context& ctx) {
+  auto auth = open_auth(ctx);
+  if (!auth) {
+    return ctx.fail(auth.error());
+  }
+  auto keys = (*auth)->list_api_keys();
+  if (!keys) {
+    return ctx.fail(keys.error());
+  }
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& k : *keys) {
+    list.push_back({{"name", k.name},
+                    {"scopes", k.scopes},
+                    {"liveness", k.liveness.empty() ? "server" : k.liveness},
+                    {"created_at", k.created_at},
+                    {"revoked", k.revoked}});
+    if (!ctx.json) {
+      std::cout << fmt::format("{:<20} {:<22} liveness {:<8} {}\n", k.name,
+                               fmt::join(k.scopes, ","), k.liveness.empty() ? "server" : k.liveness,
+                               k.revoked ? "revoked" : "active");
+    }
+  }
+  ctx.emit_json({{"ok", true}, {"keys", list}});
+  return kExitOk;
+}
+
+int run_apikeys_revoke(Context& ctx, const std::string& name) {
+  auto auth = open_auth(ctx);
+  if (!auth) {
+    return ctx.fail(auth.error());
+  }
+  if (Status s = (*auth)->revoke_api_key(name); !s.ok()) {
+    return ctx.fail(s);
+  }
+  ctx.emit_json({{"ok", true}, {"name", name}, {"revoked", true}});
+  if (!ctx.json) {
+    std::cout << fmt::format("API key '{}' revoked.\n", name);
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void register_admin_commands(CLI::App& app, Context& ctx, int& exit_code) {
@@ -279,6 +365,30 @@ void register_admin_commands(CLI::App& app, Context& ctx, int& exit_code) {
   admin->add_flag("--revoke", *revoke, "Take the role away");
   admin->callback(
       [&ctx, &exit_code, name, revoke] { exit_code = run_users_admin(ctx, *name, *revoke); });
+
+  auto* apikeys =
+      app.add_subcommand("apikeys", "API keys of applications that use the server's API");
+  apikeys->require_subcommand(1);
+  auto key_args = std::make_shared<ApiKeyArgs>();
+  auto* create = apikeys->add_subcommand("create", "Make a key (shown once)");
+  create->add_option("name", key_args->name, "The application's name")->required();
+  create->add_option("--scopes", key_args->scopes, "login, enroll, admin")
+      ->required()
+      ->delimiter(',')
+      ->check(CLI::IsMember({"login", "enroll", "admin"}));
+  create
+      ->add_option("--liveness", key_args->liveness,
+                   "Liveness for this key's logins and enrolments (default: the server's)")
+      ->check(CLI::IsMember({"passive", "off"}));
+  create->callback(
+      [&ctx, &exit_code, key_args] { exit_code = run_apikeys_create(ctx, *key_args); });
+  apikeys->add_subcommand("list", "List keys (never the keys themselves)")->callback([&] {
+    exit_code = run_apikeys_list(ctx);
+  });
+  auto* revoke_key = apikeys->add_subcommand("revoke", "Revoke a key");
+  revoke_key->add_option("name", key_args->name, "The application's name")->required();
+  revoke_key->callback(
+      [&ctx, &exit_code, key_args] { exit_code = run_apikeys_revoke(ctx, key_args->name); });
 
   auto* models = app.add_subcommand("models", "List, fetch or verify the model files");
   models->require_subcommand(1);

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "cli/context.h"
+#include "facelogin/auth.h"
 #include "facelogin/auth_store.h"
 #include "facelogin/liveness.h"
 #include "facelogin/server.h"
@@ -46,7 +47,7 @@ struct LoadArgs {
 // One keep-alive connection to the server.
 class Client {
  public:
-  explicit Client(std::uint16_t port) : stream_(ioc_) {
+  Client(std::uint16_t port, std::string api_key) : stream_(ioc_), api_key_(std::move(api_key)) {
     stream_.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
   }
 
@@ -63,6 +64,7 @@ class Client {
     if (!nonce.empty()) {
       req.set("X-Attempt-Nonce", nonce);
     }
+    req.set("X-API-Key", api_key_);
     req.body() = body;
     req.prepare_payload();
     http::write(stream_, req);
@@ -75,6 +77,7 @@ class Client {
   net::io_context ioc_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
+  std::string api_key_;  // the load test is an application with bearer sessions
 };
 
 std::string read_all(const std::string& path) {
@@ -211,9 +214,21 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
   }
   const std::uint16_t port = (*server)->port();
 
+  // The load test is an application: it uses bearer sessions with its own API key.
+  auto api_key = new_api_key();
+  if (!api_key) {
+    return ctx.fail(api_key.error());
+  }
+  ApiKeyRecord key_record;
+  key_record.name = "loadtest";
+  key_record.scopes = {"login", "enroll"};
+  if (auto id = (*auth_store)->create_api_key(key_record, token_hash(*api_key)); !id) {
+    return ctx.fail(id.error());
+  }
+
   // Enrol through the API.
   {
-    Client client(port);
+    Client client(port, *api_key);
     auto [status, start] =
         client.call(http::verb::post, "/api/v1/enrollments",
                     json{{"user", "loadtest"}, {"session", "bearer"}}.dump(), "application/json");
@@ -246,7 +261,7 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
   double cpu_per_login = 0;
   double frames_per_login = 0;
   {
-    Client client(port);
+    Client client(port, *api_key);
     (void)one_login(client, login_frames);  // warm-up
     const double c0 = cpu_seconds();
     for (int i = 0; i < kCalibrationLogins; ++i) {
@@ -275,7 +290,7 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
   for (int c = 0; c < args.clients; ++c) {
     threads.emplace_back([&] {
       try {
-        Client client(port);
+        Client client(port, *api_key);
         while (next.fetch_add(1) < args.logins) {
           LoginOutcome o = one_login(client, login_frames);
           std::lock_guard lock(mu);

@@ -103,12 +103,11 @@ int run_serve(Context& ctx, const ServeArgs& args) {
   deps.auth_store = auth_store->get();
   deps.service.analyze.enforce_quality = true;
   deps.service.threshold_override = ctx.threshold;
-  if (options.login.liveness.policy != LivenessPolicy::kOff) {
-    auto liveness = LivenessModels::load(ctx.models);
-    if (!liveness) {
-      return ctx.fail(liveness.error());
-    }
+  // Loaded even under policy off when present: an API key may ask for liveness.
+  if (auto liveness = LivenessModels::load(ctx.models)) {
     deps.liveness = *liveness;
+  } else if (options.login.liveness.policy != LivenessPolicy::kOff) {
+    return ctx.fail(liveness.error());
   }
 
   // SIGINT and SIGTERM end the server cleanly: blocked in every thread, taken by sigwait here.

@@ -471,11 +471,23 @@ void Api::handle(Exchange exchange, Reply reply) {
       return reply_error(call, session.error());
     }
   }
-  if (found->access != Access::kPublic && !call.session) {
+  if (const std::string key = header(request, "X-API-Key"); !key.empty()) {
+    auto record = deps_.auth_store->find_api_key(token_hash(key));
+    if (!record || record->revoked) {
+      if (!record && record.error().code() != ErrorCode::kNotFound) {
+        return reply_error(call, record.error());
+      }
+      return reply_error(call, Status(ErrorCode::kUnauthenticated, "unknown or revoked API key"));
+    }
+    call.api_key = std::move(*record);
+  }
+  const bool admin_key = call.api_key && call.api_key->has("admin");
+  if (found->access == Access::kAdmin && admin_key) {
+    // An application with the admin scope; no user session involved.
+  } else if (found->access != Access::kPublic && !call.session) {
     return reply_error(call, Status(ErrorCode::kUnauthenticated,
                                     "log in first: no valid session cookie or bearer token"));
-  }
-  if (found->access == Access::kAdmin) {
+  } else if (found->access == Access::kAdmin) {
     auto admin = deps_.auth_store->is_admin(call.session->user.name);
     if (!admin) {
       return reply_error(call, admin.error());
@@ -553,6 +565,38 @@ bool Api::rate_limited(Call& call) {
                      "too many attempts from this address; wait a little and try again"),
               retry);
   return true;
+}
+
+bool Api::bearer_allowed(Call& call, const std::string& kind, const char* scope) {
+  if (kind != "bearer" || (call.api_key && call.api_key->has(scope))) {
+    return true;
+  }
+  reply_error(call, call.api_key
+                        ? Status(ErrorCode::kForbidden,
+                                 fmt::format("this API key lacks the '{}' scope", scope))
+                        : Status(ErrorCode::kUnauthenticated,
+                                 fmt::format("bearer sessions are for applications: send their "
+                                             "API key (X-API-Key) with the '{}' scope, or use "
+                                             "\"session\": \"cookie\"",
+                                             scope)));
+  return false;
+}
+
+bool Api::liveness_on(const Call& call) const {
+  if (call.api_key && !call.api_key->liveness.empty()) {
+    return call.api_key->liveness != "off";
+  }
+  return options_.login.liveness.policy != LivenessPolicy::kOff;
+}
+
+std::string Api::actor(const Call& call, bool admin) {
+  if (call.session) {
+    return admin ? "admin:" + call.session->user.name : call.session->user.name;
+  }
+  if (call.api_key) {
+    return "apikey:" + call.api_key->name;
+  }
+  return "anonymous";
 }
 
 bool Api::locked_out(Call& call, const std::string& user) {
@@ -683,6 +727,17 @@ void Api::start_enrollment(Call& call) {
     return reply_error(
         call, Status(ErrorCode::kInvalidArgument, "session must be \"cookie\" or \"bearer\""));
   }
+  if (!bearer_allowed(call, flow->session_kind, "enroll")) {
+    return;
+  }
+  flow->live_check = liveness_on(call);
+  if (flow->live_check && deps_.liveness == nullptr) {
+    // Never run a flow without the liveness it was promised.
+    return reply_error(call, Status(ErrorCode::kUnavailable,
+                                    "liveness is required but its models are not loaded on this "
+                                    "server"));
+  }
+  flow->actor = actor(call, false);
   if (flow->add) {
     if (!call.session) {
       return reply_error(
@@ -753,8 +808,7 @@ void Api::enrollment_frame(Call& call) {
                                     "too many frames for one enrolment: start again"));
   }
   busy.unlock();
-  const bool live_check =
-      deps_.liveness != nullptr && options_.login.liveness.policy != LivenessPolicy::kOff;
+  const bool live_check = flow->live_check;
   submit(call, [this, flow, live_check](WorkerSlot& slot, Call& c) {
     std::unique_lock lock(flow->busy, std::try_to_lock);
     if (!lock.owns_lock()) {
@@ -793,8 +847,8 @@ void Api::enrollment_frame(Call& call) {
         reason = liveness_verdict_name(*verdict);
         advice = liveness_verdict_advice(*verdict);
         enrollments_.erase(flow->id);
-        audit(c, flow->add ? "add_faces" : "enroll", flow->add ? flow->user : "anonymous",
-              flow->user, reason, {{"liveness", flow->liveness->mean_score()}});
+        audit(c, flow->add ? "add_faces" : "enroll", flow->actor, flow->user, reason,
+              {{"liveness", flow->liveness->mean_score()}});
         metrics_.count("facelogin_decisions_total",
                        fmt::format("flow=\"enroll\",outcome=\"{}\"", reason));
       }
@@ -853,8 +907,7 @@ void Api::finish_enrollment(Call& call) {
       return reply_error(c, Status(ErrorCode::kAlreadyExists, "a frame is still being processed"));
     }
     const auto needed = static_cast<std::size_t>(options_.enroll_frames_needed);
-    const bool live_check =
-        deps_.liveness != nullptr && options_.login.liveness.policy != LivenessPolicy::kOff;
+    const bool live_check = flow->live_check;
     if (flow->faces.size() < needed || pose_spread(flow->faces) < options_.enroll_min_pose_spread ||
         (live_check && flow->liveness->verdict() != LivenessVerdict::kLive)) {
       return reply_error(c, Status(ErrorCode::kInvalidArgument,
@@ -870,7 +923,7 @@ void Api::finish_enrollment(Call& call) {
     auto user = slot.service->enroll_templates(flow->user, templates, sources, flow->add);
     enrollments_.erase(flow->id);
     const std::string event = flow->add ? "add_faces" : "enroll";
-    const std::string actor = flow->add ? flow->user : "anonymous";
+    const std::string& actor = flow->actor;
     if (!user) {
       audit(c, event, actor, flow->user, std::string(error_code_name(user.error().code())));
       metrics_.count(
@@ -936,6 +989,17 @@ void Api::start_login(Call& call) {
     return reply_error(
         call, Status(ErrorCode::kInvalidArgument, "session must be \"cookie\" or \"bearer\""));
   }
+  if (!bearer_allowed(call, flow->session_kind, "login")) {
+    return;
+  }
+  flow->live_check = liveness_on(call);
+  if (flow->live_check && deps_.liveness == nullptr) {
+    // Never run a flow without the liveness it was promised.
+    return reply_error(call, Status(ErrorCode::kUnavailable,
+                                    "liveness is required but its models are not loaded on this "
+                                    "server"));
+  }
+  flow->actor = actor(call, false);
   if (rate_limited(call) || locked_out(call, user)) {
     return;
   }
@@ -945,9 +1009,7 @@ void Api::start_login(Call& call) {
   // Whether the account exists is not said here: an unknown name fails like a wrong face.
   auto attempt = LoginAttempt::begin(pool_.any_service(), pool_.any_scorer(), user, [&] {
     LoginPolicy policy = options_.login;
-    if (deps_.liveness == nullptr) {
-      policy.liveness.policy = LivenessPolicy::kOff;
-    }
+    policy.liveness.policy = flow->live_check ? LivenessPolicy::kPassive : LivenessPolicy::kOff;
     return policy;
   }());
   if (!attempt) {
@@ -967,8 +1029,7 @@ void Api::start_login(Call& call) {
   flow->expires = flow->started + deadline;
   flow->attempt.emplace(std::move(*attempt));
   logins_.put(flow);
-  const bool live =
-      deps_.liveness != nullptr && options_.login.liveness.policy != LivenessPolicy::kOff;
+  const bool live = flow->live_check;
   reply_json(call, http::status::created,
              {{"id", flow->id},
               {"nonce", flow->nonce},
@@ -1068,8 +1129,7 @@ void Api::login_frame(Call& call) {
       out["advice"] =
           feedback->advice.empty() ? out["advice"].get<std::string>() : feedback->advice;
       const LivenessSession& live = attempt.liveness();
-      const bool passive =
-          deps_.liveness != nullptr && options_.login.liveness.policy != LivenessPolicy::kOff;
+      const bool passive = flow->live_check;
       out["liveness"] = {{"verdict", std::string(liveness_verdict_name(feedback->liveness))},
                          {"frames", live.frames_counted()},
                          {"frames_needed", options_.login.liveness.frames_needed}};
@@ -1105,7 +1165,7 @@ void Api::login_frame(Call& call) {
     } else if (state == "rejected") {
       logins_.erase(flow->id);
       auto locked = auth_.record_failure(user, c.exchange.address);
-      audit(c, "login", "anonymous", user, reason,
+      audit(c, "login", flow->actor, user, reason,
             {{"best_score", attempt.best_score()},
              {"liveness", attempt.liveness().mean_score()},
              {"frames", flow->frames},
@@ -1135,6 +1195,9 @@ void Api::recovery_login(Call& call) {
   if (kind != "cookie" && kind != "bearer") {
     return reply_error(
         call, Status(ErrorCode::kInvalidArgument, "session must be \"cookie\" or \"bearer\""));
+  }
+  if (!bearer_allowed(call, kind, "login")) {
+    return;
   }
   if (rate_limited(call) || locked_out(call, user)) {
     return;
@@ -1306,7 +1369,7 @@ void Api::set_disabled(Call& call, bool disabled) {
   if (Status s = validate_user_name(name); !s.ok()) {
     return reply_error(call, s);
   }
-  if (disabled && name == call.session->user.name) {
+  if (disabled && call.session && name == call.session->user.name) {
     return reply_error(call, Status(ErrorCode::kForbidden, "you cannot disable yourself"));
   }
   if (Status s = deps_.store->set_disabled(name, disabled); !s.ok()) {
@@ -1317,8 +1380,7 @@ void Api::set_disabled(Call& call, bool disabled) {
       return reply_error(call, s);
     }
   }
-  audit(call, disabled ? "disable_account" : "enable_account", "admin:" + call.session->user.name,
-        name, "ok");
+  audit(call, disabled ? "disable_account" : "enable_account", actor(call, true), name, "ok");
   reply_json(call, http::status::ok, {{"user", name}, {"disabled", disabled}});
 }
 
@@ -1330,14 +1392,14 @@ void Api::admin_delete(Call& call) {
   if (Status s = validate_user_name(name); !s.ok()) {
     return reply_error(call, s);
   }
-  if (name == call.session->user.name) {
+  if (call.session && name == call.session->user.name) {
     return reply_error(
         call, Status(ErrorCode::kForbidden, "delete your own account from your account page"));
   }
   if (Status s = deps_.store->remove_user(name); !s.ok()) {
     return reply_error(call, s);
   }
-  audit(call, "delete_account", "admin:" + call.session->user.name, name, "ok");
+  audit(call, "delete_account", actor(call, true), name, "ok");
   reply_json(call, http::status::ok, {{"deleted", name}});
 }
 

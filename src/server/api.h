@@ -30,7 +30,8 @@ struct Call {
   Exchange exchange;
   std::vector<std::string> params;  // the {placeholders} of the route, in order
   std::optional<AuthenticatedSession> session;
-  std::string token;  // the session token, when authenticated
+  std::optional<ApiKeyRecord> api_key;  // from X-API-Key
+  std::string token;                    // the session token, when authenticated
   bool via_cookie = false;
   Reply reply;
   std::string route;  // the route's pattern, for metrics
@@ -100,6 +101,13 @@ class Api final : public Handler {
   void reply_error(Call& call, const Status& status, int retry_after_s = 0);
   Result<nlohmann::json> json_body(const Call& call) const;
   bool rate_limited(Call& call);
+  // Bearer sessions are for applications: they need an API key with `scope`. Answers and
+  // returns false when missing.
+  bool bearer_allowed(Call& call, const std::string& kind, const char* scope);
+  // Whether liveness runs for flows this call starts: the API key's policy, else the server's.
+  bool liveness_on(const Call& call) const;
+  // Who acts, for the audit log: "admin:NAME", "apikey:NAME" or the user's name.
+  static std::string actor(const Call& call, bool admin);
   // Refuses (and answers) when the account or address is locked out.
   bool locked_out(Call& call, const std::string& user);
   // A session for `user` as a JSON object, with the cookie header when kind is "cookie".

@@ -25,6 +25,8 @@ struct FlowBase {
   std::string id;
   std::string address;
   std::string session_kind;  // "cookie" or "bearer": what success issues
+  bool live_check = true;    // liveness runs on this flow's frames (server or API key policy)
+  std::string actor;         // who started it, for the audit log
   SteadyClock::time_point started;
   SteadyClock::time_point expires;
   int frames = 0;

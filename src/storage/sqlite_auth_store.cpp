@@ -34,6 +34,38 @@ Status check_hash(std::string_view hash) {
   return Status::Ok();
 }
 
+std::string join_scopes(const std::vector<std::string>& scopes) {
+  std::string out;
+  for (const auto& s : scopes) {
+    out += out.empty() ? s : "," + s;
+  }
+  return out;
+}
+
+std::vector<std::string> split_scopes(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    const std::size_t comma = std::min(text.find(','), text.size());
+    out.emplace_back(text.substr(0, comma));
+    text = comma < text.size() ? text.substr(comma + 1) : std::string_view();
+  }
+  return out;
+}
+
+ApiKeyRecord read_api_key(const Statement& stmt) {
+  ApiKeyRecord k;
+  k.id = stmt.int64(0);
+  k.name = stmt.text(1);
+  k.scopes = split_scopes(stmt.text(2));
+  k.liveness = stmt.text(3);
+  k.created_at = stmt.int64(4);
+  k.revoked = stmt.int64(5) != 0;
+  return k;
+}
+
+constexpr const char* kApiKeyColumns =
+    "SELECT id, name, scopes, liveness, created_at, revoked FROM api_keys";
+
 SessionRecord read_session(const Statement& stmt) {
   SessionRecord s;
   s.id = stmt.int64(0);
@@ -295,6 +327,104 @@ class SqliteAuthStore final : public AuthStore {
     }
     stmt->bind(1, key);
     return stmt->run();
+  }
+
+  Result<std::int64_t> create_api_key(const ApiKeyRecord& key, std::string_view key_hash) override {
+    if (Status s = check_hash(key_hash); !s.ok()) {
+      return make_error(std::move(s));
+    }
+    if (Status s = validate_user_name(key.name); !s.ok()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "an API key name follows the user name rules: " + s.message());
+    }
+    if (key.scopes.empty()) {
+      return make_error(ErrorCode::kInvalidArgument, "an API key needs at least one scope");
+    }
+    for (const auto& scope : key.scopes) {
+      if (scope != "login" && scope != "enroll" && scope != "admin") {
+        return make_error(ErrorCode::kInvalidArgument,
+                          fmt::format("unknown scope '{}' (login, enroll, admin)", scope));
+      }
+    }
+    if (!key.liveness.empty() && key.liveness != "passive" && key.liveness != "off") {
+      return make_error(ErrorCode::kInvalidArgument, "liveness must be passive, off or empty");
+    }
+    std::lock_guard lock(mu_);
+    auto stmt = Statement::prepare(
+        db(),
+        "INSERT INTO api_keys (name, key_hash, scopes, liveness, created_at, revoked) VALUES "
+        "(?1, ?2, ?3, ?4, ?5, 0)");
+    if (!stmt) {
+      return make_error(stmt.error());
+    }
+    stmt->bind(1, key.name)
+        .bind(2, bytes(key_hash))
+        .bind(3, join_scopes(key.scopes))
+        .bind(4, key.liveness)
+        .bind(5, key.created_at);
+    if (Status s = stmt->run(); !s.ok()) {
+      if (s.code() == ErrorCode::kAlreadyExists) {
+        return make_error(ErrorCode::kAlreadyExists,
+                          fmt::format("an API key named '{}' exists", key.name));
+      }
+      return make_error(std::move(s));
+    }
+    return sqlite3_last_insert_rowid(db());
+  }
+
+  Result<ApiKeyRecord> find_api_key(std::string_view key_hash) const override {
+    if (Status s = check_hash(key_hash); !s.ok()) {
+      return make_error(std::move(s));
+    }
+    std::lock_guard lock(mu_);
+    auto stmt = Statement::prepare(db(), fmt::format("{} WHERE key_hash = ?1", kApiKeyColumns));
+    if (!stmt) {
+      return make_error(stmt.error());
+    }
+    stmt->bind(1, bytes(key_hash));
+    auto row = stmt->step();
+    if (!row) {
+      return make_error(row.error());
+    }
+    if (!*row) {
+      return make_error(ErrorCode::kNotFound, "no such API key");
+    }
+    return read_api_key(*stmt);
+  }
+
+  Result<std::vector<ApiKeyRecord>> list_api_keys() const override {
+    std::lock_guard lock(mu_);
+    auto stmt = Statement::prepare(db(), fmt::format("{} ORDER BY name", kApiKeyColumns));
+    if (!stmt) {
+      return make_error(stmt.error());
+    }
+    std::vector<ApiKeyRecord> out;
+    for (;;) {
+      auto row = stmt->step();
+      if (!row) {
+        return make_error(row.error());
+      }
+      if (!*row) {
+        return out;
+      }
+      out.push_back(read_api_key(*stmt));
+    }
+  }
+
+  Status revoke_api_key(std::string_view name) override {
+    std::lock_guard lock(mu_);
+    auto stmt = Statement::prepare(db(), "UPDATE api_keys SET revoked = 1 WHERE name = ?1");
+    if (!stmt) {
+      return stmt.error();
+    }
+    stmt->bind(1, name);
+    if (Status s = stmt->run(); !s.ok()) {
+      return s;
+    }
+    if (sqlite3_changes(db()) == 0) {
+      return Status(ErrorCode::kNotFound, fmt::format("no API key named '{}'", name));
+    }
+    return Status::Ok();
   }
 
   Status set_recovery_code(std::string_view user, std::string_view code_hash) override {

@@ -88,6 +88,15 @@ constexpr Migration kMigrations[] = {
       CREATE TABLE admins (
         user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE
       );
+      CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        key_hash BLOB NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,
+        liveness TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
+      );
     )sql"},
 };
 
