@@ -54,9 +54,13 @@ std::string read_file(const fs::path& path) {
 // One request on a new connection.
 Reply call(std::uint16_t port, http::verb method, const std::string& target,
            const std::string& body = "", const std::string& type = "",
-           const std::map<std::string, std::string>& headers = {}) {
+           const std::map<std::string, std::string>& headers = {},
+           const std::string& source = "127.0.0.1") {
   net::io_context ioc;
   beast::tcp_stream stream(ioc);
+  // Any 127.x.y.z is this machine: a different source address is another client.
+  stream.socket().open(net::ip::tcp::v4());
+  stream.socket().bind(net::ip::tcp::endpoint(net::ip::make_address(source), 0));
   stream.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
   http::request<http::string_body> req(method, target, 11);
   req.set(http::field::host, "127.0.0.1");
@@ -558,6 +562,26 @@ TEST_F(ServerTest, AnApiKeyCarriesItsOwnLivenessPolicy) {
   auto events = auth_store_->list_audit({.subject = "alice", .before_id = 0, .limit = 1});
   ASSERT_TRUE(events);
   EXPECT_EQ(events->front().outcome, "ok");
+}
+
+TEST_F(ServerTest, StartsAreRateLimitedPerAddressAndPerAccount) {
+  options_.starts_per_minute = 2;
+  start();
+  const auto start_as = [&](const std::string& user, const std::string& source) {
+    return call(port_, http::verb::post, "/api/v1/login/attempts", json{{"user", user}}.dump(),
+                "application/json", {}, source);
+  };
+  EXPECT_EQ(start_as("alice", "127.0.0.1").status, 201u);
+  EXPECT_EQ(start_as("alice", "127.0.0.1").status, 201u);
+  Reply address = start_as("bob", "127.0.0.1");
+  EXPECT_EQ(address.status, 429u);
+  EXPECT_NE(address.raw.find("address"), std::string::npos);
+  EXPECT_FALSE(address.headers["Retry-After"].empty());
+  // Another address, the same account: the account's own limit holds.
+  Reply account = start_as("alice", "127.0.0.2");
+  EXPECT_EQ(account.status, 429u);
+  EXPECT_NE(account.raw.find("account"), std::string::npos);
+  EXPECT_EQ(start_as("bob", "127.0.0.2").status, 201u);
 }
 
 TEST_F(ServerTest, RecoveryCodeLogsInOnce) {

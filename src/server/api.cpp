@@ -555,16 +555,25 @@ Result<json> Api::json_body(const Call& call) const {
   return body;
 }
 
-bool Api::rate_limited(Call& call) {
+bool Api::rate_limited(Call& call, const std::string& user) {
   int retry = 0;
-  if (starts_.allow(call.exchange.address, &retry)) {
-    return false;
+  if (!starts_.allow("addr:" + call.exchange.address, &retry)) {
+    reply_error(call,
+                Status(ErrorCode::kTooManyRequests,
+                       "too many attempts from this address; wait a little and try again"),
+                retry);
+    return true;
   }
-  reply_error(call,
-              Status(ErrorCode::kTooManyRequests,
-                     "too many attempts from this address; wait a little and try again"),
-              retry);
-  return true;
+  // Per account too, so that many addresses cannot hammer one account faster than one could
+  // (the lockout then stops them after a few failures).
+  if (!user.empty() && !starts_.allow("user:" + user, &retry)) {
+    reply_error(call,
+                Status(ErrorCode::kTooManyRequests,
+                       "too many attempts for this account; wait a little and try again"),
+                retry);
+    return true;
+  }
+  return false;
 }
 
 bool Api::bearer_allowed(Call& call, const std::string& kind, const char* scope) {
@@ -766,7 +775,7 @@ void Api::start_enrollment(Call& call) {
       return reply_error(call, existing.error());
     }
   }
-  if (rate_limited(call)) {
+  if (rate_limited(call, flow->user)) {
     return;
   }
   if (enrollments_.size() + logins_.size() >= static_cast<std::size_t>(options_.max_flows)) {
@@ -1000,7 +1009,7 @@ void Api::start_login(Call& call) {
                                     "server"));
   }
   flow->actor = actor(call, false);
-  if (rate_limited(call) || locked_out(call, user)) {
+  if (rate_limited(call, user) || locked_out(call, user)) {
     return;
   }
   if (enrollments_.size() + logins_.size() >= static_cast<std::size_t>(options_.max_flows)) {
@@ -1199,7 +1208,7 @@ void Api::recovery_login(Call& call) {
   if (!bearer_allowed(call, kind, "login")) {
     return;
   }
-  if (rate_limited(call) || locked_out(call, user)) {
+  if (rate_limited(call, user) || locked_out(call, user)) {
     return;
   }
   auto used = deps_.auth_store->consume_recovery_code(user, token_hash(code));

@@ -100,7 +100,8 @@ class Api final : public Handler {
                   const std::vector<std::pair<std::string, std::string>>& headers = {});
   void reply_error(Call& call, const Status& status, int retry_after_s = 0);
   Result<nlohmann::json> json_body(const Call& call) const;
-  bool rate_limited(Call& call);
+  // Refuses (and answers) a start over the per-address or per-account rate.
+  bool rate_limited(Call& call, const std::string& user);
   // Bearer sessions are for applications: they need an API key with `scope`. Answers and
   // returns false when missing.
   bool bearer_allowed(Call& call, const std::string& kind, const char* scope);

@@ -5,7 +5,7 @@
 
 namespace facelogin::server {
 
-bool RateLimiter::allow(const std::string& address, int* retry_after_s) {
+bool RateLimiter::allow(const std::string& key, int* retry_after_s) {
   const auto now = SteadyClock::now();
   std::lock_guard lock(mu_);
   if (buckets_.size() > 100'000) {
@@ -14,7 +14,7 @@ bool RateLimiter::allow(const std::string& address, int* retry_after_s) {
       return now - entry.second.updated > std::chrono::minutes(1);
     });
   }
-  auto [it, inserted] = buckets_.try_emplace(address);
+  auto [it, inserted] = buckets_.try_emplace(key);
   Bucket& b = it->second;
   const double rate = per_minute_ / 60.0;  // tokens per second
   if (inserted) {

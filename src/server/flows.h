@@ -97,12 +97,13 @@ class FlowRegistry {
   std::map<std::string, std::shared_ptr<Flow>> flows_;
 };
 
-// Token buckets per client address: `per_minute` starts, refilled continuously. Thread-safe.
+// Token buckets per key (a client address or an account): `per_minute` starts, refilled
+// continuously. Thread-safe.
 class RateLimiter {
  public:
   explicit RateLimiter(int per_minute) : per_minute_(per_minute) {}
-  // true if `address` may start one more; false (and seconds to wait) otherwise.
-  bool allow(const std::string& address, int* retry_after_s);
+  // true if `key` may start one more; false (and seconds to wait) otherwise.
+  bool allow(const std::string& key, int* retry_after_s);
 
  private:
   struct Bucket {
