@@ -17,6 +17,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -582,6 +583,123 @@ TEST_F(ServerTest, StartsAreRateLimitedPerAddressAndPerAccount) {
   EXPECT_EQ(account.status, 429u);
   EXPECT_NE(account.raw.find("account"), std::string::npos);
   EXPECT_EQ(start_as("bob", "127.0.0.2").status, 201u);
+}
+
+TEST_F(ServerTest, WebSocketStreamsALoginForAnApplication) {
+  start();
+  ASSERT_EQ(enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_")).status, 201u);
+  Reply attempt = post_json(port_, "/api/v1/login/attempts",
+                            {{"user", "alice"}, {"session", "bearer"}}, key_for("bearer"));
+  ASSERT_EQ(attempt.status, 201u);
+  const std::string path =
+      "/api/v1/login/attempts/" + attempt.body["id"].get<std::string>() + "/socket";
+
+  net::io_context ioc;
+  beast::websocket::stream<beast::tcp_stream> ws(ioc);
+  beast::get_lowest_layer(ws).connect(
+      net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+  ws.set_option(beast::websocket::stream_base::decorator(
+      [&](beast::websocket::request_type& req) { req.set("X-API-Key", app_key_); }));
+  ws.handshake("127.0.0.1", path);
+  const auto exchange = [&](const std::string& message, bool binary) {
+    ws.binary(binary);
+    ws.write(net::buffer(message));
+    beast::flat_buffer buffer;
+    ws.read(buffer);
+    return json::parse(beast::buffers_to_string(buffer.data()));
+  };
+  EXPECT_EQ(exchange(json{{"nonce", attempt.body["nonce"]}}.dump(), false)["ok"], true);
+  json last;
+  for (const auto& f : recording("ClientRaw/0001", "0001_00_00_02_")) {
+    last = exchange(read_file(f), true);
+    ASSERT_EQ(last["status"], 200) << last.dump();
+    if (last["state"] != "pending") {
+      break;
+    }
+  }
+  EXPECT_EQ(last["state"], "accepted") << last.dump();
+  EXPECT_EQ(last["session"]["token"].get<std::string>().size(), 64u);
+  beast::flat_buffer rest;
+  beast::error_code ec;
+  ws.read(rest, ec);  // the server closes the socket after the decision
+  EXPECT_EQ(ec, beast::websocket::error::closed);
+}
+
+TEST_F(ServerTest, WebSocketAbuseIsRefused) {
+  options_.max_frame_bytes = 64 * 1024;
+  start();
+  Reply cookie_attempt = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}});
+  Reply bearer_attempt = post_json(port_, "/api/v1/login/attempts",
+                                   {{"user", "alice"}, {"session", "bearer"}}, key_for("bearer"));
+  ASSERT_EQ(bearer_attempt.status, 201u);
+  const auto socket_path = [](const Reply& r) {
+    return "/api/v1/login/attempts/" + r.body["id"].get<std::string>() + "/socket";
+  };
+  const auto handshake = [&](const std::string& path, const std::string& origin) {
+    net::io_context ioc;
+    beast::websocket::stream<beast::tcp_stream> ws(ioc);
+    beast::get_lowest_layer(ws).connect(
+        net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+    ws.set_option(
+        beast::websocket::stream_base::decorator([&](beast::websocket::request_type& req) {
+          if (!origin.empty()) {
+            req.set(http::field::origin, origin);
+          }
+        }));
+    beast::websocket::response_type res;
+    beast::error_code ec;
+    ws.handshake(res, "127.0.0.1", path, ec);
+    return res.result_int();
+  };
+  EXPECT_EQ(handshake(socket_path(cookie_attempt), ""), 400u);  // cookie sessions post
+  EXPECT_EQ(handshake(socket_path(bearer_attempt), "https://evil.example"), 403u);
+  EXPECT_EQ(handshake("/api/v1/login/attempts/nope/socket", ""), 404u);
+  EXPECT_EQ(handshake("/api/v1/account", ""), 404u);
+  EXPECT_EQ(call(port_, http::verb::get, socket_path(bearer_attempt)).status, 400u);
+
+  // Frames before the nonce, a message over the limit, and junk text.
+  {
+    net::io_context ioc;
+    beast::websocket::stream<beast::tcp_stream> ws(ioc);
+    beast::get_lowest_layer(ws).connect(
+        net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+    ws.handshake("127.0.0.1", socket_path(bearer_attempt));
+    ws.binary(true);
+    ws.write(net::buffer(std::string("not a frame")));
+    beast::flat_buffer buffer;
+    ws.read(buffer);
+    const json no_nonce = json::parse(beast::buffers_to_string(buffer.data()));
+    EXPECT_EQ(no_nonce["status"], 404) << no_nonce.dump();  // and the socket closes
+    beast::error_code ec;
+    ws.read(buffer, ec);
+    EXPECT_TRUE(ec);
+  }
+  {
+    net::io_context ioc;
+    beast::websocket::stream<beast::tcp_stream> ws(ioc);
+    beast::get_lowest_layer(ws).connect(
+        net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+    ws.handshake("127.0.0.1", socket_path(bearer_attempt));
+    ws.binary(true);
+    beast::error_code ec;
+    ws.write(net::buffer(std::string(200 * 1024, 'x')), ec);
+    beast::flat_buffer buffer;
+    ws.read(buffer, ec);
+    EXPECT_TRUE(ec) << "a message over the limit must close the socket";
+  }
+  {
+    net::io_context ioc;
+    beast::websocket::stream<beast::tcp_stream> ws(ioc);
+    beast::get_lowest_layer(ws).connect(
+        net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+    ws.handshake("127.0.0.1", socket_path(bearer_attempt));
+    ws.text(true);
+    ws.write(net::buffer(std::string("{\"nonce\": 42}")));
+    beast::flat_buffer buffer;
+    ws.read(buffer);
+    EXPECT_EQ(json::parse(beast::buffers_to_string(buffer.data()))["status"], 400);
+  }
+  EXPECT_EQ(call(port_, http::verb::get, "/healthz").status, 200u);
 }
 
 TEST_F(ServerTest, RecoveryCodeLogsInOnce) {

@@ -257,6 +257,9 @@ const std::vector<Route>& Api::routes() {
       {V::post, "/api/v1/enrollments/{id}/frames", Access::kPublic, Body::kFrame,
        "Send one camera frame (JPEG or PNG) of an enrolment; answers with feedback.",
        &Api::enrollment_frame},
+      {V::get, "/api/v1/enrollments/{id}/socket", Access::kPublic, Body::kNone,
+       "WebSocket: send frames as binary messages, get each frame's feedback as a text message.",
+       &Api::socket_only},
       {V::post, "/api/v1/enrollments/{id}/finish", Access::kPublic, Body::kNone,
        "Store the enrolment's faces; a new account gets a session and a recovery code.",
        &Api::finish_enrollment},
@@ -269,6 +272,10 @@ const std::vector<Route>& Api::routes() {
       {V::post, "/api/v1/login/attempts/{id}/frames", Access::kPublic, Body::kFrame,
        "Send one camera frame of an attempt (header X-Attempt-Nonce); feedback, then the decision.",
        &Api::login_frame},
+      {V::get, "/api/v1/login/attempts/{id}/socket", Access::kPublic, Body::kNone,
+       "WebSocket for bearer-session attempts: first a text message {\"nonce\"}, then frames "
+       "as binary messages; each answered with feedback, the last with the decision.",
+       &Api::socket_only},
       {V::post, "/api/v1/login/recovery", Access::kPublic, Body::kJson,
        "Log in with the one-time recovery code {user, code, session}.", &Api::recovery_login},
       {V::get, "/api/v1/session", Access::kSession, Body::kNone,
@@ -1465,6 +1472,103 @@ void Api::admin_stats(Call& call) {
               {"workers", pool_.size()},
               {"workers_busy", pool_.busy()},
               {"flows_open", enrollments_.size() + logins_.size()}});
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket streaming: each binary message goes through the same handler as a POSTed frame.
+
+void Api::socket_only(Call& call) {
+  reply_error(call, Status(ErrorCode::kInvalidArgument,
+                           "this endpoint is a WebSocket (send Upgrade: websocket)"));
+}
+
+std::optional<Response> Api::accept_socket(const Exchange& upgrade) {
+  const Request& request = upgrade.request;
+  const auto refuse = [&](const Status& status) {
+    metrics_.count("facelogin_http_requests_total",
+                   fmt::format("route=\"socket\",status=\"{}\"",
+                               static_cast<unsigned>(http_status_for(status.code()))));
+    return std::optional<Response>(error_response(status, request.version(), false));
+  };
+  std::vector<std::string> params;
+  const std::string_view path = path_of(request);
+  const bool login = match("/api/v1/login/attempts/{id}/socket", path, &params);
+  if (!login && !match("/api/v1/enrollments/{id}/socket", path, &params)) {
+    return refuse(Status(ErrorCode::kNotFound, "no WebSocket here"));
+  }
+  // Browsers send Origin with every WebSocket and let any page open one: only our own pages
+  // (or non-browser clients, which send no Origin) may.
+  const std::string origin = header(request, "Origin");
+  const std::string host = header(request, "Host");
+  if (!origin.empty() && origin != "http://" + host && origin != "https://" + host) {
+    return refuse(Status(ErrorCode::kForbidden, "WebSocket from another origin"));
+  }
+  if (login) {
+    auto flow = logins_.find(params[0], upgrade.address);
+    if (!flow) {
+      return refuse(Status(ErrorCode::kNotFound, "no such login attempt: start again"));
+    }
+    if (flow->session_kind != "bearer") {
+      // A WebSocket cannot set the session cookie: the web app posts its frames.
+      return refuse(Status(ErrorCode::kInvalidArgument,
+                           "cookie-session attempts send frames with POST; the WebSocket is for "
+                           "bearer sessions"));
+    }
+  } else if (!enrollments_.find(params[0], upgrade.address)) {
+    return refuse(Status(ErrorCode::kNotFound, "no such enrolment: start again"));
+  }
+  metrics_.count("facelogin_http_requests_total", "route=\"socket\",status=\"101\"");
+  return std::nullopt;
+}
+
+void Api::socket_message(const Exchange& upgrade, std::string message, bool binary,
+                         std::string& state,
+                         std::function<void(std::string text, bool close)> reply) {
+  if (!binary) {
+    // {"nonce": "..."}: binds the frames that follow to the attempt.
+    json body = json::parse(message, nullptr, false);
+    if (!body.is_object() || !body["nonce"].is_string()) {
+      reply(json{{"status", 400},
+                 {"error",
+                  {{"code", "invalid_argument"},
+                   {"message",
+                    "text messages are {\"nonce\": \"...\"}; frames are "
+                    "binary messages"}}}}
+                .dump(),
+            true);
+      return;
+    }
+    state = body["nonce"].get<std::string>();
+    reply(json{{"status", 200}, {"ok", true}}.dump(), false);
+    return;
+  }
+  // The frame as if it had been posted, with the upgrade request's credentials.
+  std::string target(path_of(upgrade.request));
+  target.replace(target.size() - std::string_view("socket").size(), std::string::npos, "frames");
+  Exchange exchange;
+  exchange.request = Request(http::verb::post, target, 11);
+  for (const auto& field : upgrade.request) {
+    const auto name = field.name();
+    if (name == http::field::cookie || name == http::field::authorization ||
+        name == http::field::user_agent || field.name_string() == "X-API-Key") {
+      exchange.request.insert(field.name_string(), field.value());
+    }
+  }
+  exchange.request.set(http::field::content_type, "image/jpeg");  // decoding sniffs the format
+  exchange.request.set("X-Attempt-Nonce", state);
+  exchange.request.body() = std::move(message);
+  exchange.address = upgrade.address;
+  exchange.received = SteadyClock::now();
+  handle(std::move(exchange), [reply = std::move(reply)](Response response) {
+    json body = json::parse(response.body(), nullptr, false);
+    if (!body.is_object()) {
+      body = json::object();
+    }
+    body["status"] = response.result_int();
+    const std::string s = body.value("state", "");
+    const bool over = s == "accepted" || s == "rejected" || response.result_int() == 404;
+    reply(body.dump(), over);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -53,6 +53,10 @@ class Api final : public Handler {
   std::size_t body_limit(const Request& header) const override;
   void handle(Exchange exchange, Reply reply) override;
   void finish(Response& response) const override;
+  std::optional<Response> accept_socket(const Exchange& upgrade) override;
+  std::size_t socket_message_limit() const override { return options_.max_frame_bytes; }
+  void socket_message(const Exchange& upgrade, std::string message, bool binary, std::string& state,
+                      std::function<void(std::string text, bool close)> reply) override;
 
   // Ends expired flows; a login attempt that saw frames and timed out counts as a failure.
   void sweep();
@@ -92,6 +96,9 @@ class Api final : public Handler {
   void admin_audit(Call& call);
   void admin_stats(Call& call);
   void set_disabled(Call& call, bool disabled);
+
+  // A plain GET on a WebSocket route.
+  void socket_only(Call& call);
 
   void static_file(Call& call);
 

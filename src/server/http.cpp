@@ -6,6 +6,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -17,6 +19,76 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+namespace websocket = beast::websocket;
+
+// A WebSocket taken over from an HTTP connection: each message goes to the handler, whose one
+// text answer is written before the next message is read (so a client cannot queue work).
+template <typename Stream>
+class SocketSession : public std::enable_shared_from_this<SocketSession<Stream>> {
+ public:
+  SocketSession(Stream&& stream, Handler& handler, Exchange upgrade,
+                std::shared_ptr<std::atomic<int>> count)
+      : ws_(std::move(stream)),
+        handler_(handler),
+        upgrade_(std::move(upgrade)),
+        count_(std::move(count)) {
+    ++*count_;
+  }
+  ~SocketSession() { --*count_; }
+
+  void run() {
+    // The WebSocket keeps its own timeouts (handshake, idle with pings).
+    beast::get_lowest_layer(ws_).expires_never();
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws_.read_message_max(handler_.socket_message_limit());
+    ws_.async_accept(upgrade_.request, [self = this->shared_from_this()](beast::error_code ec) {
+      if (!ec) {
+        self->read();
+      }
+    });
+  }
+
+ private:
+  void read() {
+    ws_.async_read(buffer_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) {
+        return;  // closed, timed out, or a message over the limit: the socket is done
+      }
+      std::string message = beast::buffers_to_string(self->buffer_.data());
+      self->buffer_.consume(self->buffer_.size());
+      self->handler_.socket_message(self->upgrade_, std::move(message), self->ws_.got_binary(),
+                                    self->state_, [self](std::string text, bool close) {
+                                      net::post(self->ws_.get_executor(),
+                                                [self, text = std::move(text), close]() mutable {
+                                                  self->write(std::move(text), close);
+                                                });
+                                    });
+    });
+  }
+
+  void write(std::string text, bool close) {
+    auto message = std::make_shared<std::string>(std::move(text));
+    ws_.text(true);
+    ws_.async_write(net::buffer(*message), [self = this->shared_from_this(), message, close](
+                                               beast::error_code ec, std::size_t) {
+      if (ec) {
+        return;
+      }
+      if (close) {
+        self->ws_.async_close(websocket::close_code::normal, [self](beast::error_code) {});
+        return;
+      }
+      self->read();
+    });
+  }
+
+  websocket::stream<Stream> ws_;
+  beast::flat_buffer buffer_;
+  Handler& handler_;
+  Exchange upgrade_;
+  std::string state_;  // the handler's per-socket state (the attempt's nonce)
+  std::shared_ptr<std::atomic<int>> count_;
+};
 
 // One connection: read a request, hand it to the handler, write its answer, repeat while the
 // client keeps the connection alive. Stream is beast::tcp_stream, or TlsStream over it.
@@ -87,6 +159,17 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     beast::get_lowest_layer(stream_)
         .expires_never();  // the handler may take a while; the worker pool bounds it
     Exchange exchange{parser_->release(), address_, std::chrono::steady_clock::now()};
+    if (websocket::is_upgrade(exchange.request)) {
+      if (std::optional<Response> refusal = handler_.accept_socket(exchange)) {
+        refusal->version(exchange.request.version());
+        refusal->keep_alive(false);
+        return write(std::move(*refusal));
+      }
+      std::make_shared<SocketSession<Stream>>(std::move(stream_), handler_, std::move(exchange),
+                                              count_)
+          ->run();
+      return;  // the socket session owns the stream now
+    }
     const unsigned version = exchange.request.version();
     const bool keep_alive = exchange.request.keep_alive();
     auto self = this->shared_from_this();

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "facelogin/status.h"
@@ -38,6 +39,17 @@ class Handler {
   virtual void handle(Exchange exchange, Reply reply) = 0;
   // Adds the headers every response carries (security headers).
   virtual void finish(Response& response) const = 0;
+
+  // WebSocket. An upgrade request is first offered here: nullopt accepts it, a response refuses
+  // it (sent, then the connection closes).
+  virtual std::optional<Response> accept_socket(const Exchange& upgrade) = 0;
+  // The largest message a socket takes (a bigger one closes it).
+  virtual std::size_t socket_message_limit() const = 0;
+  // One message on an accepted socket; `state` lives as long as the socket. The reply is one
+  // text message (then, with close = true, the socket closes); called exactly once, any thread.
+  virtual void socket_message(const Exchange& upgrade, std::string message, bool binary,
+                              std::string& state,
+                              std::function<void(std::string text, bool close)> reply) = 0;
 };
 
 struct HttpLimits {
