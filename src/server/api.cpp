@@ -598,6 +598,27 @@ bool Api::bearer_allowed(Call& call, const std::string& kind, const char* scope)
   return false;
 }
 
+bool Api::set_up_flow(Call& call, const json& body, const char* scope, FlowBase* flow) {
+  flow->session_kind = body.value("session", std::string("cookie"));
+  if (flow->session_kind != "cookie" && flow->session_kind != "bearer") {
+    reply_error(call,
+                Status(ErrorCode::kInvalidArgument, "session must be \"cookie\" or \"bearer\""));
+    return false;
+  }
+  if (!bearer_allowed(call, flow->session_kind, scope)) {
+    return false;
+  }
+  flow->live_check = liveness_on(call);
+  if (flow->live_check && deps_.liveness == nullptr) {
+    // Never run a flow without the liveness it was promised.
+    reply_error(call, Status(ErrorCode::kUnavailable,
+                             "liveness is required but its models are not loaded on this server"));
+    return false;
+  }
+  flow->actor = actor(call, false);
+  return true;
+}
+
 bool Api::liveness_on(const Call& call) const {
   if (call.api_key && !call.api_key->liveness.empty()) {
     return call.api_key->liveness != "off";
@@ -738,22 +759,9 @@ void Api::start_enrollment(Call& call) {
   }
   auto flow = std::make_shared<EnrollFlow>();
   flow->add = body->value("add", false);
-  flow->session_kind = body->value("session", std::string("cookie"));
-  if (flow->session_kind != "cookie" && flow->session_kind != "bearer") {
-    return reply_error(
-        call, Status(ErrorCode::kInvalidArgument, "session must be \"cookie\" or \"bearer\""));
-  }
-  if (!bearer_allowed(call, flow->session_kind, "enroll")) {
+  if (!set_up_flow(call, *body, "enroll", flow.get())) {
     return;
   }
-  flow->live_check = liveness_on(call);
-  if (flow->live_check && deps_.liveness == nullptr) {
-    // Never run a flow without the liveness it was promised.
-    return reply_error(call, Status(ErrorCode::kUnavailable,
-                                    "liveness is required but its models are not loaded on this "
-                                    "server"));
-  }
-  flow->actor = actor(call, false);
   if (flow->add) {
     if (!call.session) {
       return reply_error(
@@ -1000,22 +1008,9 @@ void Api::start_login(Call& call) {
   } else if (Status s = identification_allowed(); !s.ok()) {
     return reply_error(call, s);
   }
-  flow->session_kind = body->value("session", std::string("cookie"));
-  if (flow->session_kind != "cookie" && flow->session_kind != "bearer") {
-    return reply_error(
-        call, Status(ErrorCode::kInvalidArgument, "session must be \"cookie\" or \"bearer\""));
-  }
-  if (!bearer_allowed(call, flow->session_kind, "login")) {
+  if (!set_up_flow(call, *body, "login", flow.get())) {
     return;
   }
-  flow->live_check = liveness_on(call);
-  if (flow->live_check && deps_.liveness == nullptr) {
-    // Never run a flow without the liveness it was promised.
-    return reply_error(call, Status(ErrorCode::kUnavailable,
-                                    "liveness is required but its models are not loaded on this "
-                                    "server"));
-  }
-  flow->actor = actor(call, false);
   if (rate_limited(call, user) || locked_out(call, user)) {
     return;
   }

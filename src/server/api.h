@@ -112,6 +112,9 @@ class Api final : public Handler {
   // Bearer sessions are for applications: they need an API key with `scope`. Answers and
   // returns false when missing.
   bool bearer_allowed(Call& call, const std::string& kind, const char* scope);
+  // The session kind, liveness and actor of a flow this call starts (`scope`: the API key scope
+  // a bearer session needs). Answers and returns false when the call may not start it.
+  bool set_up_flow(Call& call, const nlohmann::json& body, const char* scope, FlowBase* flow);
   // Whether liveness runs for flows this call starts: the API key's policy, else the server's.
   bool liveness_on(const Call& call) const;
   // Who acts, for the audit log: "admin:NAME", "apikey:NAME" or the user's name.

@@ -6,6 +6,15 @@
 #include <cmath>
 
 namespace facelogin {
+namespace {
+
+// A frame without exactly one usable face: for streams a result to report, not an error.
+bool is_unusable_frame(ErrorCode code) {
+  return code == ErrorCode::kNoFace || code == ErrorCode::kSeveralFaces ||
+         code == ErrorCode::kPoorQuality;
+}
+
+}  // namespace
 
 FaceService::FaceService(std::shared_ptr<const Engine> engine, std::unique_ptr<Worker> worker,
                          Store& store, ServiceOptions options)
@@ -145,9 +154,7 @@ Result<FrameCheck> FaceService::check_frame(const LabeledImage& image) {
   FrameCheck check;
   auto face = usable_face(image, &check.image);
   if (!face) {
-    const ErrorCode code = face.error().code();
-    if (code == ErrorCode::kNoFace || code == ErrorCode::kSeveralFaces ||
-        code == ErrorCode::kPoorQuality) {
+    if (is_unusable_frame(face.error().code())) {
       return check;  // the report says why
     }
     return make_error(face.error());
@@ -273,9 +280,7 @@ Result<VerifyResult> FaceService::verify_frame(std::string_view name, const Labe
   result.decision.threshold = threshold();
   auto probe = usable_face(image, &result.image);
   if (!probe) {
-    const ErrorCode code = probe.error().code();
-    if (code == ErrorCode::kNoFace || code == ErrorCode::kSeveralFaces ||
-        code == ErrorCode::kPoorQuality) {
+    if (is_unusable_frame(probe.error().code())) {
       return result;  // the report says why
     }
     return make_error(probe.error());
@@ -306,9 +311,7 @@ Result<IdentifyResult> FaceService::identify_frame(const LabeledImage& image, st
   result.threshold = threshold();
   auto probe = usable_face(image, &result.image);
   if (!probe) {
-    const ErrorCode code = probe.error().code();
-    if (code == ErrorCode::kNoFace || code == ErrorCode::kSeveralFaces ||
-        code == ErrorCode::kPoorQuality) {
+    if (is_unusable_frame(probe.error().code())) {
       return result;  // the report says why
     }
     return make_error(probe.error());
