@@ -702,6 +702,80 @@ TEST_F(ServerTest, WebSocketAbuseIsRefused) {
   EXPECT_EQ(call(port_, http::verb::get, "/healthz").status, 200u);
 }
 
+TEST_F(ServerTest, NoPathAroundTheLockoutOrTheNamesOfAccounts) {
+  start();
+  Reply alice = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"), "cookie");
+  ASSERT_EQ(alice.status, 201u) << alice.raw;
+  server_->stop();
+  options_.max_frames_per_flow = 3;
+  options_.max_flows_per_address = 3;
+  start();
+
+  // A browser still holding alice's cookie may start a new login without the CSRF header.
+  const std::string cookie =
+      alice.headers["Set-Cookie"].substr(0, alice.headers["Set-Cookie"].find(';'));
+  EXPECT_EQ(
+      post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}}, {{"Cookie", cookie}}).status,
+      201u);
+
+  // An unknown name is not refused at its first frame: it runs like a wrong face.
+  Reply carol = post_json(port_, "/api/v1/login/attempts", {{"user", "carol"}});
+  ASSERT_EQ(carol.status, 201u);
+  const auto frames = recording("ClientRaw/0001", "0001_00_00_02_");
+  Reply first =
+      call(port_, http::verb::post,
+           "/api/v1/login/attempts/" + carol.body["id"].get<std::string>() + "/frames",
+           read_file(frames[0]), "image/jpeg", {{"X-Attempt-Nonce", carol.body["nonce"]}});
+  ASSERT_EQ(first.status, 200u) << first.raw;
+  EXPECT_EQ(first.body["state"], "pending") << first.raw;
+  EXPECT_TRUE(first.body.contains("liveness"));
+
+  // Running an attempt into the frame cap counts as a failure.
+  Reply capped = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}});
+  ASSERT_EQ(capped.status, 201u);
+  Reply over;
+  for (int i = 0; i < 4; ++i) {
+    over = call(port_, http::verb::post,
+                "/api/v1/login/attempts/" + capped.body["id"].get<std::string>() + "/frames",
+                "junk", "image/jpeg", {{"X-Attempt-Nonce", capped.body["nonce"]}});
+  }
+  EXPECT_EQ(over.status, 429u) << over.raw;
+  auto failures = auth_store_->failure_state("user:alice");
+  ASSERT_TRUE(failures);
+  EXPECT_EQ(failures->failures, 1);
+
+  // Open flows per address are bounded: two are open (the capped one ended), one more fits.
+  EXPECT_EQ(post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}}).status, 201u);
+  Reply fourth = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}});
+  EXPECT_EQ(fourth.status, 429u) << fourth.raw;
+}
+
+TEST_F(ServerTest, AFaceOnlyLoginCannotEnterALockedAccount) {
+  start();
+  ASSERT_EQ(enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_")).status, 201u);
+  const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+  ASSERT_TRUE(
+      auth_store_->record_failure("user:alice", now_ms, 86'400'000, [](int) { return 600'000; }));
+  Reply face_only = login("", recording("ClientRaw/0001", "0001_00_00_02_"));
+  ASSERT_EQ(face_only.status, 200u) << face_only.raw;
+  EXPECT_EQ(face_only.body["state"], "rejected");
+  EXPECT_EQ(face_only.body["reason"], "locked_out");
+  EXPECT_FALSE(face_only.body.contains("session"));
+}
+
+TEST_F(ServerTest, EnrollingAnEnrolledFaceCountsAsAFailure) {
+  start();
+  ASSERT_EQ(enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_")).status, 201u);
+  Reply again = enrol("alice2", recording("ClientRaw/0001", "0001_00_00_02_"));
+  EXPECT_EQ(again.status, 409u) << again.raw;
+  EXPECT_EQ(again.body["error"]["code"], "duplicate_face");
+  auto failures = auth_store_->failure_state("addr:127.0.0.1");
+  ASSERT_TRUE(failures);
+  EXPECT_EQ(failures->failures, 1);
+}
+
 TEST_F(ServerTest, RecoveryCodeLogsInOnce) {
   start();
   Reply enrolled = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"));

@@ -148,7 +148,9 @@ class LivenessSession {
   LivenessVerdict verdict_ = LivenessVerdict::kPending;
   std::optional<std::chrono::milliseconds> first_;
   std::optional<std::chrono::milliseconds> last_;
-  Image previous_;
+  Image previous_;  // a sample of the last frame (see repeat_sample), for the repeat check
+  int previous_width_ = 0;
+  int previous_height_ = 0;
   int counted_ = 0;
   int repeats_ = 0;
   int consecutive_repeats_ = 0;

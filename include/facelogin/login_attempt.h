@@ -21,6 +21,10 @@ struct LoginPolicy {
   int matching_frames_needed = 3;
   // Usable frames that do not match before the attempt is refused as "not this person".
   int non_matching_frames_allowed = 5;
+  // An unknown or disabled account (or one enrolled with another recogniser) is treated as an
+  // account whose faces never match, instead of failing the first frame with kNotFound: a
+  // server must not tell which names exist.
+  bool hide_unknown_user = false;
   LivenessSessionOptions liveness;  // policy, frames, threshold, deadline, replay checks
 };
 

@@ -49,6 +49,7 @@ struct ServerOptions {
   float enroll_min_pose_spread = 6.f;
   std::chrono::seconds flow_ttl{60};  // an enrolment or login attempt not finished by then ends
   int max_flows = 1000;               // enrolments and attempts open at once, in all
+  int max_flows_per_address = 10;     // ... and from one client address
   int max_frames_per_flow = 300;
 
   LoginPolicy login;  // frames, liveness policy and deadline of a login attempt

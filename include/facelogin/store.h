@@ -64,6 +64,8 @@ class Store {
   // authentication: tampering, a row moved to another user, or the wrong key).
   [[nodiscard]] virtual Result<std::vector<StoredTemplate>> user_templates(
       std::string_view name) const = 0;
+  // How many templates of enabled users `model_id` made (cheap: nothing is decrypted).
+  [[nodiscard]] virtual Result<std::int64_t> count_templates(std::string_view model_id) const = 0;
   // Every template of enabled users made by `model_id` (for 1:N search), decrypted.
   [[nodiscard]] virtual Result<std::vector<StoredTemplate>> all_templates(
       std::string_view model_id) const = 0;

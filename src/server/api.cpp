@@ -77,8 +77,9 @@ std::string query_param(const Request& request, std::string_view name) {
     for (std::size_t i = 0; i < raw.size(); ++i) {
       if (raw[i] == '+') {
         value += ' ';
-      } else if (raw[i] == '%' && i + 2 < raw.size() && std::isxdigit(raw[i + 1]) &&
-                 std::isxdigit(raw[i + 2])) {
+      } else if (raw[i] == '%' && i + 2 < raw.size() &&
+                 std::isxdigit(static_cast<unsigned char>(raw[i + 1])) &&
+                 std::isxdigit(static_cast<unsigned char>(raw[i + 2]))) {
         value += static_cast<char>(std::stoi(std::string(raw.substr(i + 1, 2)), nullptr, 16));
         i += 2;
       } else {
@@ -505,12 +506,18 @@ void Api::handle(Exchange exchange, Reply reply) {
       return reply_error(call, Status(ErrorCode::kForbidden, "administrators only"));
     }
   }
-  // Cookie sessions: unsafe methods must prove they come from our own pages.
+  // Cookie sessions: unsafe methods must prove they come from our own pages. On a public route
+  // a cookie without the header is ignored rather than refused (a browser that is still logged
+  // in may start a new login or sign-up); routes that act for the session refuse.
   if (call.session && call.via_cookie && request.method() != http::verb::get &&
       request.method() != http::verb::head &&
       !constant_time_equal(header(request, "X-CSRF-Token"), Authenticator::csrf_for(token))) {
-    return reply_error(call, Status(ErrorCode::kForbidden,
-                                    "missing or wrong X-CSRF-Token header for a cookie session"));
+    if (found->access != Access::kPublic) {
+      return reply_error(call, Status(ErrorCode::kForbidden,
+                                      "missing or wrong X-CSRF-Token header for a cookie session"));
+    }
+    call.session.reset();
+    call.token.clear();
   }
   try {
     (this->*(found->handler))(call);
@@ -527,7 +534,8 @@ void Api::reply_json(Call& call, http::status status, const json& body, const He
   for (const auto& [name, value] : headers) {
     response.insert(name, value);
   }
-  response.body() = body.dump();
+  // Strings from clients (user agents) may not be UTF-8: replaced, never a 500.
+  response.body() = body.dump(-1, ' ', false, json::error_handler_t::replace);
   metrics_.count(
       "facelogin_http_requests_total",
       fmt::format("route=\"{}\",status=\"{}\"", call.route, static_cast<unsigned>(status)));
@@ -578,6 +586,24 @@ bool Api::rate_limited(Call& call, const std::string& user) {
                 Status(ErrorCode::kTooManyRequests,
                        "too many attempts for this account; wait a little and try again"),
                 retry);
+    return true;
+  }
+  return false;
+}
+
+bool Api::too_many_flows(Call& call) {
+  const std::size_t open = enrollments_.size() + logins_.size();
+  if (open >= static_cast<std::size_t>(options_.max_flows)) {
+    reply_error(call, Status(ErrorCode::kUnavailable, "too many logins in progress"), 5);
+    return true;
+  }
+  const std::size_t mine =
+      enrollments_.count_for(call.exchange.address) + logins_.count_for(call.exchange.address);
+  if (mine >= static_cast<std::size_t>(options_.max_flows_per_address)) {
+    reply_error(call,
+                Status(ErrorCode::kTooManyRequests,
+                       "too many logins or enrolments open from this address: finish or wait"),
+                5);
     return true;
   }
   return false;
@@ -692,7 +718,7 @@ void Api::audit(const Call& call, std::string event, std::string actor, std::str
   e.subject = std::move(subject);
   e.address = call.exchange.address;
   e.outcome = std::move(outcome);
-  e.detail = detail.dump();
+  e.detail = detail.dump(-1, ' ', false, json::error_handler_t::replace);
   if (Status s = auth_.audit(std::move(e)); !s.ok()) {
     fmt::print(stderr, "facelogin serve: cannot write the audit log: {}\n", s.to_string());
   }
@@ -705,8 +731,15 @@ bool Api::submit(Call& call, std::function<void(WorkerSlot&, Call&)> job) {
   auto held = std::make_shared<std::optional<Response>>();
   call.reply = [held](Response response) { *held = std::move(response); };
   auto shared = std::make_shared<Call>(std::move(call));
-  if (pool_.try_submit([shared, held, send, job = std::move(job)](WorkerSlot& slot) {
-        job(slot, *shared);
+  if (pool_.try_submit([this, shared, held, send, job = std::move(job)](WorkerSlot& slot) {
+        try {
+          job(slot, *shared);
+        } catch (const std::exception& e) {
+          // A bug; still answer, or the client would wait on a connection without a timeout.
+          if (!*held) {
+            reply_error(*shared, Status(ErrorCode::kInternal, e.what()));
+          }
+        }
         if (*held) {
           send(std::move(**held));
         }
@@ -781,6 +814,13 @@ void Api::start_enrollment(Call& call) {
     if (Status s = validate_user_name(flow->user); !s.ok()) {
       return reply_error(call, s);
     }
+  }
+  // Rate-limited before the name is looked up, so that whether names are taken cannot be
+  // asked faster than attempts can be started.
+  if (rate_limited(call, flow->user) || too_many_flows(call)) {
+    return;
+  }
+  if (!flow->add) {
     auto existing = deps_.store->get_user(flow->user);
     if (existing) {
       return reply_error(call, Status(ErrorCode::kAlreadyExists,
@@ -789,12 +829,6 @@ void Api::start_enrollment(Call& call) {
     if (existing.error().code() != ErrorCode::kNotFound) {
       return reply_error(call, existing.error());
     }
-  }
-  if (rate_limited(call, flow->user)) {
-    return;
-  }
-  if (enrollments_.size() + logins_.size() >= static_cast<std::size_t>(options_.max_flows)) {
-    return reply_error(call, Status(ErrorCode::kUnavailable, "too many enrolments in progress"), 5);
   }
   auto id = random_token();
   if (!id) {
@@ -810,8 +844,7 @@ void Api::start_enrollment(Call& call) {
               {"user", flow->user},
               {"frames_needed", options_.enroll_frames_needed},
               {"pose_spread_needed", options_.enroll_min_pose_spread},
-              {"liveness",
-               deps_.liveness != nullptr && options_.login.liveness.policy != LivenessPolicy::kOff},
+              {"liveness", flow->live_check},
               {"expires_in_s", options_.flow_ttl.count()}});
 }
 
@@ -930,6 +963,9 @@ void Api::finish_enrollment(Call& call) {
     if (!lock.owns_lock()) {
       return reply_error(c, Status(ErrorCode::kAlreadyExists, "a frame is still being processed"));
     }
+    if (flow->done) {
+      return reply_error(c, Status(ErrorCode::kNotFound, "this enrolment is already finished"));
+    }
     const auto needed = static_cast<std::size_t>(options_.enroll_frames_needed);
     const bool live_check = flow->live_check;
     if (flow->faces.size() < needed || pose_spread(flow->faces) < options_.enroll_min_pose_spread ||
@@ -944,11 +980,17 @@ void Api::finish_enrollment(Call& call) {
       templates.push_back(f->face);
       sources.push_back(fmt::format("frame {}", templates.size()));
     }
+    flow->done = true;
     auto user = slot.service->enroll_templates(flow->user, templates, sources, flow->add);
     enrollments_.erase(flow->id);
     const std::string event = flow->add ? "add_faces" : "enroll";
     const std::string& actor = flow->actor;
     if (!user) {
+      if (user.error().code() == ErrorCode::kDuplicateFace) {
+        // Enrolment must not become a free oracle for "is this face enrolled?": it counts as a
+        // failed attempt of the address.
+        (void)auth_.record_failure("", c.exchange.address);
+      }
       audit(c, event, actor, flow->user, std::string(error_code_name(user.error().code())));
       metrics_.count(
           "facelogin_decisions_total",
@@ -1005,21 +1047,22 @@ void Api::start_login(Call& call) {
     if (Status s = validate_user_name(user); !s.ok()) {
       return reply_error(call, s);
     }
-  } else if (Status s = identification_allowed(); !s.ok()) {
-    return reply_error(call, s);
   }
   if (!set_up_flow(call, *body, "login", flow.get())) {
     return;
   }
-  if (rate_limited(call, user) || locked_out(call, user)) {
+  if (rate_limited(call, user) || too_many_flows(call) || locked_out(call, user)) {
     return;
   }
-  if (enrollments_.size() + logins_.size() >= static_cast<std::size_t>(options_.max_flows)) {
-    return reply_error(call, Status(ErrorCode::kUnavailable, "too many logins in progress"), 5);
+  if (user.empty()) {
+    if (Status s = identification_allowed(); !s.ok()) {
+      return reply_error(call, s);
+    }
   }
   // Whether the account exists is not said here: an unknown name fails like a wrong face.
   auto attempt = LoginAttempt::begin(pool_.any_service(), pool_.any_scorer(), user, [&] {
     LoginPolicy policy = options_.login;
+    policy.hide_unknown_user = true;
     policy.liveness.policy = flow->live_check ? LivenessPolicy::kPassive : LivenessPolicy::kOff;
     return policy;
   }());
@@ -1061,17 +1104,17 @@ Status Api::identification_allowed() const {
                   "face-only login is off: the configured threshold is below the calibrated one, "
                   "so its false-match rate is unknown; give your user name");
   }
-  auto gallery = deps_.store->all_templates(recognizer.id);
-  if (!gallery) {
-    return gallery.error();
+  auto templates = deps_.store->count_templates(recognizer.id);
+  if (!templates) {
+    return templates.error();
   }
-  const double fmr = static_cast<double>(gallery->size()) * recognizer.threshold_fmr;
+  const double fmr = static_cast<double>(*templates) * recognizer.threshold_fmr;
   if (options_.identify_max_fmr <= 0 || fmr > options_.identify_max_fmr) {
     return Status(ErrorCode::kForbidden,
                   fmt::format("face-only login is off here ({} enrolled faces would give a "
                               "false-match rate of {:.1g} per attempt, over the {:.1g} allowed): "
                               "give your user name",
-                              gallery->size(), fmr, options_.identify_max_fmr));
+                              *templates, fmr, options_.identify_max_fmr));
   }
   return Status::Ok();
 }
@@ -1092,6 +1135,10 @@ void Api::login_frame(Call& call) {
     }
     if (++flow->frames > options_.max_frames_per_flow) {
       logins_.erase(flow->id);
+      // Ended undecided after many frames: a failure, like any attempt that does not succeed.
+      auto locked = auth_.record_failure(flow->attempt->user(), call.exchange.address);
+      audit(call, "login", flow->actor, flow->attempt->user(), "too_many_frames",
+            {{"frames", flow->frames}, {"locked_for_s", locked ? *locked / 1000 : 0}});
       return reply_error(call, Status(ErrorCode::kTooManyRequests,
                                       "too many frames for one attempt: start again"));
     }
@@ -1103,7 +1150,7 @@ void Api::login_frame(Call& call) {
           c, Status(ErrorCode::kAlreadyExists, "send the frames of an attempt one at a time"));
     }
     LoginAttempt& attempt = *flow->attempt;
-    if (attempt.state() != AttemptState::kPending) {
+    if (attempt.state() != AttemptState::kPending || flow->expires < SteadyClock::now()) {
       return reply_error(c, Status(ErrorCode::kNotFound, "this attempt is over: start again"));
     }
     const auto t0 = SteadyClock::now();
@@ -1158,6 +1205,23 @@ void Api::login_frame(Call& call) {
     metrics_.observe("facelogin_frame_seconds", "flow=\"login\"", seconds_since(t0));
     Headers headers;
     const std::string user = attempt.user();
+    if (state == "accepted") {
+      // The lock is checked again at the decision: attempts opened before it, and face-only
+      // attempts (which only name the account now), must not get through a locked account.
+      auto locked = auth_.locked_for_ms(user, c.exchange.address);
+      if (!locked) {
+        return reply_error(c, locked.error());
+      }
+      if (*locked > 0) {
+        state = "rejected";
+        reason = "locked_out";
+        out["state"] = state;
+        out["reason"] = reason;
+        out["advice"] =
+            fmt::format("Too many failed attempts: try again in {} s.", (*locked + 999) / 1000);
+        metrics_.count("facelogin_lockouts_total", "");
+      }
+    }
     if (state == "accepted") {
       logins_.erase(flow->id);
       if (Status s = auth_.record_success(user); !s.ok()) {
@@ -1533,6 +1597,20 @@ void Api::socket_message(const Exchange& upgrade, std::string message, bool bina
             true);
       return;
     }
+    // The socket lives only as long as its flow: messages keep no dead socket open.
+    std::vector<std::string> params;
+    const std::string_view path = path_of(upgrade.request);
+    const bool alive = match("/api/v1/login/attempts/{id}/socket", path, &params)
+                           ? logins_.find(params[0], upgrade.address) != nullptr
+                           : match("/api/v1/enrollments/{id}/socket", path, &params) &&
+                                 enrollments_.find(params[0], upgrade.address) != nullptr;
+    if (!alive) {
+      reply(json{{"status", 404},
+                 {"error", {{"code", "not_found"}, {"message", "this attempt is over"}}}}
+                .dump(),
+            true);
+      return;
+    }
     state = body["nonce"].get<std::string>();
     reply(json{{"status", 200}, {"ok", true}}.dump(), false);
     return;
@@ -1562,7 +1640,7 @@ void Api::socket_message(const Exchange& upgrade, std::string message, bool bina
     body["status"] = response.result_int();
     const std::string s = body.value("state", "");
     const bool over = s == "accepted" || s == "rejected" || response.result_int() == 404;
-    reply(body.dump(), over);
+    reply(body.dump(-1, ' ', false, json::error_handler_t::replace), over);
   });
 }
 

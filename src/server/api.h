@@ -107,6 +107,8 @@ class Api final : public Handler {
                   const std::vector<std::pair<std::string, std::string>>& headers = {});
   void reply_error(Call& call, const Status& status, int retry_after_s = 0);
   Result<nlohmann::json> json_body(const Call& call) const;
+  // Refuses (and answers) a start over the open-flow limits, in all and per address.
+  bool too_many_flows(Call& call);
   // Refuses (and answers) a start over the per-address or per-account rate.
   bool rate_limited(Call& call, const std::string& user);
   // Bearer sessions are for applications: they need an API key with `scope`. Answers and

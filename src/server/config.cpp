@@ -169,6 +169,8 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
   results.push_back(limits.get("max_frame_kib", &frame_kib, 16, 65536));
   results.push_back(limits.get("starts_per_minute", &options->starts_per_minute, 1, 100000));
   results.push_back(limits.get("max_flows", &options->max_flows, 1, 1000000));
+  results.push_back(
+      limits.get("max_flows_per_address", &options->max_flows_per_address, 1, 1000000));
   results.push_back(limits.get("queue_limit", &options->queue_limit, -1, 10000));
 
   Section& login = section("login");

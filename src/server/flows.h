@@ -4,6 +4,7 @@
 // client address that started it, limited in time and frames, and processed one frame at a
 // time. They live in this process: a client keeps talking to the server that started its flow.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -36,7 +37,8 @@ struct FlowBase {
 
 struct EnrollFlow : FlowBase {
   std::string user;
-  bool add = false;  // adding faces to the signed-in account
+  bool done = false;  // finished (set under busy, so a second finish cannot store twice)
+  bool add = false;   // adding faces to the signed-in account
   struct Face {
     FaceTemplate face;
     HeadPose pose;
@@ -90,6 +92,14 @@ class FlowRegistry {
   std::size_t size() const {
     std::lock_guard lock(mu_);
     return flows_.size();
+  }
+  // Open (not expired) flows started from `address`.
+  std::size_t count_for(const std::string& address) const {
+    std::lock_guard lock(mu_);
+    const auto now = SteadyClock::now();
+    return static_cast<std::size_t>(std::count_if(flows_.begin(), flows_.end(), [&](const auto& f) {
+      return f.second->address == address && f.second->expires >= now;
+    }));
   }
 
  private:

@@ -74,10 +74,22 @@ Result<FrameFeedback> LoginAttempt::add_frame(const LabeledImage& frame,
     }
   } else {
     auto result = service_->verify_frame(user_, frame);
-    if (!result) {
+    if (!result && policy_.hide_unknown_user &&
+        (result.error().code() == ErrorCode::kNotFound ||
+         result.error().code() == ErrorCode::kModelMismatch)) {
+      // Analysed like any frame and never matching, so the attempt looks and lasts the same
+      // as one on an account that exists.
+      auto check = service_->check_frame(frame);
+      if (!check) {
+        return make_error(check.error());
+      }
+      verified.emplace();
+      verified->image = check->image;
+    } else if (!result) {
       return make_error(result.error());
+    } else {
+      verified = std::move(*result);
     }
-    verified = std::move(*result);
   }
   feedback.image = verified->image;
   const bool usable = verified->image.outcome == FrameOutcome::kOk;

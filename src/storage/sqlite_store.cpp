@@ -81,13 +81,11 @@ Status validate_templates(const std::vector<FaceTemplate>& templates) {
       }
     }
     if (!std::isfinite(t.quality)) {
-      return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("{}: quality is not finite", which));
+      return Status(ErrorCode::kInvalidArgument, fmt::format("{}: quality is not finite", which));
     }
   }
   return Status::Ok();
 }
-
 
 Status wrong_key(const fs::path& path) {
   return Status(ErrorCode::kCorrupt,
@@ -134,8 +132,8 @@ Status check_key(sqlite3* db, const TemplateCipher& cipher, const fs::path& path
   }
 
   const std::string_view text = kKeyCheckText;
-  auto sealed = cipher.seal(
-      std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), aad);
+  auto sealed =
+      cipher.seal(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), aad);
   if (!sealed) {
     return sealed.error();
   }
@@ -201,7 +199,8 @@ class SqliteStore final : public Store {
       return make_error(tx.error());
     }
     // Checked first for a clear message; the UNIQUE indexes are what guarantee it.
-    auto existing = Statement::prepare(db(), "SELECT name FROM users WHERE name = ?1 COLLATE NOCASE");
+    auto existing =
+        Statement::prepare(db(), "SELECT name FROM users WHERE name = ?1 COLLATE NOCASE");
     if (!existing) {
       return make_error(existing.error());
     }
@@ -222,8 +221,8 @@ class SqliteStore final : public Store {
     UserInfo info;
     info.name = std::string(name);
     info.created_at = now_();
-    auto insert =
-        Statement::prepare(db(), "INSERT INTO users (name, created_at, disabled) VALUES (?1, ?2, 0)");
+    auto insert = Statement::prepare(
+        db(), "INSERT INTO users (name, created_at, disabled) VALUES (?1, ?2, 0)");
     if (!insert) {
       return make_error(insert.error());
     }
@@ -428,6 +427,23 @@ class SqliteStore final : public Store {
     return decrypt(std::move(rows));
   }
 
+  Result<std::int64_t> count_templates(std::string_view model_id) const override {
+    std::lock_guard lock(mu_);
+    auto stmt =
+        Statement::prepare(db(),
+                           "SELECT count(*) FROM templates t JOIN users u ON u.id = t.user_id "
+                           "WHERE t.model_id = ?1 AND u.disabled = 0");
+    if (!stmt) {
+      return make_error(stmt.error());
+    }
+    stmt->bind(1, model_id);
+    auto row = stmt->step();
+    if (!row) {
+      return make_error(row.error());
+    }
+    return stmt->int64(0);
+  }
+
   Result<std::vector<StoredTemplate>> all_templates(std::string_view model_id) const override {
     if (model_id.empty() || model_id.size() > kMaxModelIdLength) {
       return make_error(ErrorCode::kInvalidArgument,
@@ -566,9 +582,9 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const fs::path& path,
   if (options.busy_timeout_ms < 0) {
     return make_error(ErrorCode::kInvalidArgument, "busy_timeout_ms must not be negative");
   }
-  auto db = storage::open_database(
-      path, options.busy_timeout_ms,
-      [&](sqlite3* handle) { return check_key(handle, *cipher, path); });
+  auto db = storage::open_database(path, options.busy_timeout_ms, [&](sqlite3* handle) {
+    return check_key(handle, *cipher, path);
+  });
   if (!db) {
     return make_error(db.error());
   }
