@@ -164,6 +164,7 @@ TEST(ServerConfigExample, TheDocumentedExampleParsesToTheDefaults) {
   EXPECT_EQ(options.auth.max_lock, defaults.auth.max_lock);
   EXPECT_EQ(options.queue_limit, defaults.queue_limit);
   EXPECT_EQ(options.max_flows_per_address, defaults.max_flows_per_address);
+  EXPECT_EQ(options.max_connections_per_address, defaults.max_connections_per_address);
 }
 
 TEST(ListenAddress, Forms) {

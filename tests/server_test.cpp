@@ -1014,6 +1014,23 @@ TEST_F(ServerTest, ServesHttpsWithAConfiguredCertificate) {
   EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidArgument);
 }
 
+TEST_F(ServerTest, ConnectionsAreLimitedPerAddress) {
+  options_.max_connections_per_address = 2;
+  start();
+  net::io_context ioc;
+  std::vector<net::ip::tcp::socket> held;
+  for (int i = 0; i < 2; ++i) {
+    held.emplace_back(ioc);
+    held.back().connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));     // accepted and counted
+  EXPECT_EQ(call(port_, http::verb::get, "/healthz").status, 0u);  // a third from 127.0.0.1
+  EXPECT_EQ(call(port_, http::verb::get, "/healthz", "", "", {}, "127.0.0.2").status, 200u);
+  held.clear();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // closed and released
+  EXPECT_EQ(call(port_, http::verb::get, "/healthz").status, 200u);
+}
+
 TEST_F(ServerTest, SaturatedWorkersAnswer503QuicklyInsteadOfQueueing) {
   options_.workers = 1;
   options_.queue_limit = 0;

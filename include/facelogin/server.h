@@ -29,6 +29,7 @@ struct ServerOptions {
   int queue_limit = -1;  // frames waiting for a worker; -1: as many as workers
   int io_threads = 1;
   int max_connections = 256;
+  int max_connections_per_address = 32;
   std::size_t max_frame_bytes = 2 * 1024 * 1024;  // a camera frame (JPEG or PNG)
   std::size_t max_json_bytes = 16 * 1024;
   std::chrono::seconds request_timeout{15};  // to read one request, headers and body

@@ -165,6 +165,8 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
 
   Section& limits = section("limits");
   results.push_back(limits.get("max_connections", &options->max_connections, 1, 100000));
+  results.push_back(
+      limits.get("max_connections_per_address", &options->max_connections_per_address, 1, 100000));
   results.push_back(limits.get("request_timeout_s", &request_timeout_s, 1, 600));
   results.push_back(limits.get("max_frame_kib", &frame_kib, 16, 65536));
   results.push_back(limits.get("starts_per_minute", &options->starts_per_minute, 1, 100000));

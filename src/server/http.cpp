@@ -27,14 +27,14 @@ template <typename Stream>
 class SocketSession : public std::enable_shared_from_this<SocketSession<Stream>> {
  public:
   SocketSession(Stream&& stream, Handler& handler, Exchange upgrade,
-                std::shared_ptr<std::atomic<int>> count)
+                std::shared_ptr<ConnectionCount> count)
       : ws_(std::move(stream)),
         handler_(handler),
         upgrade_(std::move(upgrade)),
         count_(std::move(count)) {
-    ++*count_;
+    count_->acquire_unchecked(upgrade_.address);  // the HTTP connection releases its own
   }
-  ~SocketSession() { --*count_; }
+  ~SocketSession() { count_->release(upgrade_.address); }
 
   void run() {
     // The WebSocket keeps its own timeouts (handshake, idle with pings).
@@ -87,7 +87,7 @@ class SocketSession : public std::enable_shared_from_this<SocketSession<Stream>>
   Handler& handler_;
   Exchange upgrade_;
   std::string state_;  // the handler's per-socket state (the attempt's nonce)
-  std::shared_ptr<std::atomic<int>> count_;
+  std::shared_ptr<ConnectionCount> count_;
 };
 
 // One connection: read a request, hand it to the handler, write its answer, repeat while the
@@ -97,7 +97,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
  public:
   template <typename... TlsContext>
   Connection(tcp::socket socket, Handler& handler, HttpLimits limits,
-             std::shared_ptr<std::atomic<int>> count, TlsContext&... tls)
+             std::shared_ptr<ConnectionCount> count, TlsContext&... tls)
       : stream_(std::move(socket), tls...),
         handler_(handler),
         limits_(limits),
@@ -106,7 +106,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     const auto remote = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
     address_ = ec ? std::string("unknown") : remote.address().to_string();
   }
-  ~Connection() { --*count_; }
+  ~Connection() { count_->release(address_); }
 
   void start() {
     net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
@@ -224,11 +224,42 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   std::optional<http::request_parser<http::string_body>> parser_;
   Handler& handler_;
   HttpLimits limits_;
-  std::shared_ptr<std::atomic<int>> count_;
+  std::shared_ptr<ConnectionCount> count_;
   std::string address_;
 };
 
 }  // namespace
+
+bool ConnectionCount::acquire(const std::string& address, int max_total, int max_per_address) {
+  std::lock_guard lock(mu_);
+  auto it = per_address_.find(address);
+  const int mine = it == per_address_.end() ? 0 : it->second;
+  if (total_ >= max_total || mine >= max_per_address) {
+    return false;
+  }
+  ++total_;
+  ++per_address_[address];
+  return true;
+}
+
+void ConnectionCount::acquire_unchecked(const std::string& address) {
+  std::lock_guard lock(mu_);
+  ++total_;
+  ++per_address_[address];
+}
+
+void ConnectionCount::release(const std::string& address) {
+  std::lock_guard lock(mu_);
+  --total_;
+  if (auto it = per_address_.find(address); it != per_address_.end() && --it->second <= 0) {
+    per_address_.erase(it);
+  }
+}
+
+int ConnectionCount::total() const {
+  std::lock_guard lock(mu_);
+  return total_;
+}
 
 http::status http_status_for(ErrorCode code) {
   switch (code) {
@@ -327,13 +358,15 @@ void HttpListener::accept() {
       return;
     }
     if (!ec) {
-      if (self->connections_->load() >= self->limits_.max_connections) {
-        // Over the limit: close at once rather than hold the socket (the
-        // client retries).
+      boost::system::error_code remote_ec;
+      const auto remote = socket.remote_endpoint(remote_ec);
+      const std::string address = remote_ec ? "unknown" : remote.address().to_string();
+      if (!self->connections_->acquire(address, self->limits_.max_connections,
+                                       self->limits_.max_connections_per_address)) {
+        // Over a limit: close at once rather than hold the socket (the client retries).
         boost::system::error_code ignored;
         socket.close(ignored);
       } else {
-        ++*self->connections_;
         if (self->tls_ != nullptr) {
           std::make_shared<Connection<TlsStream>>(std::move(socket), self->handler_, self->limits_,
                                                   self->connections_, *self->tls_)

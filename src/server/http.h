@@ -10,7 +10,9 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -54,8 +56,24 @@ class Handler {
 
 struct HttpLimits {
   int max_connections = 256;
+  int max_connections_per_address = 32;
   std::chrono::seconds request_timeout{15};
   std::size_t max_header_bytes = 16 * 1024;
+};
+
+// Open connections, in all and per client address. Thread-safe.
+class ConnectionCount {
+ public:
+  // Counts one more for `address` unless a limit is reached (then false and nothing counted).
+  bool acquire(const std::string& address, int max_total, int max_per_address);
+  void acquire_unchecked(const std::string& address);
+  void release(const std::string& address);
+  int total() const;
+
+ private:
+  mutable std::mutex mu_;
+  int total_ = 0;
+  std::map<std::string, int> per_address_;
 };
 
 // Accepts connections on `endpoint` and serves them on `ioc`.
@@ -69,7 +87,7 @@ class HttpListener : public std::enable_shared_from_this<HttpListener> {
   void start();
   void stop();
   std::uint16_t port() const { return port_; }
-  int connections() const { return connections_->load(); }
+  int connections() const { return connections_->total(); }
 
  private:
   HttpListener(boost::asio::io_context& ioc, Handler& handler, HttpLimits limits);
@@ -81,7 +99,7 @@ class HttpListener : public std::enable_shared_from_this<HttpListener> {
   HttpLimits limits_;
   boost::asio::ssl::context* tls_ = nullptr;
   std::uint16_t port_ = 0;
-  std::shared_ptr<std::atomic<int>> connections_ = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<ConnectionCount> connections_ = std::make_shared<ConnectionCount>();
 };
 
 // A JSON error body {"error": {"code": "...", "message": "..."}} with the HTTP status for the

@@ -58,6 +58,7 @@ class ServerImpl final : public Server {
     }
     server::HttpLimits limits;
     limits.max_connections = options_.max_connections;
+    limits.max_connections_per_address = options_.max_connections_per_address;
     limits.request_timeout = options_.request_timeout;
     if (!options_.tls_cert_file.empty()) {
       tls_ = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
