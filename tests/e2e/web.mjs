@@ -5,13 +5,15 @@
 //
 // Alice (NUAA subject 0001) signs up through the page from her first recording, logs out, and
 // logs in from her second recording; Bob (subject 0002) then tries to log in as Alice and is
-// refused. Screenshots of each step go to --out. Exit 77 (skipped) when Chromium, playwright-core
+// refused. Every page is then checked for accessibility with axe-core (serious and critical
+// violations fail). Screenshots of each step go to --out. Exit 77 (skipped) when Chromium, playwright-core
 // or ../shared are missing, except under CI, where that is a failure.
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -139,6 +141,30 @@ try {
   await page.screenshot({ path: path.join(out, '4-bob-refused.png') });
   if (page.url().endsWith('/account')) throw new Error('bob reached the account page');
   await browser.close();
+
+  // Accessibility: axe-core on every page (CSP bypassed only to inject axe itself).
+  step('accessibility of every page');
+  const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+  browser = await browserWith(bob);
+  const context = await browser.newContext({ bypassCSP: true });
+  const problems = [];
+  for (const name of ['/', '/enroll', '/login', '/account', '/admin']) {
+    page = await context.newPage();
+    await page.goto(`${server.url}${name}`);
+    await page.waitForLoadState('networkidle');
+    await page.addScriptTag({ path: axePath });
+    const result = await page.evaluate(async () => window.axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
+    for (const v of result.violations) {
+      if (v.impact === 'serious' || v.impact === 'critical') {
+        problems.push(`${name}: ${v.id} (${v.impact}): ${v.help} [${v.nodes.map((n) => n.target.join(' ')).join(', ')}]`);
+      }
+    }
+    console.log(`e2e_web: ${name}: ${result.passes.length} axe rules pass, ${result.violations.length} violations`);
+    await page.close();
+  }
+  await browser.close();
+  if (problems.length > 0) throw new Error(`accessibility:\n  ${problems.join('\n  ')}`);
   step('done');
 } catch (e) {
   failed = true;
