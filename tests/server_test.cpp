@@ -4,6 +4,7 @@
 
 #include "facelogin/server.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -322,6 +323,17 @@ TEST_F(ServerTest, EnrolLogInUseTheSessionAndDeleteTheAccount) {
   EXPECT_EQ(account.body["faces"].size(), 5u);
   EXPECT_EQ(account.raw.find("embedding"), std::string::npos);
   EXPECT_EQ(account.body["sessions"].size(), 2u);  // the enrolment's cookie, this bearer
+
+  // /metrics has the latency of every stage of the frames just processed.
+  Reply metrics = call(port_, http::verb::get, "/metrics");
+  for (const char* stage : {"decode", "detect", "quality", "align", "embed", "liveness"}) {
+    EXPECT_NE(metrics.raw.find(fmt::format(
+                  "facelogin_stage_seconds_count{{flow=\"login\",stage=\"{}\"}}", stage)),
+              std::string::npos)
+        << stage;
+  }
+  EXPECT_NE(metrics.raw.find("facelogin_decisions_total{flow=\"login\",outcome=\"ok\"} 1"),
+            std::string::npos);
 
   // A cookie session needs the CSRF header for anything that changes state.
   const std::string cookie =

@@ -24,6 +24,7 @@ struct ImageReport {
   std::string message;
   QualityReport quality;
   std::optional<Box> box;
+  StageTimings timings;  // of the engine's stages on this image (for metrics)
 };
 
 struct EnrollResult {

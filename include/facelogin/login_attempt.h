@@ -39,8 +39,9 @@ struct FrameFeedback {
   int matching_frames = 0;     // so far
   LivenessVerdict liveness = LivenessVerdict::kPending;
   AttemptState state = AttemptState::kPending;
-  std::string reason;  // when rejected
-  std::string advice;  // what to do now, in plain language (empty when accepted)
+  std::string reason;      // when rejected
+  std::string advice;      // what to do now, in plain language (empty when accepted)
+  double liveness_ms = 0;  // time spent on liveness for this frame (for metrics)
 };
 
 // Not thread-safe: one per attempt. Uses the caller's service and scorer (which must outlive it;

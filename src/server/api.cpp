@@ -370,6 +370,9 @@ Api::Api(const ServerOptions& options, ServerDeps deps, WorkerPool& pool, Metric
   metrics_.describe("facelogin_http_requests_total", "HTTP requests by route and status.");
   metrics_.describe("facelogin_request_seconds", "Time to answer a request, by route.");
   metrics_.describe("facelogin_frame_seconds", "Time to process one camera frame, by flow.");
+  metrics_.describe("facelogin_stage_seconds",
+                    "Time of each stage of a frame (decode, detect, quality, align, embed, "
+                    "liveness), by flow.");
   metrics_.describe("facelogin_decisions_total", "Login and enrolment decisions by outcome.");
   metrics_.describe("facelogin_lockouts_total", "Attempts refused because of a lockout.");
   metrics_.gauge("facelogin_flows_open", "Enrolments and login attempts in progress.",
@@ -710,6 +713,20 @@ Result<json> Api::open_session(Call& call, const std::string& user, const std::s
   return out;
 }
 
+void Api::observe_stages(const char* flow, double decode_s, const StageTimings& stages,
+                         double liveness_ms) {
+  const auto observe = [&](const char* stage, double seconds) {
+    metrics_.observe("facelogin_stage_seconds",
+                     fmt::format("flow=\"{}\",stage=\"{}\"", flow, stage), seconds);
+  };
+  observe("decode", decode_s);
+  observe("detect", stages.detect_ms / 1000);
+  observe("quality", stages.quality_ms / 1000);
+  observe("align", stages.align_ms / 1000);
+  observe("embed", stages.embed_ms / 1000);
+  observe("liveness", liveness_ms / 1000);
+}
+
 void Api::audit(const Call& call, std::string event, std::string actor, std::string subject,
                 std::string outcome, json detail) {
   AuditEvent e;
@@ -879,6 +896,7 @@ void Api::enrollment_frame(Call& call) {
     if (!image) {
       return reply_error(c, image.error());
     }
+    const double decode_s = seconds_since(t0);
     auto check = slot.service->check_frame({"frame", *image});
     if (!check) {
       return reply_error(c, check.error());
@@ -887,6 +905,7 @@ void Api::enrollment_frame(Call& call) {
     std::string state = "pending";
     std::string reason;
     std::string advice = out["advice"];
+    double live_ms = 0;
     if (live_check) {
       if (!flow->liveness) {
         flow->liveness = std::make_unique<LivenessSession>(*slot.scorer, options_.login.liveness);
@@ -894,8 +913,10 @@ void Api::enrollment_frame(Call& call) {
       flow->liveness->use_scorer(*slot.scorer);
       const auto ts = std::chrono::duration_cast<std::chrono::milliseconds>(c.exchange.received -
                                                                             flow->started);
+      const auto live_start = SteadyClock::now();
       auto verdict =
           flow->liveness->add_frame(*image, check->face ? check->image.box : std::nullopt, ts);
+      live_ms = 1000 * seconds_since(live_start);
       if (!verdict) {
         return reply_error(c, verdict.error());
       }
@@ -943,6 +964,7 @@ void Api::enrollment_frame(Call& call) {
     out["frames_needed"] = needed;
     out["pose_spread"] = spread;
     out["progress"] = ready ? 1.0 : std::min(progress, 0.99);
+    observe_stages("enroll", decode_s, check->image.timings, live_ms);
     metrics_.observe("facelogin_frame_seconds", "flow=\"enroll\"", seconds_since(t0));
     reply_json(c, http::status::ok, out);
   });
@@ -1160,6 +1182,7 @@ void Api::login_frame(Call& call) {
     if (!image) {
       return reply_error(c, image.error());
     }
+    const double decode_s = seconds_since(t0);
     if (Status s = attempt.use(*slot.service, slot.scorer.get()); !s.ok()) {
       return reply_error(c, s);
     }
@@ -1202,6 +1225,9 @@ void Api::login_frame(Call& call) {
     }
     out["state"] = state;
     out["reason"] = reason;
+    if (feedback) {
+      observe_stages("login", decode_s, feedback->image.timings, feedback->liveness_ms);
+    }
     metrics_.observe("facelogin_frame_seconds", "flow=\"login\"", seconds_since(t0));
     Headers headers;
     const std::string user = attempt.user();

@@ -128,6 +128,9 @@ class Api final : public Handler {
                                       std::vector<std::pair<std::string, std::string>>* headers);
   std::string session_cookie(const std::string& token, std::int64_t max_age) const;
   std::string cookie_name() const;
+  // Per-stage latency of one frame for /metrics.
+  void observe_stages(const char* flow, double decode_s, const StageTimings& stages,
+                      double liveness_ms);
   void audit(const Call& call, std::string event, std::string actor, std::string subject,
              std::string outcome, nlohmann::json detail = nlohmann::json::object());
   // Ok if face-only (1:N) login may be offered now; kForbidden with the reason otherwise.

@@ -37,6 +37,7 @@ Result<FaceTemplate> FaceService::usable_face(const LabeledImage& image, ImageRe
   report->outcome = analysis->outcome;
   report->message = analysis->message;
   report->quality = analysis->quality;
+  report->timings = analysis->timings;
   if (analysis->subject) {
     report->box = analysis->faces[*analysis->subject].box;
   }

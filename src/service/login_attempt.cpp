@@ -100,8 +100,12 @@ Result<FrameFeedback> LoginAttempt::add_frame(const LabeledImage& frame,
     ++(feedback.match ? matching_ : non_matching_);
   }
   // Liveness sees the frames recognition can use, so both judge the same faces.
+  const auto live_start = std::chrono::steady_clock::now();
   auto verdict =
       liveness_->add_frame(frame.image, usable ? verified->image.box : std::nullopt, timestamp);
+  feedback.liveness_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - live_start)
+          .count();
   if (!verdict) {
     return make_error(verdict.error());
   }
