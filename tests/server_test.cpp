@@ -395,6 +395,12 @@ TEST_F(ServerTest, ImpostorPhotoAndUnknownNameAreRefusedThenLockedOut) {
   ASSERT_EQ(photo.status, 200u) << photo.raw;
   EXPECT_EQ(photo.body["state"], "rejected");
   EXPECT_EQ(photo.body["reason"], "not_live");
+  {
+    auto events = auth_store_->list_audit({.subject = "alice", .before_id = 0, .limit = 1});
+    ASSERT_TRUE(events);
+    EXPECT_NE(events->front().detail.find(R"("signal":"passive_liveness")"), std::string::npos)
+        << events->front().detail;
+  }
 
   // An unknown name fails like a wrong face: the answer does not say the account is missing.
   Reply unknown = login("carol", recording("ClientRaw/0001", "0001_00_00_02_"));

@@ -74,6 +74,20 @@ export class Camera {
     return new Promise((resolve) => this.canvas.toBlob(resolve, 'image/jpeg', 0.9));
   }
 
+  // The text alternative of the overlay: where the face is and whether it is usable (the view
+  // is mirrored, so the person's left is the picture's left as they see it).
+  describe(feedback, width) {
+    const view = document.getElementById('camera-view');
+    if (!view) return;
+    let text = 'no face in view';
+    if (feedback.box) {
+      const centre = (feedback.box.x + feedback.box.width / 2) / width;
+      const where = centre < 0.35 ? 'to the right' : centre > 0.65 ? 'to the left' : 'in the middle';
+      text = `face ${where}, ${feedback.outcome === 'ok' ? 'usable' : 'not usable yet'}`;
+    }
+    view.setAttribute('aria-label', `Camera view: ${text}`);
+  }
+
   // Draws the face box the server found (frame pixels), green when usable.
   draw(feedback) {
     const o = this.overlay;
@@ -82,6 +96,7 @@ export class Camera {
     const ctx = o.getContext('2d');
     ctx.clearRect(0, 0, o.width, o.height);
     const box = feedback.box;
+    this.describe(feedback, o.width);
     if (!box) return;
     ctx.lineWidth = Math.max(3, o.width / 160);
     ctx.strokeStyle = feedback.outcome === 'ok' ? '#2ecc40' : '#ff851b';

@@ -161,6 +161,15 @@ json frame_json(const ImageReport& report, const Image& image) {
           {"quality", quality_json(report.quality)}};
 }
 
+// Which check refused an attempt, for the audit log (issue 4: "which signal decided").
+std::string_view deciding_signal(std::string_view reason) {
+  if (reason == "not_live") return "passive_liveness";
+  if (reason == "still_image" || reason == "bad_timing") return "replay_checks";
+  if (reason == "timed_out") return "deadline";
+  if (reason == "locked_out") return "lockout";
+  return "recognition";
+}
+
 // A camera frame: nothing a webcam or phone camera sends is larger than 4096 px a side.
 DecodeLimits frame_limits() {
   DecodeLimits limits;
@@ -1267,7 +1276,8 @@ void Api::login_frame(Call& call) {
       logins_.erase(flow->id);
       auto locked = auth_.record_failure(user, c.exchange.address);
       audit(c, "login", flow->actor, user, reason,
-            {{"best_score", attempt.best_score()},
+            {{"signal", deciding_signal(reason)},
+             {"best_score", attempt.best_score()},
              {"liveness", attempt.liveness().mean_score()},
              {"frames", flow->frames},
              {"locked_for_s", locked ? *locked / 1000 : 0}});

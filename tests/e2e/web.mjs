@@ -4,8 +4,8 @@
 //                          --out build/e2e-artifacts
 //
 // Alice (NUAA subject 0001) signs up through the page from her first recording, logs out, and
-// logs in from her second recording; Bob (subject 0002) then tries to log in as Alice and is
-// refused. Every page is then checked for accessibility with axe-core (serious and critical
+// logs in from her second recording; a recording of her printed photo (NUAA ImposterRaw) is
+// refused for liveness, and Bob (subject 0002) trying to log in as Alice is refused. Every page is then checked for accessibility with axe-core (serious and critical
 // violations fail). Screenshots of each step go to --out. Exit 77 (skipped) when Chromium, playwright-core
 // or ../shared are missing, except under CI, where that is a failure.
 
@@ -35,7 +35,7 @@ try {
   skip('playwright-core is not installed (npm ci --prefix tests/e2e)');
 }
 const data = process.env.FACELOGIN_DATA_DIR || path.resolve(source, '../shared/data');
-const nuaa = path.join(data, 'nuaa', 'ClientRaw');
+const nuaa = path.join(data, 'nuaa');
 if (!fs.existsSync(nuaa)) skip(`${nuaa} not found`);
 const models = process.env.FACELOGIN_MODEL_DIR || path.join(source, 'models');
 
@@ -43,9 +43,9 @@ const out = path.resolve(args.out || 'e2e-artifacts');
 fs.mkdirSync(out, { recursive: true });
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'facelogin-e2e-'));
 
-// A camera video from one NUAA recording, frames in camera order.
-function video(subject, prefix, name) {
-  const dir = path.join(nuaa, subject);
+// A camera video from one NUAA recording (folder under nuaa/), frames in camera order.
+function video(folder, prefix, name) {
+  const dir = path.join(nuaa, folder);
   const frames = fs.readdirSync(dir)
     .filter((f) => f.startsWith(prefix) && f.endsWith('.jpg'))
     .sort((a, b) => Number(a.slice(prefix.length, -4)) - Number(b.slice(prefix.length, -4)))
@@ -89,9 +89,10 @@ function step(name) {
 const server = await startServer();
 let failed = false;
 try {
-  const aliceFirst = video('0001', '0001_00_00_01_', 'alice-1');
-  const aliceSecond = video('0001', '0001_00_00_02_', 'alice-2');
-  const bob = video('0002', '0002_01_00_01_', 'bob');
+  const aliceFirst = video('ClientRaw/0001', '0001_00_00_01_', 'alice-1');
+  const aliceSecond = video('ClientRaw/0001', '0001_00_00_02_', 'alice-2');
+  const bob = video('ClientRaw/0002', '0002_01_00_01_', 'bob');
+  const photo = video('ImposterRaw/0001', '0001_00_01_02_', 'alice-photo');
 
   // Sign up.
   let browser = await browserWith(aliceFirst);
@@ -129,6 +130,18 @@ try {
   await page.screenshot({ path: path.join(out, '3-logged-in.png') });
   await browser.close();
 
+  // Alice's printed photo held to the camera: refused for liveness.
+  browser = await browserWith(photo);
+  page = await browser.newPage();
+  step('a printed photo of alice tries to log in');
+  await page.goto(`${server.url}/login`);
+  await page.locator('#user').fill('alice');
+  await page.getByRole('button', { name: 'Log in with my face' }).click();
+  await page.locator('#error').filter({ hasText: 'not a photo or a screen' })
+    .waitFor({ timeout: 120_000 });
+  await page.screenshot({ path: path.join(out, '4-photo-refused.png') });
+  await browser.close();
+
   // Someone else.
   browser = await browserWith(bob);
   page = await browser.newPage();
@@ -138,7 +151,7 @@ try {
   await page.getByRole('button', { name: 'Log in with my face' }).click();
   const error = page.locator('#error');
   await error.filter({ hasText: 'Not logged in' }).waitFor({ timeout: 120_000 });
-  await page.screenshot({ path: path.join(out, '4-bob-refused.png') });
+  await page.screenshot({ path: path.join(out, '5-bob-refused.png') });
   if (page.url().endsWith('/account')) throw new Error('bob reached the account page');
   await browser.close();
 
