@@ -43,6 +43,7 @@ key = "/etc/facelogin/key.pem"
 
 [limits]
 max_connections = 100
+trusted_proxies = ["127.0.0.1", "::1"]
 request_timeout_s = 10
 max_frame_kib = 1024
 starts_per_minute = 12
@@ -84,6 +85,7 @@ max_lock_s = 600
   EXPECT_EQ(options_.tls_cert_file, "/etc/facelogin/cert.pem");
   EXPECT_EQ(options_.tls_key_file, "/etc/facelogin/key.pem");
   EXPECT_EQ(options_.max_connections, 100);
+  EXPECT_EQ(options_.trusted_proxies, (std::vector<std::string>{"127.0.0.1", "::1"}));
   EXPECT_EQ(options_.request_timeout, std::chrono::seconds(10));
   EXPECT_EQ(options_.max_frame_bytes, 1024u * 1024u);
   EXPECT_EQ(options_.starts_per_minute, 12);
@@ -129,6 +131,8 @@ TEST_F(ServerConfigTest, MistakesAreNamed) {
       {"listen = \"localhost\"\n", "expected HOST:PORT"},
       {"listen = \"127.0.0.1:99999\"\n", "port must be a number"},
       {"tls = 3\n", "tls must be a section"},
+      {"[limits]\ntrusted_proxies = [\"proxy.local\"]\n",
+       "limits.trusted_proxies: expected a list of IP addresses"},
       {"workers = \n", "facelogin.toml:1:"},
   };
   for (const auto& c : cases) {
@@ -165,6 +169,7 @@ TEST(ServerConfigExample, TheDocumentedExampleParsesToTheDefaults) {
   EXPECT_EQ(options.queue_limit, defaults.queue_limit);
   EXPECT_EQ(options.max_flows_per_address, defaults.max_flows_per_address);
   EXPECT_EQ(options.max_connections_per_address, defaults.max_connections_per_address);
+  EXPECT_TRUE(options.trusted_proxies.empty());
 }
 
 TEST(ListenAddress, Forms) {

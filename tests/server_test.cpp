@@ -1049,6 +1049,40 @@ TEST_F(ServerTest, ConnectionsAreLimitedPerAddress) {
   EXPECT_EQ(call(port_, http::verb::get, "/healthz").status, 200u);
 }
 
+TEST(ClientAddress, OnlyATrustedProxyMayNameTheClient) {
+  server::Request request(http::verb::get, "/", 11);
+  request.insert("X-Forwarded-For", "198.51.100.9, 203.0.113.7");
+  request.insert("X-Forwarded-For", "10.0.0.2");
+  const std::vector<std::string> proxies = {"127.0.0.1", "10.0.0.2"};
+  // From the proxy: the right-most address that is not a proxy (the left is the client's say).
+  EXPECT_EQ(server::client_address(request, "127.0.0.1", proxies), "203.0.113.7");
+  // From anyone else the header means nothing.
+  EXPECT_EQ(server::client_address(request, "192.0.2.50", proxies), "192.0.2.50");
+  EXPECT_EQ(server::client_address(request, "127.0.0.1", {}), "127.0.0.1");
+  server::Request junk(http::verb::get, "/", 11);
+  junk.insert("X-Forwarded-For", "not-an-address");
+  EXPECT_EQ(server::client_address(junk, "127.0.0.1", proxies), "127.0.0.1");
+  server::Request none(http::verb::get, "/", 11);
+  EXPECT_EQ(server::client_address(none, "127.0.0.1", proxies), "127.0.0.1");
+}
+
+TEST_F(ServerTest, BehindATrustedProxyLimitsApplyToTheRealClient) {
+  options_.trusted_proxies = {"127.0.0.1"};
+  options_.starts_per_minute = 1;
+  start();
+  const auto start_as = [&](const std::string& client, const std::string& source) {
+    return call(port_, http::verb::post, "/api/v1/login/attempts",
+                json{{"user", "u" + client.substr(client.rfind('.') + 1)}}.dump(),
+                "application/json", {{"X-Forwarded-For", client}}, source);
+  };
+  EXPECT_EQ(start_as("203.0.113.7", "127.0.0.1").status, 201u);
+  EXPECT_EQ(start_as("203.0.113.8", "127.0.0.1").status, 201u);  // another client
+  EXPECT_EQ(start_as("203.0.113.7", "127.0.0.1").status, 429u);  // the first one again
+  // A client that is not the proxy cannot pick its address.
+  EXPECT_EQ(start_as("203.0.113.9", "127.0.0.2").status, 201u);
+  EXPECT_EQ(start_as("203.0.113.10", "127.0.0.2").status, 429u);
+}
+
 TEST_F(ServerTest, SaturatedWorkersAnswer503QuicklyInsteadOfQueueing) {
   options_.workers = 1;
   options_.queue_limit = 0;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "facelogin/auth.h"
 #include "facelogin/auth_store.h"
@@ -30,6 +31,10 @@ struct ServerOptions {
   int io_threads = 1;
   int max_connections = 256;
   int max_connections_per_address = 32;
+  // Reverse proxies in front of the server (their IP addresses as written by the server, e.g.
+  // "127.0.0.1"): their X-Forwarded-For names the client, for rate limits, lockout, flows and
+  // the audit log. Empty: the TCP peer is the client.
+  std::vector<std::string> trusted_proxies;
   std::size_t max_frame_bytes = 2 * 1024 * 1024;  // a camera frame (JPEG or PNG)
   std::size_t max_json_bytes = 16 * 1024;
   std::chrono::seconds request_timeout{15};  // to read one request, headers and body

@@ -25,6 +25,7 @@ struct ServeArgs {
   std::string liveness = "passive";
   std::filesystem::path tls_cert;
   std::filesystem::path tls_key;
+  std::vector<std::string> trusted_proxies;
   bool secure_cookies = false;
   bool closed_registration = false;
   int enroll_frames = 5;
@@ -62,6 +63,9 @@ int run_serve(Context& ctx, const ServeArgs& args) {
   }
   if (args.set("--workers")) {
     options.workers = args.workers;
+  }
+  if (args.set("--trusted-proxy")) {
+    options.trusted_proxies = args.trusted_proxies;
   }
   if (args.set("--secure-cookies")) {
     options.secure_cookies = args.secure_cookies;
@@ -179,6 +183,10 @@ void register_serve_command(CLI::App& app, Context& ctx, int& exit_code) {
       cmd->add_option("--tls-key", args->tls_key, "PEM private key of --tls-cert")
           ->envname("FACELOGIN_TLS_KEY")
           ->check(CLI::ExistingFile);
+  args->given["--trusted-proxy"] =
+      cmd->add_option("--trusted-proxy", args->trusted_proxies,
+                      "IP address of a reverse proxy whose X-Forwarded-For names the client "
+                      "(repeat for several)");
   args->given["--secure-cookies"] = cmd->add_flag(
       "--secure-cookies", args->secure_cookies,
       "Clients reach the server over HTTPS (a TLS proxy in front): Secure cookies, HSTS");

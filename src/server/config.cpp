@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <charconv>
 #include <set>
 
@@ -58,6 +59,32 @@ class Section {
       *out = static_cast<T>(*v);
       return Status::Ok();
     }
+  }
+
+  // A list of IP addresses (for trusted proxies).
+  Status get_addresses(const char* key, std::vector<std::string>* out) {
+    known_.insert(key);
+    const toml::node* node = table_ != nullptr ? table_->get(key) : nullptr;
+    if (node == nullptr) {
+      return Status::Ok();
+    }
+    const toml::array* list = node->as_array();
+    if (list == nullptr) {
+      return wrong(key, "a list of IP addresses");
+    }
+    std::vector<std::string> addresses;
+    for (const toml::node& item : *list) {
+      auto text = item.value_exact<std::string>();
+      boost::system::error_code ec;
+      const auto address =
+          text ? boost::asio::ip::make_address(*text, ec) : boost::asio::ip::address();
+      if (!text || ec) {
+        return wrong(key, "a list of IP addresses");
+      }
+      addresses.push_back(address.to_string());
+    }
+    *out = std::move(addresses);
+    return Status::Ok();
   }
 
   // Errors for keys nobody asked about.
@@ -165,6 +192,7 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
 
   Section& limits = section("limits");
   results.push_back(limits.get("max_connections", &options->max_connections, 1, 100000));
+  results.push_back(limits.get_addresses("trusted_proxies", &options->trusted_proxies));
   results.push_back(
       limits.get("max_connections_per_address", &options->max_connections_per_address, 1, 100000));
   results.push_back(limits.get("request_timeout_s", &request_timeout_s, 1, 600));

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
@@ -159,6 +160,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     beast::get_lowest_layer(stream_)
         .expires_never();  // the handler may take a while; the worker pool bounds it
     Exchange exchange{parser_->release(), address_, std::chrono::steady_clock::now()};
+    exchange.address = client_address(exchange.request, address_, limits_.trusted_proxies);
     if (websocket::is_upgrade(exchange.request)) {
       if (std::optional<Response> refusal = handler_.accept_socket(exchange)) {
         refusal->version(exchange.request.version());
@@ -229,6 +231,42 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
 };
 
 }  // namespace
+
+std::string client_address(const Request& request, const std::string& peer,
+                           const std::vector<std::string>& trusted_proxies) {
+  const auto trusted = [&](const std::string& a) {
+    return std::find(trusted_proxies.begin(), trusted_proxies.end(), a) != trusted_proxies.end();
+  };
+  if (!trusted(peer)) {
+    return peer;
+  }
+  // All X-Forwarded-For fields, in order, as one comma-separated list.
+  std::vector<std::string> hops;
+  for (const auto& field : request) {
+    if (!beast::iequals(field.name_string(), "X-Forwarded-For")) {
+      continue;
+    }
+    std::string_view rest = field.value();
+    while (!rest.empty()) {
+      const std::size_t comma = std::min(rest.find(','), rest.size());
+      std::string_view hop = rest.substr(0, comma);
+      rest = comma < rest.size() ? rest.substr(comma + 1) : std::string_view();
+      while (!hop.empty() && hop.front() == ' ') hop.remove_prefix(1);
+      while (!hop.empty() && hop.back() == ' ') hop.remove_suffix(1);
+      hops.emplace_back(hop);
+    }
+  }
+  for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
+    if (trusted(*it)) {
+      continue;
+    }
+    boost::system::error_code ec;
+    const auto parsed = net::ip::make_address(*it, ec);
+    // Not an IP address (garbage, "unknown"): the proxy's own address is the best we know.
+    return ec ? peer : parsed.to_string();
+  }
+  return peer;
+}
 
 bool ConnectionCount::acquire(const std::string& address, int max_total, int max_per_address) {
   std::lock_guard lock(mu_);
@@ -361,8 +399,11 @@ void HttpListener::accept() {
       boost::system::error_code remote_ec;
       const auto remote = socket.remote_endpoint(remote_ec);
       const std::string address = remote_ec ? "unknown" : remote.address().to_string();
-      if (!self->connections_->acquire(address, self->limits_.max_connections,
-                                       self->limits_.max_connections_per_address)) {
+      const auto& proxies = self->limits_.trusted_proxies;
+      const bool proxy = std::find(proxies.begin(), proxies.end(), address) != proxies.end();
+      if (!self->connections_->acquire(
+              address, self->limits_.max_connections,
+              proxy ? self->limits_.max_connections : self->limits_.max_connections_per_address)) {
         // Over a limit: close at once rather than hold the socket (the client retries).
         boost::system::error_code ignored;
         socket.close(ignored);

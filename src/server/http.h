@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "facelogin/status.h"
 
@@ -56,7 +57,10 @@ class Handler {
 
 struct HttpLimits {
   int max_connections = 256;
-  int max_connections_per_address = 32;
+  int max_connections_per_address = 32;  // not applied to trusted proxies
+  // Reverse proxies whose X-Forwarded-For is believed: for their requests the client address is
+  // the last address of that header that is not itself a trusted proxy.
+  std::vector<std::string> trusted_proxies;
   std::chrono::seconds request_timeout{15};
   std::size_t max_header_bytes = 16 * 1024;
 };
@@ -101,6 +105,11 @@ class HttpListener : public std::enable_shared_from_this<HttpListener> {
   std::uint16_t port_ = 0;
   std::shared_ptr<ConnectionCount> connections_ = std::make_shared<ConnectionCount>();
 };
+
+// The client's address: `peer`, or, when `peer` is a trusted proxy, the right-most address of
+// X-Forwarded-For that is not a trusted proxy (a client can write anything on the left).
+std::string client_address(const Request& request, const std::string& peer,
+                           const std::vector<std::string>& trusted_proxies);
 
 // A JSON error body {"error": {"code": "...", "message": "..."}} with the HTTP status for the
 // code (400, 401, 403, 404, 409, 413, 422, 429, 503, 500).

@@ -59,6 +59,7 @@ class ServerImpl final : public Server {
     server::HttpLimits limits;
     limits.max_connections = options_.max_connections;
     limits.max_connections_per_address = options_.max_connections_per_address;
+    limits.trusted_proxies = options_.trusted_proxies;
     limits.request_timeout = options_.request_timeout;
     if (!options_.tls_cert_file.empty()) {
       tls_ = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
@@ -155,6 +156,15 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& given, Server
   }
   if (!options.tls_cert_file.empty()) {
     options.secure_cookies = true;
+  }
+  for (std::string& proxy : options.trusted_proxies) {
+    boost::system::error_code ec;
+    const auto address = net::ip::make_address(proxy, ec);
+    if (ec) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("trusted proxy '{}' is not an IP address", proxy));
+    }
+    proxy = address.to_string();  // the form peers are compared in
   }
   if (!deps.engine || deps.store == nullptr || deps.auth_store == nullptr) {
     return make_error(ErrorCode::kInvalidArgument, "the server needs an engine and both stores");
