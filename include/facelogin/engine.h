@@ -90,6 +90,9 @@ struct AnalyzeOptions {
   bool enforce_quality = true;  // a quality issue makes the outcome kPoorQuality
   bool refuse_several_faces = true;
   SubjectPolicy subject = SubjectPolicy::kLargest;
+  // Added to the quality gate's max_yaw: login frames under an active challenge, which asks
+  // people to turn their head, may be turned further than enrolment frames.
+  float extra_yaw_degrees = 0.f;
 };
 
 // Wall time of each stage of one analyse call, in milliseconds.

@@ -24,6 +24,7 @@ struct ImageReport {
   std::string message;
   QualityReport quality;
   std::optional<Box> box;
+  std::optional<Landmarks5> landmarks;  // of the subject, with box
   StageTimings timings;  // of the engine's stages on this image (for metrics)
 };
 
@@ -105,17 +106,21 @@ class FaceService {
   // 1:1 on a camera frame, for streams: like verify, but a frame without exactly one usable face
   // is a result (decision.match false, image.outcome and image.message say why), not an error.
   // Errors: kNotFound, kModelMismatch, internal faults.
-  [[nodiscard]] Result<VerifyResult> verify_frame(std::string_view name, const LabeledImage& image);
+  // `extra_yaw_degrees`: see AnalyzeOptions (login frames under an active challenge).
+  [[nodiscard]] Result<VerifyResult> verify_frame(std::string_view name, const LabeledImage& image,
+                                                  float extra_yaw_degrees = 0.f);
 
   // 1:N, the k best users.
   [[nodiscard]] Result<IdentifyResult> identify(const LabeledImage& image, std::size_t k);
   // 1:N on a camera frame: like identify, but a frame without exactly one usable face is a
   // result (no candidates; image.outcome and image.message say why), not an error.
-  [[nodiscard]] Result<IdentifyResult> identify_frame(const LabeledImage& image, std::size_t k);
+  [[nodiscard]] Result<IdentifyResult> identify_frame(const LabeledImage& image, std::size_t k,
+                                                      float extra_yaw_degrees = 0.f);
 
  private:
   // Analyses one image and returns its template, or the error that makes it unusable.
-  Result<FaceTemplate> usable_face(const LabeledImage& image, ImageReport* report);
+  Result<FaceTemplate> usable_face(const LabeledImage& image, ImageReport* report,
+                                   float extra_yaw_degrees = 0.f);
   // kDifferentPeople unless the new faces (and, when adding, the user's existing ones) look like
   // one person.
   // Fills result->candidates (best first) and result->match for `probe` against the gallery.

@@ -7,8 +7,8 @@
 // the two networks' softmax probability of the "real face" class.
 //
 // This is one signal of several (issue 4): it stops small printed photos (NUAA) well, and is
-// known to pass some screen replays and masks. Until the active challenge exists, the passive
-// policy of LivenessSession rests on it and the replay checks alone.
+// known to pass some screen replays and masks. The passive
+// policy rests on it and the replay checks alone; the active policy adds a challenge.
 //
 // Same shape as Engine: LivenessModels is immutable and shared; each thread makes its own
 // LivenessScorer.
@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "facelogin/challenge.h"
 #include "facelogin/geometry.h"
 #include "facelogin/image.h"
 #include "facelogin/status.h"
@@ -81,12 +82,18 @@ class LivenessScorer {
 // counted (a browser may sample a slow camera twice) and a stream that is a still image is
 // refused; frames must come at a pace a camera can deliver and before the deadline. The server
 // binds an attempt to its nonce by keeping one session per attempt. The active challenge and the
-// 3-D check (signals 2 and 3) are not built yet.
+// 3-D check (signals 2 and 3, challenge.h) run beside it in LoginAttempt under kActive.
 
 enum class LivenessPolicy {
   kOff,      // every attempt with enough frames passes (deployments that accept the risk)
   kPassive,  // the mean passive score of the counted frames must reach the threshold
+  kActive,   // passive, and a random challenge answered with a head that moves like one
 };
+
+// "off", "passive", "active"
+[[nodiscard]] std::string_view liveness_policy_name(LivenessPolicy policy);
+// Errors: kInvalidArgument naming the accepted values.
+[[nodiscard]] Result<LivenessPolicy> parse_liveness_policy(std::string_view name);
 
 struct LivenessSessionOptions {
   LivenessPolicy policy = LivenessPolicy::kPassive;
@@ -101,6 +108,7 @@ struct LivenessSessionOptions {
   double repeat_difference = 1.0;
   // More repeats than this (with no new frame between) and the stream is a still image.
   int max_consecutive_repeats = 15;
+  ChallengeOptions challenge;  // under kActive (run by LoginAttempt)
 };
 
 enum class LivenessVerdict {

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "facelogin/challenge.h"
 #include "facelogin/face_service.h"
 #include "facelogin/liveness.h"
 
@@ -30,8 +31,9 @@ struct LoginPolicy {
 
 enum class AttemptState { kPending, kAccepted, kRejected };
 
-// Why an attempt was refused: "no_match", or a liveness verdict name ("not_live",
-// "still_image", "bad_timing", "timed_out").
+// Why an attempt was refused: "no_match", a liveness verdict name ("not_live",
+// "still_image", "bad_timing", "timed_out") or a challenge verdict name ("wrong_move",
+// "too_slow", "flat_motion").
 struct FrameFeedback {
   ImageReport image;           // outcome, quality, face box, message
   std::optional<float> score;  // this frame's similarity to the claimed user, if it had a face
@@ -39,7 +41,12 @@ struct FrameFeedback {
   int matching_frames = 0;     // so far
   LivenessVerdict liveness = LivenessVerdict::kPending;
   AttemptState state = AttemptState::kPending;
-  std::string reason;      // when rejected
+  // Under the active policy: what the person should do now, and how far they are.
+  std::string prompt;
+  std::optional<ChallengeAction> asked;
+  int challenge_steps_done = 0;
+  int challenge_steps = 0;  // 0: no challenge
+  std::string reason;       // when rejected
   std::string advice;      // what to do now, in plain language (empty when accepted)
   double liveness_ms = 0;  // time spent on liveness for this frame (for metrics)
 };
@@ -72,19 +79,23 @@ class LoginAttempt {
   // The best similarity seen (for the audit log; never the template).
   float best_score() const { return best_score_; }
   const LivenessSession& liveness() const { return *liveness_; }
+  // The challenge under the active policy, else null.
+  const ActiveChallenge* challenge() const { return challenge_ ? &*challenge_ : nullptr; }
 
  private:
   LoginAttempt(FaceService& service, std::string user, LoginPolicy policy,
-               std::unique_ptr<LivenessSession> liveness)
+               std::unique_ptr<LivenessSession> liveness, std::optional<ActiveChallenge> challenge)
       : service_(&service),
         user_(std::move(user)),
         policy_(std::move(policy)),
-        liveness_(std::move(liveness)) {}
+        liveness_(std::move(liveness)),
+        challenge_(std::move(challenge)) {}
 
   FaceService* service_;
   std::string user_;
   LoginPolicy policy_;
   std::unique_ptr<LivenessSession> liveness_;
+  std::optional<ActiveChallenge> challenge_;
   AttemptState state_ = AttemptState::kPending;
   std::string reason_;
   int matching_ = 0;

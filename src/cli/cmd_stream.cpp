@@ -19,13 +19,6 @@
 #include "facelogin/login_attempt.h"
 
 namespace facelogin::cli {
-namespace {
-
-// Detector and liveness scorer of one thread.
-struct LivenessRig {
-  std::unique_ptr<Worker> worker;
-  std::unique_ptr<LivenessScorer> scorer;
-};
 
 Result<LivenessRig> open_rig(const Context& ctx) {
   auto engine = ctx.open_engine();
@@ -44,8 +37,10 @@ Result<LivenessRig> open_rig(const Context& ctx) {
   if (!scorer) {
     return make_error(scorer.error());
   }
-  return LivenessRig{std::move(*worker), std::move(*scorer)};
+  return LivenessRig{std::move(*engine), std::move(*worker), std::move(*scorer)};
 }
+
+namespace {
 
 // The subject's liveness score, or nullopt (and the reason) without a face.
 struct FrameLiveness {

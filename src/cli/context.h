@@ -12,6 +12,7 @@
 
 #include "facelogin/engine.h"
 #include "facelogin/face_service.h"
+#include "facelogin/liveness.h"
 #include "facelogin/status.h"
 #include "facelogin/store.h"
 
@@ -53,6 +54,14 @@ struct Context {
   void emit_json(const nlohmann::json& doc) const;
 };
 
+// Detector and liveness scorer of one thread, for the liveness commands.
+struct LivenessRig {
+  std::shared_ptr<const Engine> engine;
+  std::unique_ptr<Worker> worker;
+  std::unique_ptr<LivenessScorer> scorer;
+};
+[[nodiscard]] Result<LivenessRig> open_rig(const Context& ctx);
+
 // Each command file registers its subcommands. `run` receives the exit code.
 void register_face_commands(CLI::App& app, Context& ctx, int& exit_code);
 void register_admin_commands(CLI::App& app, Context& ctx, int& exit_code);
@@ -63,6 +72,7 @@ void register_serve_command(CLI::App& app, Context& ctx, int& exit_code);
 void register_loadtest_command(CLI::App& app, Context& ctx, int& exit_code);
 // Adds `eval spoof` to the `eval` command.
 void register_spoof_eval(CLI::App& eval, Context& ctx, int& exit_code);
+void register_challenge_eval(CLI::App& eval, Context& ctx, int& exit_code);
 
 // JSON views of engine results (never templates).
 nlohmann::json to_json(const ImageReport& report);

@@ -165,6 +165,8 @@ json frame_json(const ImageReport& report, const Image& image) {
 std::string_view deciding_signal(std::string_view reason) {
   if (reason == "not_live") return "passive_liveness";
   if (reason == "still_image" || reason == "bad_timing") return "replay_checks";
+  if (reason == "wrong_move" || reason == "too_slow") return "active_challenge";
+  if (reason == "flat_motion") return "3d_motion";
   if (reason == "timed_out") return "deadline";
   if (reason == "locked_out") return "lockout";
   return "recognition";

@@ -28,9 +28,12 @@ float FaceService::threshold() const {
                                                  : options_.threshold_override;
 }
 
-Result<FaceTemplate> FaceService::usable_face(const LabeledImage& image, ImageReport* report) {
+Result<FaceTemplate> FaceService::usable_face(const LabeledImage& image, ImageReport* report,
+                                              float extra_yaw_degrees) {
   report->source = image.source;
-  auto analysis = worker_->analyze(image.image, options_.analyze);
+  AnalyzeOptions analyze = options_.analyze;
+  analyze.extra_yaw_degrees += extra_yaw_degrees;
+  auto analysis = worker_->analyze(image.image, analyze);
   if (!analysis) {
     return make_error(analysis.error());
   }
@@ -40,6 +43,7 @@ Result<FaceTemplate> FaceService::usable_face(const LabeledImage& image, ImageRe
   report->timings = analysis->timings;
   if (analysis->subject) {
     report->box = analysis->faces[*analysis->subject].box;
+    report->landmarks = analysis->faces[*analysis->subject].landmarks;
   }
   switch (analysis->outcome) {
     case FrameOutcome::kOk:
@@ -265,7 +269,8 @@ Result<VerifyResult> FaceService::verify(std::string_view name, const LabeledIma
   return make_error(ErrorCode::kInternal, "unknown frame outcome");
 }
 
-Result<VerifyResult> FaceService::verify_frame(std::string_view name, const LabeledImage& image) {
+Result<VerifyResult> FaceService::verify_frame(std::string_view name, const LabeledImage& image,
+                                               float extra_yaw_degrees) {
   auto enrolled = store_.user_templates(name);
   if (!enrolled) {
     return make_error(enrolled.error());
@@ -279,7 +284,7 @@ Result<VerifyResult> FaceService::verify_frame(std::string_view name, const Labe
   }
   VerifyResult result;
   result.decision.threshold = threshold();
-  auto probe = usable_face(image, &result.image);
+  auto probe = usable_face(image, &result.image, extra_yaw_degrees);
   if (!probe) {
     if (is_unusable_frame(probe.error().code())) {
       return result;  // the report says why
@@ -307,10 +312,11 @@ Result<IdentifyResult> FaceService::identify(const LabeledImage& image, std::siz
   return result;
 }
 
-Result<IdentifyResult> FaceService::identify_frame(const LabeledImage& image, std::size_t k) {
+Result<IdentifyResult> FaceService::identify_frame(const LabeledImage& image, std::size_t k,
+                                                   float extra_yaw_degrees) {
   IdentifyResult result;
   result.threshold = threshold();
-  auto probe = usable_face(image, &result.image);
+  auto probe = usable_face(image, &result.image, extra_yaw_degrees);
   if (!probe) {
     if (is_unusable_frame(probe.error().code())) {
       return result;  // the report says why

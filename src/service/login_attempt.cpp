@@ -30,9 +30,18 @@ Result<LoginAttempt> LoginAttempt::begin(FaceService& service, LivenessScorer* s
       policy.liveness.frames_needed < 1) {
     return make_error(ErrorCode::kInvalidArgument, "login policy counts must be positive");
   }
+  std::optional<ActiveChallenge> challenge;
+  if (policy.liveness.policy == LivenessPolicy::kActive) {
+    auto picked = ActiveChallenge::random(policy.liveness.challenge);
+    if (!picked) {
+      return make_error(picked.error());
+    }
+    challenge.emplace(std::move(*picked));
+  }
   auto session =
       std::make_unique<LivenessSession>(scorer != nullptr ? *scorer : no_scorer(), policy.liveness);
-  return LoginAttempt(service, std::move(user), std::move(policy), std::move(session));
+  return LoginAttempt(service, std::move(user), std::move(policy), std::move(session),
+                      std::move(challenge));
 }
 
 Status LoginAttempt::use(FaceService& service, LivenessScorer* scorer) {
@@ -55,11 +64,12 @@ Result<FrameFeedback> LoginAttempt::add_frame(const LabeledImage& frame,
   if (state_ != AttemptState::kPending) {
     return feedback;
   }
+  const float extra_yaw = challenge_ ? policy_.liveness.challenge.extra_yaw_degrees : 0.f;
   // 1:N until a frame names someone, then 1:1 against that person for the rest of the attempt,
   // so every matching frame is of the same enrolled user.
   std::optional<VerifyResult> verified;
   if (user_.empty()) {
-    auto found = service_->identify_frame(frame, 1);
+    auto found = service_->identify_frame(frame, 1, extra_yaw);
     if (!found) {
       return make_error(found.error());
     }
@@ -73,7 +83,7 @@ Result<FrameFeedback> LoginAttempt::add_frame(const LabeledImage& frame,
       user_ = found->candidates.front().user;
     }
   } else {
-    auto result = service_->verify_frame(user_, frame);
+    auto result = service_->verify_frame(user_, frame, extra_yaw);
     if (!result && policy_.hide_unknown_user &&
         (result.error().code() == ErrorCode::kNotFound ||
          result.error().code() == ErrorCode::kModelMismatch)) {
@@ -112,19 +122,42 @@ Result<FrameFeedback> LoginAttempt::add_frame(const LabeledImage& frame,
   feedback.liveness = *verdict;
   feedback.matching_frames = matching_;
 
+  // The challenge counts only frames of the claimed (or, for 1:N, the found) person.
+  ChallengeVerdict challenge = ChallengeVerdict::kPassed;
+  if (challenge_) {
+    std::optional<ChallengeFrame> seen;
+    if (usable && verified->image.box && verified->image.landmarks) {
+      seen = ChallengeFrame{verified->image.quality.pose, *verified->image.box,
+                            *verified->image.landmarks, feedback.match};
+    }
+    challenge = challenge_->add_frame(seen, timestamp);
+    feedback.prompt = std::string(challenge_->prompt());
+    feedback.asked = challenge_->asked();
+    feedback.challenge_steps_done = challenge_->steps_done();
+    feedback.challenge_steps = static_cast<int>(challenge_->actions().size());
+  }
+
   if (*verdict != LivenessVerdict::kPending && *verdict != LivenessVerdict::kLive) {
     state_ = AttemptState::kRejected;
     reason_ = std::string(liveness_verdict_name(*verdict));
     feedback.advice = std::string(liveness_verdict_advice(*verdict));
+  } else if (challenge != ChallengeVerdict::kPending && challenge != ChallengeVerdict::kPassed) {
+    state_ = AttemptState::kRejected;
+    reason_ = std::string(challenge_verdict_name(challenge));
+    feedback.advice = std::string(challenge_verdict_advice(challenge));
   } else if (non_matching_ > policy_.non_matching_frames_allowed) {
     state_ = AttemptState::kRejected;
     reason_ = "no_match";
     feedback.advice = user_.empty() ? std::string("This face does not match anyone enrolled here.")
                                     : fmt::format("This face does not match {}.", user_);
-  } else if (matching_ >= policy_.matching_frames_needed && *verdict == LivenessVerdict::kLive) {
+  } else if (matching_ >= policy_.matching_frames_needed && *verdict == LivenessVerdict::kLive &&
+             challenge == ChallengeVerdict::kPassed) {
     state_ = AttemptState::kAccepted;
+    feedback.prompt.clear();
   } else if (!usable) {
     feedback.advice = verified->image.message;
+  } else if (!feedback.prompt.empty()) {
+    feedback.advice = feedback.prompt;
   } else {
     feedback.advice = std::string(liveness_verdict_advice(LivenessVerdict::kPending));
   }

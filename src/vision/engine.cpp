@@ -210,7 +210,9 @@ Result<FrameAnalysis> WorkerImpl::analyze(const Image& frame, const AnalyzeOptio
   const DetectedFace& subject = result.faces[choice->subject];
 
   start = Clock::now();
-  result.quality = vision::assess_quality(mat, subject, eo.quality);
+  QualityOptions quality = eo.quality;
+  quality.max_yaw += std::max(0.f, options.extra_yaw_degrees);
+  result.quality = vision::assess_quality(mat, subject, quality);
   result.timings.quality_ms = ms_since(start);
 
   if (options.refuse_several_faces && choice->rival) {

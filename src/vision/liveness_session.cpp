@@ -3,6 +3,8 @@
 #include <limits>
 #include <numeric>
 
+#include <fmt/format.h>
+
 #include "facelogin/liveness.h"
 
 namespace facelogin {
@@ -41,6 +43,29 @@ std::string_view liveness_verdict_advice(LivenessVerdict verdict) {
       return "That took too long: try again.";
   }
   return "";
+}
+
+std::string_view liveness_policy_name(LivenessPolicy policy) {
+  switch (policy) {
+    case LivenessPolicy::kOff:
+      return "off";
+    case LivenessPolicy::kPassive:
+      return "passive";
+    case LivenessPolicy::kActive:
+      return "active";
+  }
+  return "unknown";
+}
+
+Result<LivenessPolicy> parse_liveness_policy(std::string_view name) {
+  for (LivenessPolicy policy :
+       {LivenessPolicy::kOff, LivenessPolicy::kPassive, LivenessPolicy::kActive}) {
+    if (name == liveness_policy_name(policy)) {
+      return policy;
+    }
+  }
+  return make_error(ErrorCode::kInvalidArgument,
+                    fmt::format("unknown liveness policy '{}': use off, passive or active", name));
 }
 
 namespace {
@@ -131,7 +156,7 @@ Result<LivenessVerdict> LivenessSession::add_frame(const Image& frame,
   if (!face) {
     return verdict_;
   }
-  if (options_.policy == LivenessPolicy::kPassive) {
+  if (options_.policy != LivenessPolicy::kOff) {
     auto score = scorer_->score(frame, *face);
     if (!score) {
       return make_error(score.error());
