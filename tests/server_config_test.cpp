@@ -126,7 +126,7 @@ TEST_F(ServerConfigTest, MistakesAreNamed) {
       {"workers = \"two\"\n", "workers: expected a number"},
       {"workers = 2.5\n", "workers: expected a whole number"},
       {"[liveness]\nthreshold = 1.5\n", "liveness.threshold: must be between 0 and 1"},
-      {"[liveness]\npolicy = \"strict\"\n", "liveness.policy must be"},
+      {"[liveness]\npolicy = \"strict\"\n", "liveness.policy: unknown liveness policy 'strict'"},
       {"secure_cookies = \"yes\"\n", "secure_cookies: expected true or false"},
       {"listen = \"localhost\"\n", "expected HOST:PORT"},
       {"listen = \"127.0.0.1:99999\"\n", "port must be a number"},

@@ -581,6 +581,29 @@ TEST_F(ServerTest, AnApiKeyCarriesItsOwnLivenessPolicy) {
   auto events = auth_store_->list_audit({.subject = "alice", .before_id = 0, .limit = 1});
   ASSERT_TRUE(events);
   EXPECT_EQ(events->front().outcome, "ok");
+
+  // A key that asks for the active policy: the attempt carries a challenge, every answer says
+  // what to do, and alice's live recording (which does not turn her head) is not let in.
+  const std::string strict = make_key("bank", {"login"}, "active");
+  start = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}, {"session", "bearer"}},
+                    {{"X-API-Key", strict}});
+  ASSERT_EQ(start.status, 201u) << start.raw;
+  EXPECT_EQ(start.body["policy"], "active");
+  EXPECT_EQ(start.body["challenge_steps"], 3);
+  for (const auto& f : recording("ClientRaw/0001", "0001_00_00_02_")) {
+    last = call(port_, http::verb::post,
+                "/api/v1/login/attempts/" + start.body["id"].get<std::string>() + "/frames",
+                read_file(f), "image/jpeg", {{"X-Attempt-Nonce", start.body["nonce"]}});
+    ASSERT_EQ(last.status, 200u) << last.raw;
+    ASSERT_TRUE(last.body.contains("challenge")) << last.raw;
+    EXPECT_EQ(last.body["challenge"]["steps"], 3);
+    EXPECT_FALSE(last.body["challenge"]["prompt"].get<std::string>().empty());
+    if (last.body.value("state", "") != "pending") {
+      break;
+    }
+  }
+  EXPECT_NE(last.body["state"], "accepted") << last.raw;
+  EXPECT_LT(last.body["progress"].get<double>(), 0.99) << last.raw;
 }
 
 TEST_F(ServerTest, StartsAreRateLimitedPerAddressAndPerAccount) {

@@ -104,6 +104,22 @@ export class Camera {
   }
 }
 
+// The active challenge's prompt (login under the active liveness policy): the move asked for
+// now, and which step of how many. Hidden when there is no challenge or the attempt is over.
+function showChallenge(challenge, state) {
+  const el = document.getElementById('challenge');
+  if (!el) return;
+  if (!challenge || state !== 'pending') {
+    el.classList.add('hidden');
+    el.textContent = '';
+    return;
+  }
+  const step = Math.min(challenge.steps_done + 1, challenge.steps);
+  el.textContent = `Step ${step} of ${challenge.steps}: ${challenge.prompt}`;
+  el.dataset.action = challenge.action || '';
+  el.classList.remove('hidden');
+}
+
 // Sends frames to `url` until `done(feedback)` says stop; shows guidance and progress.
 // Returns the last feedback. Paces itself to about 8 frames a second.
 export async function streamFrames(camera, url, headers, done, isCancelled) {
@@ -123,9 +139,12 @@ export async function streamFrames(camera, url, headers, done, isCancelled) {
     }
     camera.draw(feedback);
     const guidance = $('guidance');
-    guidance.textContent = feedback.advice || feedback.message || '';
+    const advice = feedback.advice || feedback.message || '';
+    // The challenge's prompt has its own line; the guidance then says only what else to fix.
+    guidance.textContent = feedback.challenge && advice === feedback.challenge.prompt ? '' : advice;
     guidance.className = 'guidance' + (feedback.state === 'rejected' ? ' bad' : '');
     if (typeof feedback.progress === 'number') $('progress').value = feedback.progress;
+    showChallenge(feedback.challenge, feedback.state);
     if (done(feedback)) return feedback;
     const elapsed = performance.now() - started;
     if (elapsed < 120) await sleep(120 - elapsed);

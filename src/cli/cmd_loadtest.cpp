@@ -194,8 +194,7 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
   options.workers = args.workers;
   options.starts_per_minute = 1'000'000;  // one address is every client here
   options.max_frames_per_flow = 1000;
-  options.login.liveness.policy =
-      args.liveness == "off" ? LivenessPolicy::kOff : LivenessPolicy::kPassive;
+  options.login.liveness.policy = *parse_liveness_policy(args.liveness);  // checked by CLI11
   ServerDeps deps;
   deps.engine = *engine;
   deps.store = store->get();

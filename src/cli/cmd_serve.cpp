@@ -83,11 +83,9 @@ int run_serve(Context& ctx, const ServeArgs& args) {
     options.enroll_frames_needed = args.enroll_frames;
   }
   if (args.set("--liveness")) {
-    options.login.liveness.policy =
-        args.liveness == "off" ? LivenessPolicy::kOff : LivenessPolicy::kPassive;
+    options.login.liveness.policy = *parse_liveness_policy(args.liveness);  // checked by CLI11
   }
-  const std::string policy_name =
-      options.login.liveness.policy == LivenessPolicy::kOff ? "off" : "passive";
+  const std::string policy_name(liveness_policy_name(options.login.liveness.policy));
 
   auto engine = ctx.open_engine();
   if (!engine) {
@@ -167,7 +165,7 @@ void register_serve_command(CLI::App& app, Context& ctx, int& exit_code) {
           ->check(CLI::Range(0, 256));
   args->given["--liveness"] =
       cmd->add_option("--liveness", args->liveness, "Liveness policy for logins and enrolments")
-          ->check(CLI::IsMember({"passive", "off"}))
+          ->check(CLI::IsMember({"passive", "active", "off"}))
           ->envname("FACELOGIN_LIVENESS");
   args->given["--enroll-frames"] =
       cmd->add_option("--enroll-frames", args->enroll_frames, "Good frames an enrolment needs")

@@ -257,7 +257,7 @@ int run_login(Context& ctx, const LoginOptions& opts) {
     return ctx.fail(service.error());
   }
   LoginPolicy policy;
-  policy.liveness.policy = opts.liveness == "off" ? LivenessPolicy::kOff : LivenessPolicy::kPassive;
+  policy.liveness.policy = *parse_liveness_policy(opts.liveness);  // checked by CLI11
   policy.liveness.deadline = std::chrono::seconds(opts.timeout_s);
   std::unique_ptr<LivenessScorer> scorer;
   if (policy.liveness.policy != LivenessPolicy::kOff) {
@@ -559,7 +559,7 @@ void register_liveness_commands(CLI::App& app, Context& ctx, int& exit_code) {
       ->check(CLI::Range(0, 63));
   login->add_option("--liveness", login_opts->liveness, "Liveness policy")
       ->capture_default_str()
-      ->check(CLI::IsMember({"off", "passive"}));
+      ->check(CLI::IsMember({"off", "passive", "active"}));
   login->add_option("--timeout", login_opts->timeout_s, "Seconds before the attempt times out")
       ->capture_default_str()
       ->check(CLI::Range(1, 600));

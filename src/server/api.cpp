@@ -172,6 +172,23 @@ std::string_view deciding_signal(std::string_view reason) {
   return "recognition";
 }
 
+// The challenge asked and how far it got, for the audit log (never images or templates).
+void add_challenge_audit(const LoginAttempt& attempt, nlohmann::json* details) {
+  const ActiveChallenge* challenge = attempt.challenge();
+  if (challenge == nullptr) {
+    return;
+  }
+  std::vector<std::string> actions;
+  for (ChallengeAction a : challenge->actions()) {
+    actions.emplace_back(challenge_action_name(a));
+  }
+  (*details)["challenge"] = actions;
+  (*details)["challenge_steps_done"] = challenge->steps_done();
+  if (auto parallax = challenge->min_parallax_seen()) {
+    (*details)["parallax"] = *parallax;
+  }
+}
+
 // A camera frame: nothing a webcam or phone camera sends is larger than 4096 px a side.
 DecodeLimits frame_limits() {
   DecodeLimits limits;
@@ -648,7 +665,8 @@ bool Api::set_up_flow(Call& call, const json& body, const char* scope, FlowBase*
   if (!bearer_allowed(call, flow->session_kind, scope)) {
     return false;
   }
-  flow->live_check = liveness_on(call);
+  flow->policy = liveness_policy(call);
+  flow->live_check = flow->policy != LivenessPolicy::kOff;
   if (flow->live_check && deps_.liveness == nullptr) {
     // Never run a flow without the liveness it was promised.
     reply_error(call, Status(ErrorCode::kUnavailable,
@@ -659,11 +677,14 @@ bool Api::set_up_flow(Call& call, const json& body, const char* scope, FlowBase*
   return true;
 }
 
-bool Api::liveness_on(const Call& call) const {
+LivenessPolicy Api::liveness_policy(const Call& call) const {
   if (call.api_key && !call.api_key->liveness.empty()) {
-    return call.api_key->liveness != "off";
+    if (auto policy = parse_liveness_policy(call.api_key->liveness)) {
+      return *policy;
+    }
+    return LivenessPolicy::kActive;  // unreadable: the strictest
   }
-  return options_.login.liveness.policy != LivenessPolicy::kOff;
+  return options_.login.liveness.policy;
 }
 
 std::string Api::actor(const Call& call, bool admin) {
@@ -1096,7 +1117,7 @@ void Api::start_login(Call& call) {
   auto attempt = LoginAttempt::begin(pool_.any_service(), pool_.any_scorer(), user, [&] {
     LoginPolicy policy = options_.login;
     policy.hide_unknown_user = true;
-    policy.liveness.policy = flow->live_check ? LivenessPolicy::kPassive : LivenessPolicy::kOff;
+    policy.liveness.policy = flow->policy;
     return policy;
   }());
   if (!attempt) {
@@ -1111,8 +1132,14 @@ void Api::start_login(Call& call) {
   flow->nonce = std::move(*nonce);
   flow->address = call.exchange.address;
   flow->started = SteadyClock::now();
+  // An active challenge may take each step's time on top of the frames' deadline.
+  const auto challenge_time =
+      flow->policy == LivenessPolicy::kActive
+          ? options_.login.liveness.challenge.step_time * options_.login.liveness.challenge.steps
+          : std::chrono::milliseconds(0);
   const auto deadline = std::min<SteadyClock::duration>(
-      options_.flow_ttl, options_.login.liveness.deadline + std::chrono::seconds(5));
+      options_.flow_ttl,
+      options_.login.liveness.deadline + challenge_time + std::chrono::seconds(5));
   flow->expires = flow->started + deadline;
   flow->attempt.emplace(std::move(*attempt));
   logins_.put(flow);
@@ -1124,6 +1151,10 @@ void Api::start_login(Call& call) {
                                   options_.login.liveness.deadline)
                                   .count()},
               {"liveness", live},
+              {"policy", std::string(liveness_policy_name(flow->policy))},
+              {"challenge_steps", flow->policy == LivenessPolicy::kActive
+                                      ? options_.login.liveness.challenge.steps
+                                      : 0},
               {"frames_needed", live ? options_.login.liveness.frames_needed
                                      : options_.login.matching_frames_needed}});
 }
@@ -1232,7 +1263,19 @@ void Api::login_frame(Call& call) {
               ? static_cast<double>(live.frames_counted()) / options_.login.liveness.frames_needed
               : std::min(1.0,
                          static_cast<double>(flow->frames) / options_.login.matching_frames_needed);
-      out["progress"] = state == "accepted" ? 1.0 : std::min(progress, 0.99);
+      double overall = progress;
+      if (feedback->challenge_steps > 0) {
+        // The challenge's steps and the passive frames, each step one share.
+        out["challenge"] = {
+            {"prompt", feedback->prompt},
+            {"action", feedback->asked ? json(std::string(challenge_action_name(*feedback->asked)))
+                                       : json(nullptr)},
+            {"steps_done", feedback->challenge_steps_done},
+            {"steps", feedback->challenge_steps}};
+        overall = (feedback->challenge_steps_done + std::min(1.0, progress)) /
+                  (feedback->challenge_steps + 1.0);
+      }
+      out["progress"] = state == "accepted" ? 1.0 : std::min(overall, 0.99);
     }
     out["state"] = state;
     out["reason"] = reason;
@@ -1269,20 +1312,22 @@ void Api::login_frame(Call& call) {
         return reply_error(c, session.error());
       }
       out["session"] = *session;
-      audit(c, "login", user, user, "ok",
-            {{"best_score", attempt.best_score()},
-             {"liveness", attempt.liveness().mean_score()},
-             {"frames", flow->frames}});
+      json details = {{"best_score", attempt.best_score()},
+                      {"liveness", attempt.liveness().mean_score()},
+                      {"frames", flow->frames}};
+      add_challenge_audit(attempt, &details);
+      audit(c, "login", user, user, "ok", details);
       metrics_.count("facelogin_decisions_total", "flow=\"login\",outcome=\"ok\"");
     } else if (state == "rejected") {
       logins_.erase(flow->id);
       auto locked = auth_.record_failure(user, c.exchange.address);
-      audit(c, "login", flow->actor, user, reason,
-            {{"signal", deciding_signal(reason)},
-             {"best_score", attempt.best_score()},
-             {"liveness", attempt.liveness().mean_score()},
-             {"frames", flow->frames},
-             {"locked_for_s", locked ? *locked / 1000 : 0}});
+      json details = {{"signal", deciding_signal(reason)},
+                      {"best_score", attempt.best_score()},
+                      {"liveness", attempt.liveness().mean_score()},
+                      {"frames", flow->frames},
+                      {"locked_for_s", locked ? *locked / 1000 : 0}};
+      add_challenge_audit(attempt, &details);
+      audit(c, "login", flow->actor, user, reason, details);
       metrics_.count("facelogin_decisions_total",
                      fmt::format("flow=\"login\",outcome=\"{}\"", reason));
     }

@@ -118,7 +118,8 @@ class Api final : public Handler {
   // a bearer session needs). Answers and returns false when the call may not start it.
   bool set_up_flow(Call& call, const nlohmann::json& body, const char* scope, FlowBase* flow);
   // Whether liveness runs for flows this call starts: the API key's policy, else the server's.
-  bool liveness_on(const Call& call) const;
+  // The API key's liveness policy, else the deployment's.
+  LivenessPolicy liveness_policy(const Call& call) const;
   // Who acts, for the audit log: "admin:NAME", "apikey:NAME" or the user's name.
   static std::string actor(const Call& call, bool admin);
   // Refuses (and answers) when the account or address is locked out.

@@ -258,13 +258,12 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
     }
   }
   if (!policy.empty()) {
-    if (policy != "passive" && policy != "off") {
-      return Status(
-          ErrorCode::kInvalidArgument,
-          fmt::format("{}: liveness.policy must be \"passive\" or \"off\"", file.string()));
+    auto parsed = parse_liveness_policy(policy);
+    if (!parsed) {
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("{}: liveness.policy: {}", file.string(), parsed.error().message()));
     }
-    options->login.liveness.policy =
-        policy == "off" ? LivenessPolicy::kOff : LivenessPolicy::kPassive;
+    options->login.liveness.policy = *parsed;
   }
   if (!data.empty() && data_dir != nullptr) {
     *data_dir = data;

@@ -27,6 +27,7 @@ struct FlowBase {
   std::string address;
   std::string session_kind;  // "cookie" or "bearer": what success issues
   bool live_check = true;    // liveness runs on this flow's frames (server or API key policy)
+  LivenessPolicy policy = LivenessPolicy::kPassive;  // which (kOff iff !live_check)
   std::string actor;         // who started it, for the audit log
   SteadyClock::time_point started;
   SteadyClock::time_point expires;

@@ -346,7 +346,8 @@ class SqliteAuthStore final : public AuthStore {
                           fmt::format("unknown scope '{}' (login, enroll, admin)", scope));
       }
     }
-    if (!key.liveness.empty() && key.liveness != "passive" && key.liveness != "off") {
+    if (!key.liveness.empty() && key.liveness != "passive" && key.liveness != "active" &&
+        key.liveness != "off") {
       return make_error(ErrorCode::kInvalidArgument, "liveness must be passive, off or empty");
     }
     std::lock_guard lock(mu_);

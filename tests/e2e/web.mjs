@@ -5,8 +5,10 @@
 //
 // Alice (NUAA subject 0001) signs up through the page from her first recording, logs out, and
 // logs in from her second recording; a recording of her printed photo (NUAA ImposterRaw) is
-// refused for liveness, and Bob (subject 0002) trying to log in as Alice is refused. Every page is then checked for accessibility with axe-core (serious and critical
-// violations fail). Screenshots of each step go to --out. Exit 77 (skipped) when Chromium, playwright-core
+// refused for liveness, and Bob (subject 0002) trying to log in as Alice is refused. A second
+// server under the active policy shows the challenge, and Alice's live recording (which cannot
+// answer it) is refused for that. Every page is then checked for accessibility with axe-core
+// (serious and critical violations fail). Screenshots of each step go to --out. Exit 77 (skipped) when Chromium, playwright-core
 // or ../shared are missing, except under CI, where that is a failure.
 
 import { spawn, execFileSync } from 'node:child_process';
@@ -56,10 +58,11 @@ function video(folder, prefix, name) {
   return file;
 }
 
-function startServer() {
+function startServer(extra = []) {
   return new Promise((resolve, reject) => {
     const child = spawn(args.cli, ['--json', '--models', models, 'serve', '--listen', '127.0.0.1:0',
-      '--data', path.join(work, 'data'), '--web', args.web], { stdio: ['ignore', 'pipe', 'inherit'] });
+      '--data', path.join(work, 'data'), '--web', args.web, ...extra],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
     child.stdout.on('data', (chunk) => {
       text += chunk;
@@ -154,6 +157,27 @@ try {
   await page.screenshot({ path: path.join(out, '5-bob-refused.png') });
   if (page.url().endsWith('/account')) throw new Error('bob reached the account page');
   await browser.close();
+
+  // The active policy (a second server on the same database): the live recording cannot answer
+  // the random challenge it is shown, so it is refused for that, not for its face.
+  step('under the active policy, alice\'s live recording is refused for not answering the challenge');
+  const active = await startServer(['--liveness', 'active']);
+  try {
+    browser = await browserWith(aliceSecond);
+    page = await browser.newPage();
+    await page.goto(`${active.url}/login`);
+    await page.locator('#user').fill('alice');
+    await page.getByRole('button', { name: 'Log in with my face' }).click();
+    await page.locator('#challenge').filter({ hasText: /^Step 1 of 3: / })
+      .waitFor({ state: 'visible', timeout: 120_000 });
+    await page.screenshot({ path: path.join(out, '6-challenge-prompt.png') });
+    await page.locator('#error').filter({ hasText: /movement/ }).waitFor({ timeout: 120_000 });
+    await page.screenshot({ path: path.join(out, '7-challenge-refused.png') });
+    if (page.url().endsWith('/account')) throw new Error('a recording passed the challenge');
+    await browser.close();
+  } finally {
+    active.child.kill('SIGTERM');
+  }
 
   // Accessibility: axe-core on every page (CSP bypassed only to inject axe itself).
   step('accessibility of every page');
