@@ -18,6 +18,7 @@
 //
 // Blinking is not an action: YuNet's five landmarks give eye centres, not lids.
 
+#include <array>
 #include <chrono>
 #include <optional>
 #include <string_view>
@@ -30,6 +31,14 @@
 namespace facelogin {
 
 enum class ChallengeAction { kTurnLeft, kTurnRight, kLookUp, kMoveCloser };
+inline constexpr std::array kChallengeActions = {
+    ChallengeAction::kTurnLeft, ChallengeAction::kTurnRight, ChallengeAction::kLookUp,
+    ChallengeAction::kMoveCloser};
+
+// The next action of a sequence from a uniform draw `pick` in [0, 4) for the first action and
+// [0, 3) after (each action differs from the one before it).
+[[nodiscard]] ChallengeAction next_challenge_action(const std::vector<ChallengeAction>& so_far,
+                                                    int pick);
 
 // "turn_left"
 [[nodiscard]] std::string_view challenge_action_name(ChallengeAction action);

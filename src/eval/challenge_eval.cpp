@@ -13,9 +13,6 @@
 namespace facelogin::eval {
 namespace {
 
-constexpr std::array kActions = {ChallengeAction::kTurnLeft, ChallengeAction::kTurnRight,
-                                 ChallengeAction::kLookUp, ChallengeAction::kMoveCloser};
-
 float median(std::vector<float> v) {
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
   return v[v.size() / 2];
@@ -27,11 +24,8 @@ std::vector<ChallengeAction> draw_actions(int steps, std::mt19937_64& rng) {
   std::vector<ChallengeAction> actions;
   while (static_cast<int>(actions.size()) < steps) {
     const int choices = actions.empty() ? 4 : 3;
-    int pick = std::uniform_int_distribution<int>(0, choices - 1)(rng);
-    if (!actions.empty() && pick >= static_cast<int>(actions.back())) {
-      ++pick;
-    }
-    actions.push_back(kActions[static_cast<std::size_t>(pick)]);
+    actions.push_back(
+        next_challenge_action(actions, std::uniform_int_distribution<int>(0, choices - 1)(rng)));
   }
   return actions;
 }
@@ -128,7 +122,7 @@ Result<ArrangedPools> arrange_pools(const std::vector<ObservedFrame>& frames,
   if (pools.centred.empty()) {
     return make_error(ErrorCode::kInvalidArgument, "the live recording has no centred frames");
   }
-  for (ChallengeAction a : kActions) {
+  for (ChallengeAction a : kChallengeActions) {
     if (pools.actions[a].empty()) {
       return make_error(ErrorCode::kInvalidArgument,
                         fmt::format("the live recording has no frames showing {}",

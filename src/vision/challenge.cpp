@@ -99,6 +99,13 @@ std::optional<float> nose_parallax(const Landmarks5& from, const Landmarks5& to)
   return residual / eyes;
 }
 
+ChallengeAction next_challenge_action(const std::vector<ChallengeAction>& so_far, int pick) {
+  if (!so_far.empty() && pick >= static_cast<int>(so_far.back())) {
+    ++pick;  // skip the previous action
+  }
+  return kChallengeActions[static_cast<std::size_t>(pick)];
+}
+
 namespace {
 
 Status check_options(const ChallengeOptions& options) {
@@ -117,8 +124,6 @@ Result<ActiveChallenge> ActiveChallenge::random(const ChallengeOptions& options)
   if (Status s = check_options(options); !s.ok()) {
     return make_error(s);
   }
-  constexpr std::array kActions = {ChallengeAction::kTurnLeft, ChallengeAction::kTurnRight,
-                                   ChallengeAction::kLookUp, ChallengeAction::kMoveCloser};
   std::vector<ChallengeAction> actions;
   while (static_cast<int>(actions.size()) < options.steps) {
     unsigned char byte = 0;
@@ -131,11 +136,7 @@ Result<ActiveChallenge> ActiveChallenge::random(const ChallengeOptions& options)
     if (byte >= 252) {
       continue;
     }
-    int pick = byte % choices;
-    if (!actions.empty() && pick >= static_cast<int>(actions.back())) {
-      ++pick;
-    }
-    actions.push_back(kActions[static_cast<std::size_t>(pick)]);
+    actions.push_back(next_challenge_action(actions, byte % choices));
   }
   return ActiveChallenge(std::move(actions), options);
 }
@@ -266,10 +267,8 @@ void ActiveChallenge::add_acting_frame(const ChallengeFrame& frame) {
     return;
   }
   held_ = 0;
-  constexpr std::array kActions = {ChallengeAction::kTurnLeft, ChallengeAction::kTurnRight,
-                                   ChallengeAction::kLookUp, ChallengeAction::kMoveCloser};
   std::optional<ChallengeAction> other;
-  for (ChallengeAction a : kActions) {
+  for (ChallengeAction a : kChallengeActions) {
     if (a != want && shows(a, frame)) {
       other = a;
       break;
