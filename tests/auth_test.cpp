@@ -14,6 +14,7 @@
 
 #include "facelogin/auth_store.h"
 #include "facelogin/store.h"
+#include "store_backends.h"
 #include "test_data.h"
 
 namespace facelogin {
@@ -29,16 +30,16 @@ FaceTemplate some_template() {
   return t;
 }
 
-class AuthTest : public ::testing::Test {
+// Runs on every storage backend (SQLite, PostgreSQL): the AuthStore contract and the
+// Authenticator on top of it.
+class AuthTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = testing::make_temp_dir("facelogin-auth");
-    SqliteStoreOptions options;
-    options.key = std::string(32, 'k');
-    auto store = open_sqlite_store(dir_ / "db.sqlite", options);
+    FACELOGIN_REQUIRE_BACKEND(db_);
+    auto store = db_.open_store(std::string(32, 'k'));
     ASSERT_TRUE(store) << store.error().to_string();
     store_ = std::move(*store);
-    auto auth = open_sqlite_auth_store(dir_ / "db.sqlite");
+    auto auth = db_.open_auth_store();
     ASSERT_TRUE(auth) << auth.error().to_string();
     auth_store_ = std::move(*auth);
     ASSERT_TRUE(store_->create_user("alice", {some_template()}));
@@ -46,9 +47,8 @@ class AuthTest : public ::testing::Test {
     auth_ = std::make_unique<Authenticator>(*store_, *auth_store_, AuthOptions{},
                                             [this] { return now_ms_.load(); });
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
-  fs::path dir_;
+  testing::BackendDb db_{GetParam()};
   std::unique_ptr<Store> store_;
   std::unique_ptr<AuthStore> auth_store_;
   std::unique_ptr<Authenticator> auth_;
@@ -78,7 +78,7 @@ TEST(Tokens, HashIsSha256) {
   EXPECT_FALSE(constant_time_equal("same", "same!"));
 }
 
-TEST_F(AuthTest, SessionRoundTripStoresOnlyTheHash) {
+TEST_P(AuthTest, SessionRoundTripStoresOnlyTheHash) {
   auto issued = auth_->issue_session("alice", "cookie", "192.0.2.1", "test-agent");
   ASSERT_TRUE(issued) << issued.error().to_string();
   EXPECT_FALSE(issued->csrf.empty());
@@ -88,12 +88,17 @@ TEST_F(AuthTest, SessionRoundTripStoresOnlyTheHash) {
   EXPECT_EQ(who->user.name, "alice");
   EXPECT_EQ(who->session.address, "192.0.2.1");
 
-  // The database holds no copy of the token.
-  const std::string raw_db = [&] {
-    std::ifstream in(dir_ / "db.sqlite", std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }();
-  EXPECT_EQ(raw_db.find(issued->token), std::string::npos);
+  // The database holds no copy of the token (checked on the SQLite file; both backends store
+  // the same columns).
+  if (db_.backend() == "sqlite") {
+    std::ifstream in(db_.sqlite_file(), std::ios::binary);
+    const std::string raw_db((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_FALSE(raw_db.empty());
+    EXPECT_EQ(raw_db.find(issued->token), std::string::npos);
+  }
+  auto found = auth_store_->find_session(token_hash(issued->token));
+  ASSERT_TRUE(found) << found.error().to_string();
+  EXPECT_EQ(found->user, "alice");
 
   // A token one digit off, a malformed one and an empty one authenticate nobody.
   std::string other = issued->token;
@@ -105,7 +110,7 @@ TEST_F(AuthTest, SessionRoundTripStoresOnlyTheHash) {
   }
 }
 
-TEST_F(AuthTest, SessionsEndByExpiryLogoutDisableAndDeletion) {
+TEST_P(AuthTest, SessionsEndByExpiryLogoutDisableAndDeletion) {
   auto a = auth_->issue_session("alice", "bearer", "192.0.2.1", "");
   ASSERT_TRUE(a);
   EXPECT_TRUE(a->csrf.empty());
@@ -140,7 +145,7 @@ TEST_F(AuthTest, SessionsEndByExpiryLogoutDisableAndDeletion) {
   EXPECT_EQ(nobody.error().code(), ErrorCode::kNotFound);
 }
 
-TEST_F(AuthTest, RevokeOnlyOwnSessions) {
+TEST_P(AuthTest, RevokeOnlyOwnSessions) {
   auto a = auth_->issue_session("alice", "cookie", "192.0.2.1", "");
   auto b = auth_->issue_session("bob", "cookie", "192.0.2.2", "");
   ASSERT_TRUE(a && b);
@@ -151,7 +156,7 @@ TEST_F(AuthTest, RevokeOnlyOwnSessions) {
   EXPECT_TRUE(auth_->authenticate(b->token));
 }
 
-TEST_F(AuthTest, ProgressiveLockoutPerAccountAndAddress) {
+TEST_P(AuthTest, ProgressiveLockoutPerAccountAndAddress) {
   const int free = AuthOptions{}.free_failures;
   for (int i = 0; i < free; ++i) {
     auto locked = auth_->record_failure("alice", "192.0.2.1");
@@ -182,11 +187,11 @@ TEST_F(AuthTest, ProgressiveLockoutPerAccountAndAddress) {
   EXPECT_EQ(*after, 0);  // counting starts again after a success
 }
 
-TEST_F(AuthTest, ConcurrentFailuresAreAllCounted) {
+TEST_P(AuthTest, ConcurrentFailuresAreAllCounted) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
-      auto other = open_sqlite_auth_store(dir_ / "db.sqlite");  // like another server
+      auto other = db_.open_auth_store();  // like another server
       ASSERT_TRUE(other);
       for (int i = 0; i < 10; ++i) {
         ASSERT_TRUE((*other)->record_failure("user:bob", now_ms_, 86'400'000, {}));
@@ -201,7 +206,7 @@ TEST_F(AuthTest, ConcurrentFailuresAreAllCounted) {
   EXPECT_EQ(state->failures, 40);
 }
 
-TEST_F(AuthTest, AuditIsAppendOnlyNewestFirstAndFiltered) {
+TEST_P(AuthTest, AuditIsAppendOnlyNewestFirstAndFiltered) {
   for (int i = 0; i < 5; ++i) {
     AuditEvent e;
     e.event = "login";
@@ -229,7 +234,7 @@ TEST_F(AuthTest, AuditIsAppendOnlyNewestFirstAndFiltered) {
   EXPECT_EQ(auth_->audit(empty).code(), ErrorCode::kInvalidArgument);
 }
 
-TEST_F(AuthTest, RecoveryCodeWorksOnceForItsOwner) {
+TEST_P(AuthTest, RecoveryCodeWorksOnceForItsOwner) {
   auto code = random_token();
   ASSERT_TRUE(code);
   ASSERT_TRUE(auth_store_->set_recovery_code("alice", token_hash(*code)).ok());
@@ -240,6 +245,34 @@ TEST_F(AuthTest, RecoveryCodeWorksOnceForItsOwner) {
   EXPECT_EQ(auth_store_->set_recovery_code("carol", token_hash(*code)).code(),
             ErrorCode::kNotFound);
 }
+
+TEST_P(AuthTest, RateTokensAreSharedByEveryStoreAndRefillWithTime) {
+  auto other = db_.open_auth_store();  // like another server
+  ASSERT_TRUE(other) << other.error().to_string();
+  const std::int64_t t0 = now_ms_;
+  int allowed = 0;
+  RateDecision last;
+  for (int i = 0; i < 8; ++i) {
+    AuthStore& store = i % 2 == 0 ? *auth_store_ : **other;
+    auto d = store.take_rate_token("addr:192.0.2.7", t0, 6);
+    ASSERT_TRUE(d) << d.error().to_string();
+    allowed += d->allowed ? 1 : 0;
+    last = *d;
+  }
+  EXPECT_EQ(allowed, 6);
+  EXPECT_FALSE(last.allowed);
+  EXPECT_EQ(last.retry_after_s, 10);  // 6 a minute: one every 10 s
+  // Another key has its own bucket; a clock going backwards refills nothing; time does.
+  EXPECT_TRUE(auth_store_->take_rate_token("user:alice", t0, 6)->allowed);
+  EXPECT_FALSE((*other)->take_rate_token("addr:192.0.2.7", t0 - 60'000, 6)->allowed);
+  EXPECT_TRUE((*other)->take_rate_token("addr:192.0.2.7", t0 + 10'000, 6)->allowed);
+  EXPECT_FALSE(auth_store_->take_rate_token("addr:192.0.2.7", t0 + 10'000, 6)->allowed);
+  EXPECT_EQ(auth_store_->take_rate_token("", t0, 6).error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(auth_store_->take_rate_token("k", t0, 0).error().code(), ErrorCode::kInvalidArgument);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, AuthTest, ::testing::ValuesIn(testing::store_backends()),
+                         testing::backend_param_name);
 
 }  // namespace
 }  // namespace facelogin

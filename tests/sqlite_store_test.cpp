@@ -15,37 +15,17 @@
 #include "facelogin/store.h"
 #include "storage/sqlite_schema.h"
 #include "storage/template_cipher.h"
+#include "store_fixtures.h"
 #include "test_data.h"
 
 namespace facelogin {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr std::int64_t kNow = 1'700'000'000;
-
-std::string key_of(char fill) { return std::string(32, fill); }
-
-// A unit-length embedding that differs with `seed`.
-FaceTemplate make_template(const std::string& model_id, float seed, float quality = 0.8f) {
-  FaceTemplate t;
-  t.model_id = model_id;
-  t.quality = quality;
-  t.embedding.resize(128);
-  float norm = 0.f;
-  for (std::size_t i = 0; i < t.embedding.size(); ++i) {
-    t.embedding[i] = std::sin(seed * 1.7f + 0.31f * static_cast<float>(i));
-    norm += t.embedding[i] * t.embedding[i];
-  }
-  for (float& v : t.embedding) {
-    v /= std::sqrt(norm);
-  }
-  return t;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
+using testing::key_of;
+using testing::kNow;
+using testing::make_template;
+using testing::same_bits;
 
 std::string read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -136,97 +116,6 @@ class StoreSqlite : public ::testing::Test {
   const std::string key_ = key_of('k');
 };
 
-TEST_F(StoreSqlite, CreatesAUserWithItsTemplates) {
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  auto created = store->create_user("alice", {make_template("m1", 1), make_template("m1", 2)});
-  ASSERT_TRUE(created.has_value()) << created.error().to_string();
-  EXPECT_GT(created->id, 0);
-  EXPECT_EQ(created->name, "alice");
-  EXPECT_EQ(created->created_at, kNow);
-  EXPECT_FALSE(created->disabled);
-  EXPECT_EQ(created->template_count, 2);
-
-  auto got = store->get_user("alice");
-  ASSERT_TRUE(got.has_value()) << got.error().to_string();
-  EXPECT_EQ(got->id, created->id);
-  EXPECT_EQ(got->name, "alice");
-  EXPECT_EQ(got->created_at, kNow);
-  EXPECT_FALSE(got->disabled);
-  EXPECT_EQ(got->template_count, 2);
-}
-
-TEST_F(StoreSqlite, ListsUsersInNameOrder) {
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  auto empty = store->list_users();
-  ASSERT_TRUE(empty.has_value());
-  EXPECT_TRUE(empty->empty());
-  for (const char* name : {"carol", "Bob", "alice"}) {
-    ASSERT_TRUE(store->create_user(name, {make_template("m1", 1)}).has_value());
-  }
-  auto users = store->list_users();
-  ASSERT_TRUE(users.has_value());
-  ASSERT_EQ(users->size(), 3u);
-  EXPECT_EQ((*users)[0].name, "alice");
-  EXPECT_EQ((*users)[1].name, "Bob");
-  EXPECT_EQ((*users)[2].name, "carol");
-  EXPECT_EQ((*users)[0].template_count, 1);
-}
-
-TEST_F(StoreSqlite, ReportsAnUnknownUserAsNotFound) {
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  EXPECT_EQ(store->get_user("nobody").error().code(), ErrorCode::kNotFound);
-  EXPECT_EQ(store->user_templates("nobody").error().code(), ErrorCode::kNotFound);
-  EXPECT_EQ(store->remove_user("nobody").code(), ErrorCode::kNotFound);
-  EXPECT_EQ(store->set_disabled("nobody", true).code(), ErrorCode::kNotFound);
-  EXPECT_EQ(store->add_templates("nobody", {make_template("m1", 1)}).code(),
-            ErrorCode::kNotFound);
-  EXPECT_EQ(store->remove_template("nobody", 1).code(), ErrorCode::kNotFound);
-}
-
-TEST_F(StoreSqlite, RemovesAUser) {
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  ASSERT_TRUE(store->create_user("alice", {make_template("m1", 1)}).has_value());
-  ASSERT_TRUE(store->create_user("bob", {make_template("m1", 2)}).has_value());
-  ASSERT_TRUE(store->remove_user("alice").ok());
-  EXPECT_EQ(store->get_user("alice").error().code(), ErrorCode::kNotFound);
-  EXPECT_EQ(store->remove_user("alice").code(), ErrorCode::kNotFound);
-  EXPECT_TRUE(store->get_user("bob").has_value());
-}
-
-TEST_F(StoreSqlite, RefusesADuplicateNameAndKeepsTheFirstUser) {
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  ASSERT_TRUE(store->create_user("alice", {make_template("m1", 1)}).has_value());
-  for (const char* name : {"alice", "Alice", "ALICE"}) {
-    auto again = store->create_user(name, {make_template("m1", 9), make_template("m1", 8)});
-    ASSERT_FALSE(again.has_value()) << name;
-    EXPECT_EQ(again.error().code(), ErrorCode::kAlreadyExists) << name;
-  }
-  auto users = store->list_users();
-  ASSERT_TRUE(users.has_value());
-  ASSERT_EQ(users->size(), 1u);
-  EXPECT_EQ((*users)[0].template_count, 1);
-  auto templates = store->user_templates("alice");
-  ASSERT_TRUE(templates.has_value());
-  ASSERT_EQ(templates->size(), 1u);
-  EXPECT_TRUE(same_bits((*templates)[0].face.embedding, make_template("m1", 1).embedding));
-}
-
-TEST_F(StoreSqlite, LooksUpNamesCaseSensitively) {
-  // A login as "ALICE" must never be checked against alice's face.
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  ASSERT_TRUE(store->create_user("alice", {make_template("m1", 1)}).has_value());
-  EXPECT_EQ(store->get_user("ALICE").error().code(), ErrorCode::kNotFound);
-  EXPECT_EQ(store->user_templates("Alice").error().code(), ErrorCode::kNotFound);
-  EXPECT_EQ(store->remove_user("Alice").code(), ErrorCode::kNotFound);
-  EXPECT_TRUE(store->get_user("alice").has_value());
-}
-
 TEST_F(StoreSqlite, RefusesInvalidNamesAndChangesNothing) {
   auto store = open_ok();
   ASSERT_TRUE(store);
@@ -271,48 +160,6 @@ TEST_F(StoreSqlite, RefusesInvalidNamesAndChangesNothing) {
   EXPECT_EQ(raw.query_int("SELECT count(*) FROM templates"), 1);
 }
 
-TEST_F(StoreSqlite, RefusesMissingOrMalformedTemplatesAndCreatesNoUser) {
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  FaceTemplate no_model = make_template("", 1);
-  FaceTemplate empty = make_template("m1", 1);
-  empty.embedding.clear();
-  FaceTemplate not_finite = make_template("m1", 1);
-  not_finite.embedding[3] = std::nanf("");
-  FaceTemplate infinite_quality = make_template("m1", 1);
-  infinite_quality.quality = INFINITY;
-  const std::vector<std::vector<FaceTemplate>> bad = {
-      {}, {no_model}, {empty}, {make_template("m1", 1), not_finite}, {infinite_quality}};
-  for (const auto& templates : bad) {
-    auto created = store->create_user("alice", templates);
-    ASSERT_FALSE(created.has_value());
-    EXPECT_EQ(created.error().code(), ErrorCode::kInvalidArgument);
-  }
-  EXPECT_EQ(store->get_user("alice").error().code(), ErrorCode::kNotFound);
-}
-
-TEST_F(StoreSqlite, ReturnsTemplatesExactlyAsStored) {
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  const std::vector<FaceTemplate> templates = {make_template("m1", 1, 0.9f),
-                                               make_template("m2", 2, 0.5f)};
-  auto alice = store->create_user("alice", templates);
-  ASSERT_TRUE(alice.has_value());
-  auto stored = store->user_templates("alice");
-  ASSERT_TRUE(stored.has_value()) << stored.error().to_string();
-  ASSERT_EQ(stored->size(), 2u);
-  for (std::size_t i = 0; i < templates.size(); ++i) {
-    const StoredTemplate& s = (*stored)[i];
-    EXPECT_GT(s.id, 0);
-    EXPECT_EQ(s.user_id, alice->id);
-    EXPECT_EQ(s.created_at, kNow);
-    EXPECT_EQ(s.face.model_id, templates[i].model_id);
-    EXPECT_FLOAT_EQ(s.face.quality, templates[i].quality);
-    EXPECT_TRUE(same_bits(s.face.embedding, templates[i].embedding));
-  }
-  EXPECT_NE((*stored)[0].id, (*stored)[1].id);
-}
-
 TEST_F(StoreSqlite, StoresNoEmbeddingInTheClear) {
   auto store = open_ok();
   ASSERT_TRUE(store);
@@ -324,79 +171,6 @@ TEST_F(StoreSqlite, StoresNoEmbeddingInTheClear) {
   const std::string needle(reinterpret_cast<const char*>(t.embedding.data()), 8 * sizeof(float));
   EXPECT_EQ(file.find(needle), std::string::npos);
   EXPECT_NE(file.find("alice"), std::string::npos);  // the search itself works
-}
-
-TEST_F(StoreSqlite, AddsTemplatesToAnExistingUser) {
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  ASSERT_TRUE(store->create_user("alice", {make_template("m1", 1)}).has_value());
-  ASSERT_TRUE(store->add_templates("alice", {make_template("m1", 2), make_template("m1", 3)}).ok());
-  auto alice = store->get_user("alice");
-  ASSERT_TRUE(alice.has_value());
-  EXPECT_EQ(alice->template_count, 3);
-  auto stored = store->user_templates("alice");
-  ASSERT_TRUE(stored.has_value());
-  ASSERT_EQ(stored->size(), 3u);
-  EXPECT_TRUE(same_bits((*stored)[2].face.embedding, make_template("m1", 3).embedding));
-  EXPECT_EQ(store->add_templates("alice", {}).code(), ErrorCode::kInvalidArgument);
-}
-
-TEST_F(StoreSqlite, RemovesOnlyTheNamedTemplateOfThatUser) {
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  ASSERT_TRUE(store->create_user("alice", {make_template("m1", 1), make_template("m1", 2)}));
-  ASSERT_TRUE(store->create_user("bob", {make_template("m1", 3)}));
-  auto alice_templates = store->user_templates("alice");
-  auto bob_templates = store->user_templates("bob");
-  ASSERT_TRUE(alice_templates.has_value());
-  ASSERT_TRUE(bob_templates.has_value());
-
-  // Bob's template cannot be removed through alice's name.
-  EXPECT_EQ(store->remove_template("alice", (*bob_templates)[0].id).code(), ErrorCode::kNotFound);
-  EXPECT_EQ(store->remove_template("alice", 999999).code(), ErrorCode::kNotFound);
-
-  ASSERT_TRUE(store->remove_template("alice", (*alice_templates)[0].id).ok());
-  auto left = store->user_templates("alice");
-  ASSERT_TRUE(left.has_value());
-  ASSERT_EQ(left->size(), 1u);
-  EXPECT_EQ((*left)[0].id, (*alice_templates)[1].id);
-  EXPECT_EQ(store->get_user("bob")->template_count, 1);
-}
-
-TEST_F(StoreSqlite, AllTemplatesFiltersByModelAndSkipsDisabledUsers) {
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  ASSERT_TRUE(store->create_user("alice", {make_template("m1", 1), make_template("m2", 2)}));
-  ASSERT_TRUE(store->create_user("bob", {make_template("m1", 3)}));
-  ASSERT_TRUE(store->create_user("carol", {make_template("m1", 4)}));
-  ASSERT_TRUE(store->set_disabled("carol", true).ok());
-  EXPECT_TRUE(store->get_user("carol")->disabled);
-
-  auto m1 = store->all_templates("m1");
-  ASSERT_TRUE(m1.has_value()) << m1.error().to_string();
-  ASSERT_EQ(m1->size(), 2u);
-  EXPECT_EQ((*m1)[0].user_id, user_id(*store, "alice"));
-  EXPECT_EQ((*m1)[1].user_id, user_id(*store, "bob"));
-  for (const StoredTemplate& t : *m1) {
-    EXPECT_EQ(t.face.model_id, "m1");
-  }
-  EXPECT_TRUE(same_bits((*m1)[1].face.embedding, make_template("m1", 3).embedding));
-
-  auto m2 = store->all_templates("m2");
-  ASSERT_TRUE(m2.has_value());
-  ASSERT_EQ(m2->size(), 1u);
-  EXPECT_EQ((*m2)[0].face.model_id, "m2");
-
-  auto none = store->all_templates("m3");
-  ASSERT_TRUE(none.has_value());
-  EXPECT_TRUE(none->empty());
-
-  ASSERT_TRUE(store->set_disabled("carol", false).ok());
-  auto again = store->all_templates("m1");
-  ASSERT_TRUE(again.has_value());
-  EXPECT_EQ(again->size(), 3u);
-
-  EXPECT_EQ(store->all_templates("").error().code(), ErrorCode::kInvalidArgument);
 }
 
 TEST_F(StoreSqlite, RemovingAUserRemovesTheirTemplates) {
@@ -411,36 +185,6 @@ TEST_F(StoreSqlite, RemovingAUserRemovesTheirTemplates) {
                           std::to_string(alice_id)),
             0);
   EXPECT_EQ(raw.query_int("SELECT count(*) FROM templates"), 1);
-}
-
-TEST_F(StoreSqlite, NeverReusesTheIdOfARemovedUser) {
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  auto first = store->create_user("alice", {make_template("m1", 1)});
-  ASSERT_TRUE(first.has_value());
-  ASSERT_TRUE(store->remove_user("alice").ok());
-  auto second = store->create_user("mallory", {make_template("m1", 2)});
-  ASSERT_TRUE(second.has_value());
-  EXPECT_GT(second->id, first->id);
-}
-
-TEST_F(StoreSqlite, KeepsItsDataWhenReopened) {
-  {
-    auto store = open_ok();
-    ASSERT_TRUE(store);
-    ASSERT_TRUE(store->create_user("alice", {make_template("m1", 1)}));
-    ASSERT_TRUE(store->set_disabled("alice", true).ok());
-  }
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  EXPECT_EQ(store->schema_version(), storage::kSqliteSchemaVersion);
-  auto alice = store->get_user("alice");
-  ASSERT_TRUE(alice.has_value());
-  EXPECT_TRUE(alice->disabled);
-  auto stored = store->user_templates("alice");
-  ASSERT_TRUE(stored.has_value());
-  ASSERT_EQ(stored->size(), 1u);
-  EXPECT_TRUE(same_bits((*stored)[0].face.embedding, make_template("m1", 1).embedding));
 }
 
 TEST_F(StoreSqlite, CreatesTheDatabaseReadableOnlyByItsOwner) {
@@ -461,25 +205,6 @@ TEST_F(StoreSqlite, RefusesAKeyOfTheWrongSize) {
   ASSERT_FALSE(store.has_value());
   EXPECT_EQ(store.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_FALSE(fs::exists(db_path_));
-}
-
-TEST_F(StoreSqlite, RefusesTheWrongKeyWhenOpening) {
-  ASSERT_TRUE(open_ok());  // an empty database still records its key
-  auto empty = open(key_of('w'));
-  ASSERT_FALSE(empty.has_value());
-  EXPECT_EQ(empty.error().code(), ErrorCode::kCorrupt);
-  EXPECT_NE(empty.error().message().find("wrong key"), std::string::npos);
-
-  {
-    auto store = open_ok();
-    ASSERT_TRUE(store);
-    ASSERT_TRUE(store->create_user("alice", {make_template("m1", 1)}));
-  }
-  auto wrong = open(key_of('w'));
-  ASSERT_FALSE(wrong.has_value());
-  EXPECT_EQ(wrong.error().code(), ErrorCode::kCorrupt);
-  EXPECT_NE(wrong.error().message().find("wrong key"), std::string::npos);
-  EXPECT_TRUE(open_ok());
 }
 
 TEST_F(StoreSqlite, RefusesTheWrongKeyEvenWithoutAKeyCheck) {
@@ -734,56 +459,6 @@ TEST_F(StoreSqlite, ReportsBusyWhenAnotherConnectionHoldsTheWriteLock) {
   EXPECT_TRUE((*store)->list_users().has_value());
   raw.exec("COMMIT");
   EXPECT_TRUE((*store)->create_user("alice", {make_template("m1", 1)}).has_value());
-}
-
-TEST_F(StoreSqlite, TwoThreadsCreatingUsersOnOneStoreBothSucceed) {
-  auto store = open_ok();
-  ASSERT_TRUE(store);
-  constexpr int kPerThread = 25;
-  std::atomic<int> failures{0};
-  auto worker = [&](const std::string& prefix) {
-    for (int i = 0; i < kPerThread; ++i) {
-      if (!store->create_user(prefix + std::to_string(i), {make_template("m1", float(i))})) {
-        ++failures;
-      }
-      if (!store->all_templates("m1")) {
-        ++failures;
-      }
-    }
-  };
-  std::thread a(worker, "a");
-  std::thread b(worker, "b");
-  a.join();
-  b.join();
-  EXPECT_EQ(failures.load(), 0);
-  auto users = store->list_users();
-  ASSERT_TRUE(users.has_value());
-  EXPECT_EQ(users->size(), std::size_t{2 * kPerThread});
-}
-
-TEST_F(StoreSqlite, TwoConnectionsCreatingUsersAtOnceBothSucceed) {
-  ASSERT_TRUE(open_ok());  // create the file first, so both see the same schema
-  auto first = open_ok();
-  auto second = open_ok();
-  ASSERT_TRUE(first);
-  ASSERT_TRUE(second);
-  constexpr int kPerThread = 25;
-  std::atomic<int> failures{0};
-  auto worker = [&](Store* store, const std::string& prefix) {
-    for (int i = 0; i < kPerThread; ++i) {
-      if (!store->create_user(prefix + std::to_string(i), {make_template("m1", float(i))})) {
-        ++failures;
-      }
-    }
-  };
-  std::thread a(worker, first.get(), "a");
-  std::thread b(worker, second.get(), "b");
-  a.join();
-  b.join();
-  EXPECT_EQ(failures.load(), 0);
-  auto users = first->list_users();
-  ASSERT_TRUE(users.has_value());
-  EXPECT_EQ(users->size(), std::size_t{2 * kPerThread});
 }
 
 TEST(StoreUserName, AcceptsOrdinaryNames) {

@@ -20,7 +20,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # npm fetches them; ffmpeg makes test videos.
 packages=(
   build-essential cmake pkg-config git ca-certificates curl
-  libopencv-dev libssl-dev libsqlite3-dev sqlite3 libfmt-dev nlohmann-json3-dev
+  libopencv-dev libssl-dev libsqlite3-dev sqlite3 libpq-dev postgresql-15 libfmt-dev nlohmann-json3-dev
   libexpected-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libboost1.81-dev libtomlplusplus-dev
   python3 python3-onnx python3-numpy nodejs npm
 )

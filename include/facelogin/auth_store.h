@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,7 +65,7 @@ struct ApiKeyRecord {
   std::int64_t id = 0;
   std::string name;                 // the application, e.g. "intranet"
   std::vector<std::string> scopes;  // "login", "enroll", "admin"
-  std::string liveness;             // "passive", "off", or "" (the deployment's policy)
+  std::string liveness;             // "passive", "active", "off", or "" (the deployment's)
   std::int64_t created_at = 0;
   bool revoked = false;
 
@@ -86,6 +87,26 @@ struct FailureState {
 
 // How long a key is locked after its n-th consecutive failure (0: not locked).
 using LockoutRule = std::function<std::int64_t(int failures)>;
+
+// A token bucket of the start rate limit: `per_minute` tokens at most, refilled continuously.
+struct RateBucket {
+  double tokens = 0;
+  std::int64_t updated_ms = 0;  // Unix ms
+};
+
+struct RateDecision {
+  bool allowed = false;
+  int retry_after_s = 0;  // when refused: seconds until a token is back (>= 1)
+};
+
+// One take from `bucket` at `now_ms` (nullopt: a new, full bucket): refills for the time since
+// it was updated (never for time going backwards), then takes a token if there is one. Updates
+// `bucket`. Every backend stores buckets and calls this, so all compute the same.
+[[nodiscard]] RateDecision take_rate_token(std::optional<RateBucket>& bucket, std::int64_t now_ms,
+                                           int per_minute);
+
+// Buckets idle this long are full again and may be deleted.
+inline constexpr std::int64_t kRateBucketIdleMs = 3'600'000;
 
 // Thread-safe; each call is one transaction.
 class AuthStore {
@@ -117,6 +138,12 @@ class AuthStore {
                                                             const LockoutRule& rule) = 0;
   [[nodiscard]] virtual Result<FailureState> failure_state(std::string_view key) const = 0;
   [[nodiscard]] virtual Status clear_failures(std::string_view key) = 0;
+
+  // Start rate limit shared by every server on the database: one take_rate_token on `key`'s
+  // bucket, atomically. Errors: kInvalidArgument (empty key, per_minute < 1).
+  [[nodiscard]] virtual Result<RateDecision> take_rate_token(std::string_view key,
+                                                             std::int64_t now_ms,
+                                                             int per_minute) = 0;
 
   // Administrators: granted with the CLI (`facelogin users admin NAME`), never by default.
   // Errors: kNotFound (no such user).

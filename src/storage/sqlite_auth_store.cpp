@@ -11,6 +11,7 @@
 #include "facelogin/auth_store.h"
 #include "facelogin/store.h"
 #include "storage/sqlite_db.h"
+#include "storage/store_rules.h"
 
 namespace facelogin {
 namespace {
@@ -19,37 +20,14 @@ using storage::DbHandle;
 using storage::Statement;
 using storage::Transaction;
 
-constexpr std::size_t kTokenHashSize = 32;
-constexpr std::size_t kMaxFieldLength = 512;
+using storage::check_token_hash;
+using storage::join_scopes;
+using storage::kMaxFieldLength;
+using storage::split_scopes;
 constexpr std::size_t kMaxDetailLength = 8192;
 
 std::span<const std::uint8_t> bytes(std::string_view s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
-
-Status check_hash(std::string_view hash) {
-  if (hash.size() != kTokenHashSize) {
-    return Status(ErrorCode::kInvalidArgument, "a token hash must be 32 bytes");
-  }
-  return Status::Ok();
-}
-
-std::string join_scopes(const std::vector<std::string>& scopes) {
-  std::string out;
-  for (const auto& s : scopes) {
-    out += out.empty() ? s : "," + s;
-  }
-  return out;
-}
-
-std::vector<std::string> split_scopes(std::string_view text) {
-  std::vector<std::string> out;
-  while (!text.empty()) {
-    const std::size_t comma = std::min(text.find(','), text.size());
-    out.emplace_back(text.substr(0, comma));
-    text = comma < text.size() ? text.substr(comma + 1) : std::string_view();
-  }
-  return out;
 }
 
 ApiKeyRecord read_api_key(const Statement& stmt) {
@@ -88,7 +66,7 @@ class SqliteAuthStore final : public AuthStore {
   explicit SqliteAuthStore(DbHandle db) : db_(std::move(db)) {}
 
   Result<std::int64_t> create_session(const NewSession& session) override {
-    if (Status s = check_hash(session.token_hash); !s.ok()) {
+    if (Status s = check_token_hash(session.token_hash); !s.ok()) {
       return make_error(std::move(s));
     }
     if (session.kind != "cookie" && session.kind != "bearer") {
@@ -128,7 +106,7 @@ class SqliteAuthStore final : public AuthStore {
   }
 
   Result<SessionRecord> find_session(std::string_view token_hash) const override {
-    if (Status s = check_hash(token_hash); !s.ok()) {
+    if (Status s = check_token_hash(token_hash); !s.ok()) {
       return make_error(std::move(s));
     }
     std::lock_guard lock(mu_);
@@ -319,6 +297,61 @@ class SqliteAuthStore final : public AuthStore {
     return current->first;
   }
 
+  Result<RateDecision> take_rate_token(std::string_view key, std::int64_t now_ms,
+                                       int per_minute) override {
+    if (key.empty() || key.size() > kMaxFieldLength || per_minute < 1) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "a rate key must be 1-512 bytes and the rate at least 1 a minute");
+    }
+    std::lock_guard lock(mu_);
+    auto tx = Transaction::begin(db(), Transaction::Kind::kWrite);
+    if (!tx) {
+      return make_error(tx.error());
+    }
+    auto select =
+        Statement::prepare(db(), "SELECT tokens, updated_ms FROM rate_buckets WHERE key = ?1");
+    if (!select) {
+      return make_error(select.error());
+    }
+    select->bind(1, key);
+    auto row = select->step();
+    if (!row) {
+      return make_error(row.error());
+    }
+    std::optional<RateBucket> bucket;
+    if (*row) {
+      bucket = RateBucket{select->real(0), select->int64(1)};
+    }
+    const RateDecision decision = facelogin::take_rate_token(bucket, now_ms, per_minute);
+    auto upsert = Statement::prepare(
+        db(),
+        "INSERT INTO rate_buckets (key, tokens, updated_ms) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT (key) DO UPDATE SET tokens = ?2, updated_ms = ?3");
+    if (!upsert) {
+      return make_error(upsert.error());
+    }
+    upsert->bind(1, key).bind(2, bucket->tokens).bind(3, bucket->updated_ms);
+    if (Status s = upsert->run(); !s.ok()) {
+      return make_error(std::move(s));
+    }
+    // Idle buckets are full again: forget them now and then, so that many addresses cannot
+    // grow the table without bound.
+    if ((now_ms & 0xff) == 0) {
+      auto prune = Statement::prepare(db(), "DELETE FROM rate_buckets WHERE updated_ms < ?1");
+      if (!prune) {
+        return make_error(prune.error());
+      }
+      prune->bind(1, now_ms - kRateBucketIdleMs);
+      if (Status s = prune->run(); !s.ok()) {
+        return make_error(std::move(s));
+      }
+    }
+    if (Status s = tx->commit(); !s.ok()) {
+      return make_error(std::move(s));
+    }
+    return decision;
+  }
+
   Status clear_failures(std::string_view key) override {
     std::lock_guard lock(mu_);
     auto stmt = Statement::prepare(db(), "DELETE FROM failures WHERE key = ?1");
@@ -330,25 +363,11 @@ class SqliteAuthStore final : public AuthStore {
   }
 
   Result<std::int64_t> create_api_key(const ApiKeyRecord& key, std::string_view key_hash) override {
-    if (Status s = check_hash(key_hash); !s.ok()) {
+    if (Status s = check_token_hash(key_hash); !s.ok()) {
       return make_error(std::move(s));
     }
-    if (Status s = validate_user_name(key.name); !s.ok()) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "an API key name follows the user name rules: " + s.message());
-    }
-    if (key.scopes.empty()) {
-      return make_error(ErrorCode::kInvalidArgument, "an API key needs at least one scope");
-    }
-    for (const auto& scope : key.scopes) {
-      if (scope != "login" && scope != "enroll" && scope != "admin") {
-        return make_error(ErrorCode::kInvalidArgument,
-                          fmt::format("unknown scope '{}' (login, enroll, admin)", scope));
-      }
-    }
-    if (!key.liveness.empty() && key.liveness != "passive" && key.liveness != "active" &&
-        key.liveness != "off") {
-      return make_error(ErrorCode::kInvalidArgument, "liveness must be passive, off or empty");
+    if (Status s = storage::validate_api_key(key); !s.ok()) {
+      return make_error(std::move(s));
     }
     std::lock_guard lock(mu_);
     auto stmt = Statement::prepare(
@@ -374,7 +393,7 @@ class SqliteAuthStore final : public AuthStore {
   }
 
   Result<ApiKeyRecord> find_api_key(std::string_view key_hash) const override {
-    if (Status s = check_hash(key_hash); !s.ok()) {
+    if (Status s = check_token_hash(key_hash); !s.ok()) {
       return make_error(std::move(s));
     }
     std::lock_guard lock(mu_);
@@ -429,7 +448,7 @@ class SqliteAuthStore final : public AuthStore {
   }
 
   Status set_recovery_code(std::string_view user, std::string_view code_hash) override {
-    if (Status s = check_hash(code_hash); !s.ok()) {
+    if (Status s = check_token_hash(code_hash); !s.ok()) {
       return s;
     }
     std::lock_guard lock(mu_);
@@ -456,7 +475,7 @@ class SqliteAuthStore final : public AuthStore {
   }
 
   Result<bool> consume_recovery_code(std::string_view user, std::string_view code_hash) override {
-    if (Status s = check_hash(code_hash); !s.ok()) {
+    if (Status s = check_token_hash(code_hash); !s.ok()) {
       return make_error(std::move(s));
     }
     std::lock_guard lock(mu_);

@@ -98,6 +98,15 @@ constexpr Migration kMigrations[] = {
         revoked INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
       );
     )sql"},
+    // Start rate limits in the database, so that several servers share them (issue 5).
+    {4, R"sql(
+      CREATE TABLE rate_buckets (
+        key TEXT PRIMARY KEY,
+        tokens REAL NOT NULL,
+        updated_ms INTEGER NOT NULL
+      );
+      CREATE INDEX rate_buckets_updated ON rate_buckets (updated_ms);
+    )sql"},
 };
 
 constexpr bool migrations_are_ordered() {

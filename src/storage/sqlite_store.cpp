@@ -38,6 +38,7 @@
 #include "storage/file_util.h"
 #include "storage/sqlite_db.h"
 #include "storage/sqlite_schema.h"
+#include "storage/store_rules.h"
 #include "storage/template_cipher.h"
 
 namespace facelogin {
@@ -51,41 +52,10 @@ using storage::Statement;
 using storage::TemplateCipher;
 using storage::Transaction;
 
-constexpr std::size_t kMaxModelIdLength = 128;
-constexpr std::size_t kMaxEmbeddingSize = 8192;
+using storage::kMaxModelIdLength;
+using storage::validate_templates;
 constexpr std::string_view kKeyCheckName = "key_check";
 constexpr std::string_view kKeyCheckText = "facelogin key check";
-
-// ---------------------------------------------------------------------------------------------
-// Validation.
-
-Status validate_templates(const std::vector<FaceTemplate>& templates) {
-  if (templates.empty()) {
-    return Status(ErrorCode::kInvalidArgument, "at least one template is needed");
-  }
-  for (std::size_t i = 0; i < templates.size(); ++i) {
-    const FaceTemplate& t = templates[i];
-    const std::string which = fmt::format("template {}", i + 1);
-    if (t.model_id.empty() || t.model_id.size() > kMaxModelIdLength) {
-      return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("{}: model id must be 1-{} bytes", which, kMaxModelIdLength));
-    }
-    if (t.embedding.empty() || t.embedding.size() > kMaxEmbeddingSize) {
-      return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("{}: embedding must have 1-{} values", which, kMaxEmbeddingSize));
-    }
-    for (float v : t.embedding) {
-      if (!std::isfinite(v)) {
-        return Status(ErrorCode::kInvalidArgument,
-                      fmt::format("{}: embedding has a value that is not finite", which));
-      }
-    }
-    if (!std::isfinite(t.quality)) {
-      return Status(ErrorCode::kInvalidArgument, fmt::format("{}: quality is not finite", which));
-    }
-  }
-  return Status::Ok();
-}
 
 Status wrong_key(const fs::path& path) {
   return Status(ErrorCode::kCorrupt,
