@@ -29,6 +29,7 @@
 #include "facelogin/auth_store.h"
 #include "facelogin/liveness.h"
 #include "server/api.h"
+#include "store_backends.h"
 #include "test_data.h"
 #include "test_engine.h"
 
@@ -1143,6 +1144,113 @@ TEST_F(ServerTest, SaturatedWorkersAnswer503QuicklyInsteadOfQueueing) {
   EXPECT_GE(busy.load(), 1);
   EXPECT_EQ(ok.load() + busy.load(), kClients);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Two servers on one database (issue 5): each with its own stores (own connections), workers and
+// flows, as two `facelogin serve` processes would be. What one does, the other honours at once.
+
+class TwoServersTest : public ServerTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    ServerTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) {
+      return;
+    }
+    FACELOGIN_REQUIRE_BACKEND(db_);
+    for (int i = 0; i < 2; ++i) {
+      auto store = db_.open_store(std::string(32, '\x44'));
+      ASSERT_TRUE(store) << store.error().to_string();
+      auto auth = db_.open_auth_store();
+      ASSERT_TRUE(auth) << auth.error().to_string();
+      ServerDeps deps = deps_;
+      deps.store = store->get();
+      deps.auth_store = auth->get();
+      stores_.push_back(std::move(*store));
+      auths_.push_back(std::move(*auth));
+      ServerOptions options = options_;
+      options.starts_per_minute = 12;
+      auto server = Server::start(options, deps);
+      ASSERT_TRUE(server) << server.error().to_string();
+      ports_.push_back((*server)->port());
+      servers_.push_back(std::move(*server));
+    }
+    // The fixture's helpers (API keys for bearer sessions) work on the shared database.
+    auth_store_ = std::move(auths_[0]);
+    auths_[0] = nullptr;
+  }
+
+  void TearDown() override {
+    for (auto& s : servers_) {
+      s->stop();
+    }
+    servers_.clear();
+    ServerTest::TearDown();
+  }
+
+  void use(int server) { port_ = ports_[static_cast<std::size_t>(server)]; }
+
+  testing::BackendDb db_{GetParam()};
+  std::vector<std::unique_ptr<Store>> stores_;
+  std::vector<std::unique_ptr<AuthStore>> auths_;
+  std::vector<std::unique_ptr<Server>> servers_;
+  std::vector<std::uint16_t> ports_;
+};
+
+TEST_P(TwoServersTest, EnrolmentsSessionsLockoutsAndRateLimitsHoldAcrossServers) {
+  // Enrolled on the first server, alice logs in on the second.
+  use(0);
+  Reply enrolled = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"));
+  ASSERT_EQ(enrolled.status, 201u) << enrolled.raw;
+  use(1);
+  Reply login_b = login("alice", recording("ClientRaw/0001", "0001_00_00_02_"));
+  ASSERT_EQ(login_b.body["state"], "accepted") << login_b.raw;
+  const std::string token = login_b.body["session"]["token"];
+  const std::map<std::string, std::string> bearer = {{"Authorization", "Bearer " + token}};
+
+  // Her session from the second server works on the first; logging out on the first ends it on
+  // the second.
+  Reply session_a = call(ports_[0], http::verb::get, "/api/v1/session", "", "", bearer);
+  ASSERT_EQ(session_a.status, 200u) << session_a.raw;
+  EXPECT_EQ(session_a.body["user"], "alice");
+  ASSERT_EQ(call(ports_[0], http::verb::post, "/api/v1/logout", "", "", bearer).status, 200u);
+  EXPECT_EQ(call(ports_[1], http::verb::get, "/api/v1/session", "", "", bearer).status, 401u);
+
+  // Wrong recovery codes on alternate servers lock her account on both.
+  unsigned last = 0;
+  for (int i = 0; i < 6; ++i) {
+    last = post_json(ports_[static_cast<std::size_t>(i % 2)], "/api/v1/login/recovery",
+                     {{"user", "alice"}, {"code", std::string(64, '0')}, {"session", "bearer"}},
+                     key_for("bearer"))
+               .status;
+  }
+  EXPECT_EQ(last, 401u);
+  for (std::uint16_t port : ports_) {
+    Reply locked = post_json(port, "/api/v1/login/attempts",
+                             {{"user", "alice"}, {"session", "bearer"}}, key_for("bearer"));
+    EXPECT_EQ(locked.status, 429u) << locked.raw;
+    EXPECT_TRUE(locked.headers.count("Retry-After")) << locked.raw;
+  }
+
+  // One address's starts are counted by both servers together (12 a minute here): alternating
+  // between them does not double the allowance.
+  int accepted = 0;
+  unsigned refused = 0;
+  for (int i = 0; i < 16 && refused == 0; ++i) {
+    const json body = {{"user", "visitor" + std::to_string(i)}, {"session", "cookie"}};
+    Reply r = call(ports_[static_cast<std::size_t>(i % 2)], http::verb::post,
+                   "/api/v1/login/attempts", body.dump(), "application/json", {}, "127.0.0.9");
+    if (r.status == 201u) {
+      ++accepted;
+    } else {
+      refused = r.status;
+    }
+  }
+  EXPECT_EQ(accepted, 12);
+  EXPECT_EQ(refused, 429u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, TwoServersTest, ::testing::ValuesIn(testing::store_backends()),
+                         testing::backend_param_name);
 
 }  // namespace
 }  // namespace facelogin

@@ -82,8 +82,11 @@ struct ServerDeps {
 // Applies a TOML configuration file over `options` (see docs/server.md for the keys); its
 // `data` directory, if set, goes to *data_dir. Errors: kInvalidArgument naming the file, line
 // and key (syntax, unknown key, wrong type, out of range); `options` may then be half-applied.
+// `database` (if not null) receives the file's `database` key: a PostgreSQL connection string
+// (empty when the key is absent).
 [[nodiscard]] Status apply_server_config(const std::filesystem::path& file, ServerOptions* options,
-                                         std::filesystem::path* data_dir);
+                                         std::filesystem::path* data_dir,
+                                         std::string* database = nullptr);
 
 class Server {
  public:

@@ -232,7 +232,7 @@ int run_users_admin(Context& ctx, const std::string& name, bool revoke) {
   if (!store) {
     return ctx.fail(store.error());
   }
-  auto auth = open_sqlite_auth_store(ctx.home / "facelogin.db");
+  auto auth = ctx.open_auth_store();
   if (!auth) {
     return ctx.fail(auth.error());
   }
@@ -264,7 +264,7 @@ Result<std::unique_ptr<AuthStore>> open_auth(Context& ctx) {
   if (!store) {
     return make_error(store.error());
   }
-  return open_sqlite_auth_store(ctx.home / "facelogin.db");
+  return ctx.open_auth_store();
 }
 
 struct ApiKeyArgs {

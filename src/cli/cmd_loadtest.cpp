@@ -23,6 +23,7 @@
 #include "cli/context.h"
 #include "facelogin/auth.h"
 #include "facelogin/auth_store.h"
+#include "facelogin/postgres_store.h"
 #include "facelogin/liveness.h"
 #include "facelogin/server.h"
 
@@ -41,6 +42,7 @@ struct LoadArgs {
   int clients = 2;
   int logins = 20;
   int workers = 0;
+  int servers = 1;
   std::string liveness = "passive";
 };
 
@@ -179,15 +181,51 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
       std::filesystem::remove_all(dir, ec);
     }
   } cleanup{dir};
-  SqliteStoreOptions store_options;
-  store_options.key = std::string(32, '\x5a');  // a throw-away store
-  auto store = open_sqlite_store(dir / "facelogin.db", store_options);
-  if (!store) {
-    return ctx.fail(store.error());
+  // A throw-away database: a SQLite file in the temporary directory, or (with --database) a
+  // fresh schema of that PostgreSQL database, dropped at the end.
+  const std::string key(32, '\x5a');
+  PostgresOptions pg;
+  if (!ctx.database.empty()) {
+    if (!is_postgres_conninfo(ctx.database)) {
+      return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                             "--database must be a PostgreSQL connection string"));
+    }
+    pg.conninfo = ctx.database;
+    pg.schema = fmt::format("facelogin_loadtest_{}", ::getpid());
+    pg.key = key;
+    pg.pool_size = 2 * std::max(1, args.workers > 0 ? args.workers : static_cast<int>(std::thread::hardware_concurrency()));
   }
-  auto auth_store = open_sqlite_auth_store(dir / "facelogin.db");
-  if (!auth_store) {
-    return ctx.fail(auth_store.error());
+  struct DropSchema {
+    const PostgresOptions* pg;
+    ~DropSchema() {
+      if (!pg->conninfo.empty()) {
+        (void)drop_postgres_schema(*pg);
+      }
+    }
+  } drop_schema{&pg};
+  // Each server has its own stores (own connections), as separate processes would.
+  std::vector<std::unique_ptr<Store>> stores;
+  std::vector<std::unique_ptr<AuthStore>> auth_stores;
+  for (int i = 0; i < args.servers; ++i) {
+    Result<std::unique_ptr<Store>> store = make_error(ErrorCode::kInternal, "unset");
+    Result<std::unique_ptr<AuthStore>> auth = make_error(ErrorCode::kInternal, "unset");
+    if (pg.conninfo.empty()) {
+      SqliteStoreOptions store_options;
+      store_options.key = key;
+      store = open_sqlite_store(dir / "facelogin.db", store_options);
+      auth = open_sqlite_auth_store(dir / "facelogin.db");
+    } else {
+      store = open_postgres_store(pg);
+      auth = open_postgres_auth_store(pg);
+    }
+    if (!store) {
+      return ctx.fail(store.error());
+    }
+    if (!auth) {
+      return ctx.fail(auth.error());
+    }
+    stores.push_back(std::move(*store));
+    auth_stores.push_back(std::move(*auth));
   }
   ServerOptions options;
   options.port = 0;
@@ -197,8 +235,6 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
   options.login.liveness.policy = *parse_liveness_policy(args.liveness);  // checked by CLI11
   ServerDeps deps;
   deps.engine = *engine;
-  deps.store = store->get();
-  deps.auth_store = auth_store->get();
   deps.service.threshold_override = ctx.threshold;
   if (options.login.liveness.policy != LivenessPolicy::kOff) {
     auto liveness = LivenessModels::load(ctx.models);
@@ -207,11 +243,20 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
     }
     deps.liveness = *liveness;
   }
-  auto server = Server::start(options, deps);
-  if (!server) {
-    return ctx.fail(server.error());
+  std::vector<std::unique_ptr<Server>> servers;
+  std::vector<std::uint16_t> ports;
+  for (int i = 0; i < args.servers; ++i) {
+    deps.store = stores[static_cast<std::size_t>(i)].get();
+    deps.auth_store = auth_stores[static_cast<std::size_t>(i)].get();
+    auto server = Server::start(options, deps);
+    if (!server) {
+      return ctx.fail(server.error());
+    }
+    ports.push_back((*server)->port());
+    servers.push_back(std::move(*server));
   }
-  const std::uint16_t port = (*server)->port();
+  const std::uint16_t port = ports.front();
+  auto& auth_store = auth_stores.front();
 
   // The load test is an application: it uses bearer sessions with its own API key.
   auto api_key = new_api_key();
@@ -221,7 +266,7 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
   ApiKeyRecord key_record;
   key_record.name = "loadtest";
   key_record.scopes = {"login", "enroll"};
-  if (auto id = (*auth_store)->create_api_key(key_record, token_hash(*api_key)); !id) {
+  if (auto id = auth_store->create_api_key(key_record, token_hash(*api_key)); !id) {
     return ctx.fail(id.error());
   }
 
@@ -287,9 +332,10 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
   const auto t0 = Clock::now();
   std::vector<std::thread> threads;
   for (int c = 0; c < args.clients; ++c) {
-    threads.emplace_back([&] {
+    threads.emplace_back([&, c] {
       try {
-        Client client(port, *api_key);
+        // Clients spread over the servers, as a load balancer would.
+        Client client(ports[static_cast<std::size_t>(c) % ports.size()], *api_key);
         while (next.fetch_add(1) < args.logins) {
           LoginOutcome o = one_login(client, login_frames);
           std::lock_guard lock(mu);
@@ -312,7 +358,9 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
     t.join();
   }
   const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
-  (*server)->stop();
+  for (auto& server : servers) {
+    server->stop();
+  }
 
   int error_count = 0;
   for (const auto& [what, n] : errors) {
@@ -335,18 +383,21 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
       {"cores", cores},
       {"cpu_bound_logins_per_s", limit},
       {"share_of_limit", rate / limit},
-      {"liveness", args.liveness}};
+      {"liveness", args.liveness},
+      {"servers", args.servers},
+      {"database", pg.conninfo.empty() ? "sqlite" : "postgresql"}};
   if (ctx.json) {
     ctx.emit_json(doc);
   } else {
     std::cout << fmt::format(
-        "loadtest: {} clients, {} logins over HTTP on loopback (liveness {})\n"
+        "loadtest: {} clients, {} logins over HTTP on loopback, {} server(s) on {} (liveness {})\n"
         "  accepted {} · errors {} · 503 busy (retried) {} · {:.1f} s\n"
         "  logins/s {:.2f}   CPU-bound limit {:.2f} ({} cores / {:.3f} CPU s per login) -> "
         "{:.0f}% of it\n"
         "  frame latency p50 {:.1f} ms  p99 {:.1f} ms · login p50 {:.0f} ms  p99 {:.0f} ms "
         "({:.1f} frames per login)\n",
-        args.clients, args.logins, args.liveness, accepted, error_count, busy, wall, rate, limit,
+        args.clients, args.logins, args.servers, pg.conninfo.empty() ? "SQLite" : "PostgreSQL",
+        args.liveness, accepted, error_count, busy, wall, rate, limit,
         cores, cpu_per_login, 100 * rate / limit, percentile(frame_ms, 0.5),
         percentile(frame_ms, 0.99), percentile(login_ms, 0.5), percentile(login_ms, 0.99),
         frames_per_login);
@@ -373,6 +424,10 @@ void register_loadtest_command(CLI::App& app, Context& ctx, int& exit_code) {
   cmd->add_option("--logins", args->logins, "Logins in all")->check(CLI::Range(1, 10000));
   cmd->add_option("--workers", args->workers, "Server workers (default: one per core)")
       ->check(CLI::Range(0, 64));
+  cmd->add_option("--servers", args->servers,
+                  "Servers on the one database (each with its own stores and workers); clients "
+                  "are spread over them. With --database, a fresh schema of that PostgreSQL")
+      ->check(CLI::Range(1, 8));
   cmd->add_option("--liveness", args->liveness, "Liveness policy")
       ->check(CLI::IsMember({"passive", "off"}));
   cmd->callback([&ctx, &exit_code, args] { exit_code = run_loadtest(ctx, *args); });

@@ -43,11 +43,15 @@ int run_serve(Context& ctx, const ServeArgs& args) {
   options.web_dir = args.web;
   if (!args.config.empty()) {
     std::filesystem::path data;
-    if (Status s = apply_server_config(args.config, &options, &data); !s.ok()) {
+    std::string database;
+    if (Status s = apply_server_config(args.config, &options, &data, &database); !s.ok()) {
       return ctx.fail(s);
     }
     if (!data.empty()) {
       ctx.home = data;
+    }
+    if (ctx.database.empty()) {  // --database and FACELOGIN_DATABASE win over the file
+      ctx.database = database;
     }
   }
   if (args.set("--listen") || args.config.empty()) {
@@ -95,7 +99,7 @@ int run_serve(Context& ctx, const ServeArgs& args) {
   if (!store) {
     return ctx.fail(store.error());
   }
-  auto auth_store = open_sqlite_auth_store(ctx.home / "facelogin.db");
+  auto auth_store = ctx.open_auth_store();
   if (!auth_store) {
     return ctx.fail(auth_store.error());
   }

@@ -1,5 +1,7 @@
 #include "cli/context.h"
 
+#include "facelogin/postgres_store.h"
+
 #include <cstdlib>
 #include <iostream>
 
@@ -56,9 +58,29 @@ Result<std::unique_ptr<Store>> Context::open_store() const {
   if (!key) {
     return make_error(key.error());
   }
+  if (!database.empty()) {
+    if (!is_postgres_conninfo(database)) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "--database must be a PostgreSQL connection (postgresql://... or "
+                        "host=... dbname=...); the SQLite file lives in --home");
+    }
+    PostgresOptions options;
+    options.conninfo = database;
+    options.key = std::move(*key);
+    return open_postgres_store(options);
+  }
   SqliteStoreOptions options;
   options.key = std::move(*key);
   return open_sqlite_store(home / "facelogin.db", options);
+}
+
+Result<std::unique_ptr<AuthStore>> Context::open_auth_store() const {
+  if (!database.empty()) {
+    PostgresOptions options;
+    options.conninfo = database;
+    return open_postgres_auth_store(options);
+  }
+  return open_sqlite_auth_store(home / "facelogin.db");
 }
 
 Result<FaceService> Context::open_service(Store& store) const {

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "facelogin/auth_store.h"
 #include "facelogin/engine.h"
 #include "facelogin/face_service.h"
 #include "facelogin/liveness.h"
@@ -37,6 +38,8 @@ enum ExitCode : int {
 struct Context {
   std::filesystem::path home;  // state: database and key (--home / FACELOGIN_HOME)
   std::filesystem::path models;  // --models / FACELOGIN_MODEL_DIR
+  // --database / FACELOGIN_DATABASE: a PostgreSQL connection; empty: SQLite in `home`.
+  std::string database;
   std::string recognizer;        // --recognizer
   std::string detector;          // --detector (empty: YuNet when present, else the fallback)
   bool json = false;
@@ -46,6 +49,9 @@ struct Context {
   // Opens the engine with these options. Errors are printed by fail().
   [[nodiscard]] Result<std::shared_ptr<const Engine>> open_engine(int threads = 1) const;
   [[nodiscard]] Result<std::unique_ptr<Store>> open_store() const;
+  // The server's accounts, sessions and audit, on the same database as open_store() (call that
+  // first: it creates and migrates the database and checks the key).
+  [[nodiscard]] Result<std::unique_ptr<AuthStore>> open_auth_store() const;
   [[nodiscard]] Result<FaceService> open_service(Store& store) const;
 
   // Prints `status` (human or JSON on stderr/stdout) and returns its exit code.

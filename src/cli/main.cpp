@@ -34,6 +34,13 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.add_option("--home", ctx.home, "Where the database and key live (env FACELOGIN_HOME)");
   app.add_option("--models", ctx.models, "Model directory (env FACELOGIN_MODEL_DIR)");
+  if (const char* env = std::getenv("FACELOGIN_DATABASE"); env != nullptr && *env != '\0') {
+    ctx.database = env;
+  }
+  app.add_option("--database", ctx.database,
+                 "PostgreSQL connection (\"postgresql://user@host/db\" or \"host=... dbname=...\"; "
+                 "env FACELOGIN_DATABASE) instead of the SQLite file in --home; the template key "
+                 "still comes from --home or FACELOGIN_KEY");
   app.add_option("--recognizer", ctx.recognizer, "Recogniser id (see `models list`)");
   app.add_option("--detector", ctx.detector,
                  "Detector id (see `models list`; default: YuNet when present, else the npm "

@@ -145,7 +145,6 @@ class Api final : public Handler {
   Authenticator auth_;
   FlowRegistry<EnrollFlow> enrollments_;
   FlowRegistry<LoginFlow> logins_;
-  RateLimiter starts_;
 };
 
 }  // namespace facelogin::server

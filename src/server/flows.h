@@ -108,22 +108,4 @@ class FlowRegistry {
   std::map<std::string, std::shared_ptr<Flow>> flows_;
 };
 
-// Token buckets per key (a client address or an account): `per_minute` starts, refilled
-// continuously. Thread-safe.
-class RateLimiter {
- public:
-  explicit RateLimiter(int per_minute) : per_minute_(per_minute) {}
-  // true if `key` may start one more; false (and seconds to wait) otherwise.
-  bool allow(const std::string& key, int* retry_after_s);
-
- private:
-  struct Bucket {
-    double tokens = 0;
-    SteadyClock::time_point updated;
-  };
-  int per_minute_;
-  std::mutex mu_;
-  std::map<std::string, Bucket> buckets_;
-};
-
 }  // namespace facelogin::server
