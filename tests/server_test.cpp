@@ -1196,7 +1196,7 @@ class TwoServersTest : public ServerTest, public ::testing::WithParamInterface<s
   std::vector<std::uint16_t> ports_;
 };
 
-TEST_P(TwoServersTest, EnrolmentsSessionsLockoutsAndRateLimitsHoldAcrossServers) {
+TEST_P(TwoServersTest, EnrolmentsSessionsLockoutsRateLimitsAndGalleriesHoldAcrossServers) {
   // Enrolled on the first server, alice logs in on the second.
   use(0);
   Reply enrolled = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"));
@@ -1214,6 +1214,19 @@ TEST_P(TwoServersTest, EnrolmentsSessionsLockoutsAndRateLimitsHoldAcrossServers)
   EXPECT_EQ(session_a.body["user"], "alice");
   ASSERT_EQ(call(ports_[0], http::verb::post, "/api/v1/logout", "", "", bearer).status, 200u);
   EXPECT_EQ(call(ports_[1], http::verb::get, "/api/v1/session", "", "", bearer).status, 401u);
+
+  // Face-only login on the second server finds alice; after bob enrols on the first, the
+  // second server's in-memory gallery follows (it reloads when the store's generation moves)
+  // and finds bob (NUAA subject 0005) by his face alone.
+  Reply alice_by_face = login("", recording("ClientRaw/0001", "0001_00_00_02_"));
+  ASSERT_EQ(alice_by_face.body["state"], "accepted") << alice_by_face.raw;
+  EXPECT_EQ(alice_by_face.body["session"]["user"], "alice");
+  use(0);
+  ASSERT_EQ(enrol("bob", recording("ClientRaw/0005", "0005_00_00_01_")).status, 201u);
+  use(1);
+  Reply bob_by_face = login("", recording("ClientRaw/0005", "0005_00_00_02_"));
+  ASSERT_EQ(bob_by_face.body["state"], "accepted") << bob_by_face.raw;
+  EXPECT_EQ(bob_by_face.body["session"]["user"], "bob");
 
   // Wrong recovery codes on alternate servers lock her account on both.
   unsigned last = 0;

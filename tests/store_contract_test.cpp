@@ -353,6 +353,39 @@ TEST_P(StoreContract, TwoConnectionsCreatingUsersAtOnceBothSucceed) {
   EXPECT_EQ(users->size(), std::size_t{2 * kPerThread});
 }
 
+TEST_P(StoreContract, TheGenerationMovesWithEveryChangeThatOneToNSearchSees) {
+  auto store = open_ok();
+  auto other = open_ok();  // another server's view of the same database
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(other);
+  std::int64_t last = *store->templates_generation();
+  auto moved = [&](const char* what) {
+    const std::int64_t now = *store->templates_generation();
+    EXPECT_GT(now, last) << what;
+    EXPECT_EQ(*other->templates_generation(), now) << what;
+    last = now;
+  };
+  ASSERT_TRUE(store->create_user("alice", {make_template("m1", 1)}));
+  moved("create_user");
+  ASSERT_TRUE(store->add_templates("alice", {make_template("m1", 2)}).ok());
+  moved("add_templates");
+  auto stored = store->user_templates("alice");
+  ASSERT_TRUE(stored);
+  ASSERT_TRUE(store->remove_template("alice", (*stored)[0].id).ok());
+  moved("remove_template");
+  ASSERT_TRUE(store->set_disabled("alice", true).ok());
+  moved("disable");
+  ASSERT_TRUE(store->set_disabled("alice", false).ok());
+  moved("enable");
+  ASSERT_TRUE(store->remove_user("alice").ok());
+  moved("remove_user");
+  // Reads and refused writes change nothing.
+  ASSERT_TRUE(store->list_users());
+  ASSERT_TRUE(store->all_templates("m1"));
+  EXPECT_FALSE(store->create_user("bad name", {make_template("m1", 3)}));
+  EXPECT_EQ(*store->templates_generation(), last);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::ValuesIn(testing::store_backends()),
                          testing::backend_param_name);
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "facelogin/engine.h"
+#include "facelogin/gallery.h"
 #include "facelogin/image.h"
 #include "facelogin/matching.h"
 #include "facelogin/store.h"
@@ -65,6 +66,9 @@ struct ServiceOptions {
   AnalyzeOptions analyze;  // quality gate etc. for every image
   // Override of the recogniser's calibrated threshold (cosine); NaN keeps the default.
   float threshold_override = std::numeric_limits<float>::quiet_NaN();
+  // The in-memory 1:N gallery, shared by the services of one process (a server's workers);
+  // null: the service makes its own.
+  std::shared_ptr<GalleryCache> gallery;
 };
 
 // Not thread-safe (owns one Worker); the Store may be shared.
@@ -132,6 +136,7 @@ class FaceService {
   std::unique_ptr<Worker> worker_;
   Store& store_;
   ServiceOptions options_;
+  std::shared_ptr<GalleryCache> gallery_;
 };
 
 }  // namespace facelogin

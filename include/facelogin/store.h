@@ -66,6 +66,10 @@ class Store {
       std::string_view name) const = 0;
   // How many templates of enabled users `model_id` made (cheap: nothing is decrypted).
   [[nodiscard]] virtual Result<std::int64_t> count_templates(std::string_view model_id) const = 0;
+  // A number that changes (grows) whenever all_templates() of any model may have changed: a
+  // template added or removed (a user removed), a user disabled or enabled. Cheap; an in-memory
+  // gallery checks it before each search to stay in step with every writer of the database.
+  [[nodiscard]] virtual Result<std::int64_t> templates_generation() const = 0;
   // Every template of enabled users made by `model_id` (for 1:N search), decrypted.
   [[nodiscard]] virtual Result<std::vector<StoredTemplate>> all_templates(
       std::string_view model_id) const = 0;

@@ -183,6 +183,10 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& given, Server
                           ? options.workers
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   const int queue = options.queue_limit >= 0 ? options.queue_limit : workers;
+  if (!deps.service.gallery) {
+    // One in-memory 1:N gallery for all workers: one copy of the templates, one reload per change.
+    deps.service.gallery = std::make_shared<GalleryCache>();
+  }
   auto pool =
       WorkerPool::create(deps.engine, *deps.store, deps.service, deps.liveness, workers, queue);
   if (!pool) {

@@ -21,7 +21,8 @@ FaceService::FaceService(std::shared_ptr<const Engine> engine, std::unique_ptr<W
     : engine_(std::move(engine)),
       worker_(std::move(worker)),
       store_(store),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      gallery_(options_.gallery ? options_.gallery : std::make_shared<GalleryCache>()) {}
 
 float FaceService::threshold() const {
   return std::isnan(options_.threshold_override) ? engine_->recognizer().cosine_threshold()
@@ -331,19 +332,13 @@ Result<IdentifyResult> FaceService::identify_frame(const LabeledImage& image, st
 
 Status FaceService::search_gallery(const FaceTemplate& probe, std::size_t k,
                                    IdentifyResult* result) {
-  auto gallery = store_.all_templates(engine_->recognizer().id);
-  if (!gallery) {
-    return gallery.error();
+  auto entry = gallery_->current(store_, engine_->recognizer().id);
+  if (!entry) {
+    return entry.error();
   }
-  auto users = store_.list_users();
-  if (!users) {
-    return users.error();
-  }
-  for (const auto& c : search(probe, *gallery, k)) {
-    for (const auto& u : *users) {
-      if (u.id == c.user_id) {
-        result->candidates.push_back({u.name, c.score});
-      }
+  for (const auto& c : (*entry)->gallery->search(probe, k)) {
+    if (auto name = (*entry)->names.find(c.user_id); name != (*entry)->names.end()) {
+      result->candidates.push_back({name->second, c.score});
     }
   }
   result->match =

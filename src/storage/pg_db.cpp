@@ -118,6 +118,27 @@ constexpr Migration kMigrations[] = {
       );
       CREATE INDEX rate_buckets_updated ON rate_buckets (updated_ms);
     )sql"},
+    // A change counter of what 1:N search sees (as SQLite's version 5), kept by triggers; the
+    // function names the trigger's own schema, so a session with another search_path (an
+    // operator's psql) still counts its changes.
+    {2, R"sql(
+      CREATE TABLE store_generation (
+        id integer PRIMARY KEY CHECK (id = 1),
+        value bigint NOT NULL
+      );
+      INSERT INTO store_generation (id, value) VALUES (1, 0);
+      CREATE FUNCTION bump_store_generation() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        EXECUTE format('UPDATE %I.store_generation SET value = value + 1 WHERE id = 1',
+                       TG_TABLE_SCHEMA);
+        RETURN NULL;
+      END
+      $fn$;
+      CREATE TRIGGER templates_changed AFTER INSERT OR DELETE ON templates
+        FOR EACH STATEMENT EXECUTE FUNCTION bump_store_generation();
+      CREATE TRIGGER users_enabled_or_disabled AFTER UPDATE OF disabled ON users
+        FOR EACH STATEMENT EXECUTE FUNCTION bump_store_generation();
+    )sql"},
 };
 
 constexpr bool migrations_are_ordered() {

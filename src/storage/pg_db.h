@@ -35,7 +35,7 @@ namespace facelogin::storage {
 
 // The version recorded in <schema>.schema_version after all migrations. Raise it only by
 // appending a migration in pg_db.cpp.
-inline constexpr int kPostgresSchemaVersion = 1;
+inline constexpr int kPostgresSchemaVersion = 2;
 
 // ---------------------------------------------------------------------------------------------
 // RAII for libpq handles.

@@ -370,6 +370,26 @@ class PostgresStore final : public Store {
     return decrypt(std::move(sealed));
   }
 
+  Result<std::int64_t> templates_generation() const override {
+    auto tx = begin(PgTransaction::Kind::kRead);
+    if (!tx) {
+      return make_error(tx.error());
+    }
+    auto rows = tx->exec("SELECT value FROM store_generation WHERE id = 1", {},
+                         "cannot read the store's generation");
+    if (!rows) {
+      return make_error(rows.error());
+    }
+    if (rows->empty()) {
+      return make_error(ErrorCode::kCorrupt, "the store's generation counter is missing");
+    }
+    const std::int64_t value = rows->int64(0, 0);
+    if (Status s = tx->commit(); !s.ok()) {
+      return make_error(std::move(s));
+    }
+    return value;
+  }
+
   Result<std::int64_t> count_templates(std::string_view model_id) const override {
     // A model id PostgreSQL cannot hold as text was never stored (see validate_templates).
     if (!storage::is_storable_text(model_id)) {

@@ -107,6 +107,21 @@ constexpr Migration kMigrations[] = {
       );
       CREATE INDEX rate_buckets_updated ON rate_buckets (updated_ms);
     )sql"},
+    // A change counter of what 1:N search sees, kept by triggers so that no write path (nor a
+    // cascade) can forget it: in-memory galleries reload when it moves (issue 5).
+    {5, R"sql(
+      CREATE TABLE store_generation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        value INTEGER NOT NULL
+      );
+      INSERT INTO store_generation (id, value) VALUES (1, 0);
+      CREATE TRIGGER templates_added AFTER INSERT ON templates
+        BEGIN UPDATE store_generation SET value = value + 1; END;
+      CREATE TRIGGER templates_removed AFTER DELETE ON templates
+        BEGIN UPDATE store_generation SET value = value + 1; END;
+      CREATE TRIGGER users_enabled_or_disabled AFTER UPDATE OF disabled ON users
+        BEGIN UPDATE store_generation SET value = value + 1; END;
+    )sql"},
 };
 
 constexpr bool migrations_are_ordered() {

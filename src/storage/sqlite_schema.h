@@ -11,6 +11,6 @@ namespace facelogin::storage {
 inline constexpr std::int32_t kSqliteApplicationId = 0x464C474E;
 
 // `PRAGMA user_version` after all migrations. Raise it only by appending a migration.
-inline constexpr int kSqliteSchemaVersion = 4;
+inline constexpr int kSqliteSchemaVersion = 5;
 
 }  // namespace facelogin::storage

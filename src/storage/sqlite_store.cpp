@@ -397,6 +397,22 @@ class SqliteStore final : public Store {
     return decrypt(std::move(rows));
   }
 
+  Result<std::int64_t> templates_generation() const override {
+    std::lock_guard lock(mu_);
+    auto stmt = Statement::prepare(db(), "SELECT value FROM store_generation WHERE id = 1");
+    if (!stmt) {
+      return make_error(stmt.error());
+    }
+    auto row = stmt->step();
+    if (!row) {
+      return make_error(row.error());
+    }
+    if (!*row) {
+      return make_error(ErrorCode::kCorrupt, "the store's generation counter is missing");
+    }
+    return stmt->int64(0);
+  }
+
   Result<std::int64_t> count_templates(std::string_view model_id) const override {
     std::lock_guard lock(mu_);
     auto stmt =

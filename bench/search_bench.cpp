@@ -1,0 +1,252 @@
+// facelogin_search_bench: top-1 search over 10k, 100k and 1M templates on one core, facelogin's
+// Gallery (fp32 and fp16) next to FAISS IndexFlatIP and HNSW (hnswlib) on the same data in the
+// same run; memory per template; build times; how often each finds the right user.
+//
+//   ./build/facelogin_search_bench [--sizes 10000,100000,1000000] [--dim 640] [--queries 50]
+//                                  [--hnsw-max 100000] [--json]
+//
+// Data: random unit vectors of the default recogniser's size (640), one per user; each query is
+// a gallery vector with noise added (cosine about 0.8 to its source, as a second photo of the
+// same face), so "found" is well defined. Times are medians over the queries. It measures and
+// reports; it never fails on a time.
+
+#include <faiss/IndexFlat.h>
+#include <hnswlib/hnswlib.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "facelogin/gallery.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+void normalise(float* v, std::size_t dim) {
+  double norm = 0;
+  for (std::size_t i = 0; i < dim; ++i) {
+    norm += static_cast<double>(v[i]) * v[i];
+  }
+  const auto inv = static_cast<float>(1.0 / std::sqrt(norm));
+  for (std::size_t i = 0; i < dim; ++i) {
+    v[i] *= inv;
+  }
+}
+
+struct Options {
+  std::vector<std::size_t> sizes{10'000, 100'000, 1'000'000};
+  std::size_t dim = 640;
+  int queries = 50;
+  std::size_t hnsw_max = 100'000;
+  bool json = false;
+};
+
+bool parse(int argc, char** argv, Options* o) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    if (a == "--json") {
+      o->json = true;
+    } else if (a == "--sizes") {
+      const char* v = value();
+      if (v == nullptr) return false;
+      o->sizes.clear();
+      std::string s = v;
+      std::size_t start = 0;
+      while (start < s.size()) {
+        const std::size_t comma = std::min(s.find(',', start), s.size());
+        o->sizes.push_back(std::stoul(s.substr(start, comma - start)));
+        start = comma + 1;
+      }
+    } else if (a == "--dim") {
+      const char* v = value();
+      if (v == nullptr) return false;
+      o->dim = std::stoul(v);
+    } else if (a == "--queries") {
+      const char* v = value();
+      if (v == nullptr) return false;
+      o->queries = std::stoi(v);
+    } else if (a == "--hnsw-max") {
+      const char* v = value();
+      if (v == nullptr) return false;
+      o->hnsw_max = std::stoul(v);
+    } else {
+      return false;
+    }
+  }
+  return !o->sizes.empty() && o->dim >= 8 && o->dim <= 8192 && o->queries >= 1;
+}
+
+struct Row {
+  std::string method;
+  std::size_t n = 0;
+  double median_ms = 0;
+  double build_s = 0;
+  double bytes_per_template = 0;
+  double found = 0;  // share of queries whose top-1 is the source user
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  try {
+    if (!parse(argc, argv, &o)) {
+      std::fprintf(stderr,
+                   "usage: %s [--sizes N,N,...] [--dim D] [--queries Q] [--hnsw-max N] [--json]\n",
+                   argv[0]);
+      return 2;
+    }
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "%s: numbers expected\n", argv[0]);
+    return 2;
+  }
+  omp_set_num_threads(1);  // one core, for every method
+  std::vector<Row> rows;
+  std::mt19937_64 rng(20261129);
+  std::normal_distribution<float> normal;
+  for (std::size_t n : o.sizes) {
+    std::vector<float> data(n * o.dim);
+    for (float& v : data) {
+      v = normal(rng);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      normalise(data.data() + i * o.dim, o.dim);
+    }
+    std::vector<std::size_t> source(static_cast<std::size_t>(o.queries));
+    std::vector<float> queries(source.size() * o.dim);
+    for (std::size_t q = 0; q < source.size(); ++q) {
+      source[q] = std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
+      const float noise = 0.75f / std::sqrt(static_cast<float>(o.dim));
+      for (std::size_t d = 0; d < o.dim; ++d) {
+        queries[q * o.dim + d] = data[source[q] * o.dim + d] + noise * normal(rng);
+      }
+      normalise(queries.data() + q * o.dim, o.dim);
+    }
+
+    // facelogin Gallery, fp32 and fp16.
+    for (auto precision : {facelogin::GalleryPrecision::kFloat32,
+                           facelogin::GalleryPrecision::kFloat16}) {
+      auto t0 = Clock::now();
+      std::vector<facelogin::StoredTemplate> templates(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        templates[i].id = static_cast<std::int64_t>(i);
+        templates[i].user_id = static_cast<std::int64_t>(i);
+        templates[i].face.model_id = "bench";
+        templates[i].face.embedding.assign(data.begin() + static_cast<std::ptrdiff_t>(i * o.dim),
+                                           data.begin() + static_cast<std::ptrdiff_t>((i + 1) * o.dim));
+      }
+      auto gallery = facelogin::Gallery::build(templates, "bench", precision);
+      templates.clear();
+      templates.shrink_to_fit();
+      if (!gallery) {
+        std::fprintf(stderr, "gallery: %s\n", gallery.error().message().c_str());
+        continue;
+      }
+      const double build_s = ms_since(t0) / 1000;
+      std::vector<double> times;
+      int found = 0;
+      for (std::size_t q = 0; q < source.size(); ++q) {
+        facelogin::FaceTemplate probe;
+        probe.model_id = "bench";
+        probe.embedding.assign(queries.begin() + static_cast<std::ptrdiff_t>(q * o.dim),
+                               queries.begin() + static_cast<std::ptrdiff_t>((q + 1) * o.dim));
+        t0 = Clock::now();
+        auto top = gallery->search(probe, 1);
+        times.push_back(ms_since(t0));
+        found += !top.empty() && top[0].user_id == static_cast<std::int64_t>(source[q]) ? 1 : 0;
+      }
+      rows.push_back({precision == facelogin::GalleryPrecision::kFloat32
+                          ? std::string("facelogin exact fp32 (") + std::string(gallery->kernel()) + ")"
+                          : std::string("facelogin exact fp16 (") + std::string(gallery->kernel()) + ")",
+                      n, median(times), build_s,
+                      static_cast<double>(gallery->bytes()) / static_cast<double>(n),
+                      static_cast<double>(found) / static_cast<double>(source.size())});
+    }
+
+    // FAISS IndexFlatIP (exact).
+    {
+      auto t0 = Clock::now();
+      faiss::IndexFlatIP index(static_cast<faiss::Index::idx_t>(o.dim));
+      index.add(static_cast<faiss::Index::idx_t>(n), data.data());
+      const double build_s = ms_since(t0) / 1000;
+      std::vector<double> times;
+      int found = 0;
+      for (std::size_t q = 0; q < source.size(); ++q) {
+        float distance = 0;
+        faiss::Index::idx_t label = -1;
+        t0 = Clock::now();
+        index.search(1, queries.data() + q * o.dim, 1, &distance, &label);
+        times.push_back(ms_since(t0));
+        found += label == static_cast<faiss::Index::idx_t>(source[q]) ? 1 : 0;
+      }
+      rows.push_back({"FAISS IndexFlatIP", n, median(times), build_s,
+                      static_cast<double>(o.dim * sizeof(float)),
+                      static_cast<double>(found) / static_cast<double>(source.size())});
+    }
+
+    // HNSW (hnswlib, inner product), approximate; slow to build, so only up to --hnsw-max.
+    if (n <= o.hnsw_max) {
+      auto t0 = Clock::now();
+      hnswlib::InnerProductSpace space(o.dim);
+      hnswlib::HierarchicalNSW<float> index(&space, n, 16, 100);
+      for (std::size_t i = 0; i < n; ++i) {
+        index.addPoint(data.data() + i * o.dim, i);
+      }
+      index.setEf(64);
+      const double build_s = ms_since(t0) / 1000;
+      std::vector<double> times;
+      int found = 0;
+      for (std::size_t q = 0; q < source.size(); ++q) {
+        t0 = Clock::now();
+        auto result = index.searchKnn(queries.data() + q * o.dim, 1);
+        times.push_back(ms_since(t0));
+        found += !result.empty() && result.top().second == source[q] ? 1 : 0;
+      }
+      const double graph_bytes =
+          static_cast<double>(index.size_data_per_element_ + sizeof(void*)) +
+          static_cast<double>(index.size_links_per_element_) / index.mult_;
+      rows.push_back({"HNSW (hnswlib M=16 ef=64)", n, median(times), build_s, graph_bytes,
+                      static_cast<double>(found) / static_cast<double>(source.size())});
+    }
+  }
+
+  if (o.json) {
+    std::printf("[");
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      std::printf(
+          "%s{\"method\":\"%s\",\"templates\":%zu,\"median_ms\":%.4f,\"build_s\":%.3f,"
+          "\"bytes_per_template\":%.1f,\"found\":%.4f}",
+          i == 0 ? "" : ",", r.method.c_str(), r.n, r.median_ms, r.build_s, r.bytes_per_template,
+          r.found);
+    }
+    std::printf("]\n");
+    return 0;
+  }
+  std::printf("top-1 search, %zu-d unit vectors, one core, median of %d queries\n", o.dim,
+              o.queries);
+  std::printf("| templates | method | median ms | build s | bytes/template | top-1 right |\n");
+  std::printf("|---|---|---|---|---|---|\n");
+  for (const Row& r : rows) {
+    std::printf("| %zu | %s | %.3f | %.2f | %.0f | %.0f%% |\n", r.n, r.method.c_str(),
+                r.median_ms, r.build_s, r.bytes_per_template, 100 * r.found);
+  }
+  return 0;
+}
