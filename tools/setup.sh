@@ -22,7 +22,7 @@ packages=(
   build-essential cmake pkg-config git ca-certificates curl
   libopencv-dev libssl-dev libsqlite3-dev sqlite3 libpq-dev postgresql-15 libfmt-dev nlohmann-json3-dev
   libexpected-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libboost1.81-dev libtomlplusplus-dev
-  libfaiss-dev libhnswlib-dev
+  libfaiss-dev libhnswlib-dev libdlib-dev libdlib-data
   python3 python3-onnx python3-numpy nodejs npm
 )
 
