@@ -99,6 +99,27 @@ TEST(ChallengeTest, AnotherMoveHeldIsRefusedButABlipIsNot) {
   EXPECT_EQ(challenge_verdict_name(p.challenge.verdict()), "wrong_move");
 }
 
+TEST(ChallengeTest, OneCombinedMovementAnswersOnePromptOnly) {
+  // Turned well left and a little up: that is "left". When "up" is asked next, the same
+  // movement is the wrong one.
+  Player p = make({A::kTurnLeft, A::kLookUp});
+  p.feed(face(0), 2);
+  EXPECT_EQ(p.feed(face(26, 12), 2), V::kPending);
+  EXPECT_EQ(p.challenge.steps_done(), 1);
+  p.feed(face(0), 2);
+  EXPECT_EQ(p.challenge.asked(), A::kLookUp);
+  EXPECT_EQ(p.feed(face(26, 12), 2), V::kWrongMove);
+}
+
+TEST(ChallengeTest, WrongFramesAddUpOverTheStepWhateverComesBetween) {
+  Player p = make({A::kTurnLeft});
+  p.feed(face(0), 2);
+  EXPECT_EQ(p.feed(face(-20)), V::kPending);
+  EXPECT_EQ(p.challenge.add_frame(std::nullopt, milliseconds(p.ms += 100)), V::kPending);
+  EXPECT_EQ(p.feed(face(0)), V::kPending);
+  EXPECT_EQ(p.feed(face(-20)), V::kWrongMove);
+}
+
 TEST(ChallengeTest, MovesBeforeThePromptAreNotCountedAndTheReferenceMustBeFrontal) {
   Player p = make({A::kTurnLeft});
   // Turned too far to be a reference: no prompt yet, and nothing counts.

@@ -246,6 +246,35 @@ TEST(LivenessSessionTest, DecidesOnTheMeanOfTheNeededFrames) {
   EXPECT_EQ(scorer.calls, calls);
 }
 
+TEST(LivenessSessionTest, ALiveVerdictStillWatchesForRepeatsAndPace) {
+  // An attempt goes on after the passive window for an active challenge: the same picture sent
+  // again answers nothing (last_frame_repeated) and, sent on and on, ends the attempt.
+  FakeScorer scorer;
+  LivenessSessionOptions o;
+  o.frames_needed = 2;
+  o.max_consecutive_repeats = 3;
+  LivenessSession s(scorer, o);
+  ASSERT_TRUE(s.add_frame(frame_with(0.9f, 10), kFace, milliseconds(0)).has_value());
+  ASSERT_EQ(*s.add_frame(frame_with(0.9f, 20), kFace, milliseconds(100)), LivenessVerdict::kLive);
+  const int calls = scorer.calls;
+  EXPECT_EQ(*s.add_frame(frame_with(0.9f, 30), kFace, milliseconds(200)), LivenessVerdict::kLive);
+  EXPECT_FALSE(s.last_frame_repeated());
+  EXPECT_EQ(scorer.calls, calls);  // decided: not scored again
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(*s.add_frame(frame_with(0.9f, 30), kFace, milliseconds(300 + 100 * i)),
+              LivenessVerdict::kLive);
+    EXPECT_TRUE(s.last_frame_repeated());
+  }
+  EXPECT_EQ(*s.add_frame(frame_with(0.9f, 30), kFace, milliseconds(700)),
+            LivenessVerdict::kStillImage);
+  LivenessSession fast(scorer, o);
+  ASSERT_TRUE(fast.add_frame(frame_with(0.9f, 10), kFace, milliseconds(0)).has_value());
+  ASSERT_EQ(*fast.add_frame(frame_with(0.9f, 20), kFace, milliseconds(100)),
+            LivenessVerdict::kLive);
+  EXPECT_EQ(*fast.add_frame(frame_with(0.9f, 30), kFace, milliseconds(101)),
+            LivenessVerdict::kBadTiming);
+}
+
 TEST(LivenessSessionTest, FramesWithoutAFaceAndRepeatsAreNotCounted) {
   FakeScorer scorer;
   LivenessSessionOptions o;

@@ -38,7 +38,7 @@ if [[ "$backend" == postgres ]]; then
     exit 77
   fi
   # Its own cluster: this test restarts it, which must not disturb other tests.
-  port=$((20000 + RANDOM % 20000))
+  port=5432  # names the Unix socket in its own directory (tools/pg_cluster.sh)
   conninfo="$(bash "$here/../tools/pg_cluster.sh" start "$work/pg" "$port")"
   fl+=(--database "$conninfo")
 fi

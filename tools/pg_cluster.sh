@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL 15 cluster on loopback, for tests and local trials (never for
-# production: it trusts every local connection).
+# A throwaway PostgreSQL 15 cluster for tests and local trials (never for production: it trusts
+# every local connection). It listens on a Unix socket in DIR only, so no TCP port can clash with
+# other tests; PORT only names the socket.
 #
 #   tools/pg_cluster.sh start DIR [PORT]   creates DIR (if new) and starts the server; prints the
 #                                          connection string on stdout
@@ -37,9 +38,9 @@ case "$cmd" in
         >"$dir.initdb.log" 2>&1 || { cat "$dir.initdb.log" >&2; exit 1; }
     fi
     as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" \
+      -o "-p $port -k $dir -c listen_addresses= -c fsync=off -c max_connections=200" \
       start >/dev/null
-    echo "host=127.0.0.1 port=$port user=postgres dbname=postgres"
+    echo "host=$dir port=$port user=postgres dbname=postgres"
     ;;
   stop)
     as_owner "$bin/pg_ctl" -D "$dir" -w -t 60 -m fast stop >/dev/null

@@ -38,12 +38,11 @@ fi
 # loopback (tools/pg_cluster.sh), removed at exit. FACELOGIN_TEST_POSTGRES set by the caller wins.
 if [[ -z "${FACELOGIN_TEST_POSTGRES:-}" ]]; then
   pg_dir="$(mktemp -d /tmp/facelogin-pg.XXXXXX)/cluster"
+  trap 'bash tools/pg_cluster.sh stop "$pg_dir" 2>/dev/null || true; rm -rf "$(dirname "$pg_dir")"' EXIT
   chmod 755 "$(dirname "$pg_dir")"  # the cluster's owner (postgres, when run as root) enters it
-  pg_port=$((20000 + RANDOM % 20000))
-  echo "== PostgreSQL test cluster on 127.0.0.1:$pg_port"
-  FACELOGIN_TEST_POSTGRES="$(bash tools/pg_cluster.sh start "$pg_dir" "$pg_port")"
+  echo "== PostgreSQL test cluster (Unix socket in $pg_dir)"
+  FACELOGIN_TEST_POSTGRES="$(bash tools/pg_cluster.sh start "$pg_dir" 5432)"
   export FACELOGIN_TEST_POSTGRES
-  trap 'bash tools/pg_cluster.sh stop "$pg_dir" || true; rm -rf "$(dirname "$pg_dir")"' EXIT
 fi
 
 echo "== tests (Release, -Werror)"

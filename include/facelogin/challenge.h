@@ -4,7 +4,10 @@
 // server picks, at random, a short sequence of actions (turn the head left or right, look up,
 // move closer); the person answers them, in order, each within its time; the frames' head pose
 // and face size (from the five landmarks) say whether they did. A recording cannot know which
-// sequence it will be asked for, and one that shows a different move first is refused.
+// sequence it will be asked for, and one that shows a different move first is refused. A frame
+// shows the one head move it goes furthest past its threshold for (turned well left and a little
+// up: left), so one combined movement cannot answer two prompts; "closer" is shown only without
+// a head move (the face's size changes as the head turns).
 //
 // Every frame that counts towards an action must show the claimed person (the caller says
 // whether it matched), so the face that answers is the face that logs in.
@@ -60,7 +63,9 @@ struct ChallengeOptions {
   float max_reference_yaw = 17.f;
   float max_reference_pitch = 22.f;
   int neutral_frames = 2;  // consecutive centred frames before each prompt
-  int hold_frames = 2;     // consecutive frames showing an action (asked or not) to count it
+  // Consecutive frames of the claimed person showing the asked action to answer it; a step with
+  // as many frames showing another action (in any order, not only consecutive) is a wrong move.
+  int hold_frames = 2;
   // Time for each prompt, from the frame that showed it to the frame that answers it.
   std::chrono::milliseconds step_time{8'000};
   // Signal 3, in inter-eye distances; 0 turns it off. Real turns on live.webm gave 0.125 or more,
@@ -82,7 +87,7 @@ struct ChallengeFrame {
 enum class ChallengeVerdict {
   kPending,
   kPassed,
-  kWrongMove,  // another action than the one asked for, held: a recording, or a mistake
+  kWrongMove,  // another action than the one asked for, shown: a recording, or a mistake
   kTooSlow,    // a prompt was not answered in time
   kFlat,       // the head turned like a flat picture, not like a head (signal 3)
 };
@@ -128,8 +133,9 @@ class ActiveChallenge {
   ActiveChallenge(std::vector<ChallengeAction> actions, const ChallengeOptions& options)
       : actions_(std::move(actions)), options_(options) {}
 
-  // Which actions a frame shows against the reference.
-  bool shows(ChallengeAction action, const ChallengeFrame& frame) const;
+  // How far past its threshold a frame is for `action` (>= 1: it shows the action), against the
+  // reference.
+  float strength(ChallengeAction action, const ChallengeFrame& frame) const;
   bool centred(const ChallengeFrame& frame) const;
   void add_centring_frame(const ChallengeFrame& frame, std::chrono::milliseconds timestamp);
   void add_acting_frame(const ChallengeFrame& frame);
@@ -142,9 +148,8 @@ class ActiveChallenge {
   std::optional<ChallengeFrame> reference_;  // the centred pose, size and landmarks
   std::vector<ChallengeFrame> run_;          // consecutive centred frames
   std::optional<std::chrono::milliseconds> prompted_;
-  int held_ = 0;        // consecutive frames showing the asked action
-  int wrong_held_ = 0;  // consecutive frames showing another action
-  std::optional<ChallengeAction> wrong_;
+  int held_ = 0;          // consecutive frames showing the asked action alone
+  int wrong_frames_ = 0;  // frames of this step showing another action
   float step_parallax_ = 0.f;  // the largest parallax of the held frames of this step
   std::optional<float> min_parallax_seen_;
 };

@@ -49,8 +49,8 @@ struct ArrangedPools {
 // Groups `frames` (one person, in recording order) by pose. An action's frames go `margin_degrees`
 // (or, for size, 10%) beyond the challenge's threshold, as a person who is told "done" only once
 // the server saw the move overshoots it. `closer` are frames of the same recording cropped to
-// show the face larger (the caller makes them; a recording rarely moves towards the camera).
-// Errors: kInvalidArgument if a pool is empty (the recording does not show that action).
+// show the face larger (the caller makes them; a recording rarely moves towards the camera); the
+// ones with a centred pose make the "closer" group. Errors: kInvalidArgument if a pool is empty (the recording does not show that action).
 [[nodiscard]] Result<ArrangedPools> arrange_pools(const std::vector<ObservedFrame>& frames,
                                                   const std::vector<ObservedFrame>& closer,
                                                   const ChallengeOptions& options,

@@ -133,8 +133,9 @@ class LivenessSession {
   // Adds the frame taken at `timestamp` (any monotonic clock, the same for every frame of the
   // attempt) with the subject's face box as the engine found it (nullopt: no usable face, the
   // frame is not counted). Returns the verdict so far; once it is final, later frames change
-  // nothing. Errors only for internal faults (kInternal, kModelError) and an empty frame
-  // (kInvalidArgument).
+  // nothing, except that a live verdict still turns into still_image or bad_timing if later
+  // frames repeat or come too fast (an attempt may go on for a challenge). Errors only for
+  // internal faults (kInternal, kModelError) and an empty frame (kInvalidArgument).
   [[nodiscard]] Result<LivenessVerdict> add_frame(const Image& frame,
                                                   const std::optional<Box>& face,
                                                   std::chrono::milliseconds timestamp);
@@ -146,6 +147,9 @@ class LivenessSession {
   LivenessVerdict verdict() const { return verdict_; }
   int frames_counted() const { return counted_; }
   int repeats() const { return repeats_; }
+  // The last frame repeated the one before (it counted for nothing, and must not count for a
+  // challenge either).
+  bool last_frame_repeated() const { return last_repeated_; }
   // Mean passive score of the counted frames (0 before the first).
   float mean_score() const;
   const std::vector<float>& scores() const { return scores_; }
@@ -162,6 +166,7 @@ class LivenessSession {
   int counted_ = 0;
   int repeats_ = 0;
   int consecutive_repeats_ = 0;
+  bool last_repeated_ = false;
   std::vector<float> scores_;
 };
 

@@ -114,7 +114,10 @@ Result<ArrangedPools> arrange_pools(const std::vector<ObservedFrame>& frames,
     }
   }
   for (const ObservedFrame& f : closer) {
+    // Moving closer, not turning: the head's pose stays centred.
     if (f.face && f.face->same_person &&
+        std::abs(f.face->pose.yaw - yaw0) <= options.neutral_degrees &&
+        std::abs(f.face->pose.pitch - pitch0) <= options.neutral_degrees &&
         f.face->box.width >= (options.closer_ratio + 0.1f) * width0) {
       pools.actions[ChallengeAction::kMoveCloser].push_back(f);
     }

@@ -15,7 +15,8 @@ Result<std::shared_ptr<const GalleryCache::Entry>> GalleryCache::current(
   auto fresh = [&]() -> std::shared_ptr<const Entry> {
     std::lock_guard lock(mu_);
     auto it = entries_.find(model_id);
-    return it != entries_.end() && it->second->generation == *generation ? it->second : nullptr;
+    // The generation only grows: an entry built at a later one is at least as fresh.
+    return it != entries_.end() && it->second->generation >= *generation ? it->second : nullptr;
   };
   if (auto entry = fresh()) {
     return entry;
@@ -43,7 +44,10 @@ Result<std::shared_ptr<const GalleryCache::Entry>> GalleryCache::current(
     entry->names.emplace(u.id, u.name);
   }
   std::lock_guard lock(mu_);
-  entries_[std::string(model_id)] = entry;
+  auto& slot = entries_[std::string(model_id)];
+  if (!slot || slot->generation < entry->generation) {
+    slot = entry;
+  }
   ++rebuilds_;
   return std::shared_ptr<const Entry>(entry);
 }

@@ -126,7 +126,9 @@ Result<FrameFeedback> LoginAttempt::add_frame(const LabeledImage& frame,
   ChallengeVerdict challenge = ChallengeVerdict::kPassed;
   if (challenge_) {
     std::optional<ChallengeFrame> seen;
-    if (usable && verified->image.box && verified->image.landmarks) {
+    // A repeated frame (the same picture sent again) answers nothing.
+    if (usable && verified->image.box && verified->image.landmarks &&
+        !liveness_->last_frame_repeated()) {
       seen = ChallengeFrame{verified->image.quality.pose, *verified->image.box,
                             *verified->image.landmarks, feedback.match};
     }

@@ -171,19 +171,21 @@ std::string_view ActiveChallenge::prompt() const {
   return "Look straight at the camera.";
 }
 
-bool ActiveChallenge::shows(ChallengeAction action, const ChallengeFrame& frame) const {
+float ActiveChallenge::strength(ChallengeAction action, const ChallengeFrame& frame) const {
   const ChallengeFrame& ref = *reference_;
   switch (action) {
     case ChallengeAction::kTurnLeft:
-      return frame.pose.yaw - ref.pose.yaw >= options_.turn_degrees;
+      return (frame.pose.yaw - ref.pose.yaw) / options_.turn_degrees;
     case ChallengeAction::kTurnRight:
-      return ref.pose.yaw - frame.pose.yaw >= options_.turn_degrees;
+      return (ref.pose.yaw - frame.pose.yaw) / options_.turn_degrees;
     case ChallengeAction::kLookUp:
-      return frame.pose.pitch - ref.pose.pitch >= options_.up_degrees;
+      return (frame.pose.pitch - ref.pose.pitch) / options_.up_degrees;
     case ChallengeAction::kMoveCloser:
-      return ref.box.width > 0.f && frame.box.width >= options_.closer_ratio * ref.box.width;
+      return ref.box.width > 0.f
+                 ? (frame.box.width / ref.box.width - 1.f) / (options_.closer_ratio - 1.f)
+                 : 0.f;
   }
-  return false;
+  return 0.f;
 }
 
 bool ActiveChallenge::centred(const ChallengeFrame& frame) const {
@@ -237,51 +239,60 @@ void ActiveChallenge::add_centring_frame(const ChallengeFrame& frame,
   acting_ = true;
   prompted_ = timestamp;
   held_ = 0;
-  wrong_held_ = 0;
+  wrong_frames_ = 0;
 }
 
 void ActiveChallenge::add_acting_frame(const ChallengeFrame& frame) {
   const ChallengeAction want = actions_[static_cast<std::size_t>(done_)];
-  if (shows(want, frame)) {
-    wrong_held_ = 0;
-    if (want != ChallengeAction::kMoveCloser && options_.min_parallax > 0.f) {
-      const auto parallax = nose_parallax(reference_->landmarks, frame.landmarks);
-      const float value = parallax.value_or(0.f);
-      step_parallax_ = held_ == 0 ? value : std::max(step_parallax_, value);
+  // The head move a frame shows is the one furthest past its threshold: a head turned left and
+  // a little up answers "left", not "up" as well, so one combined movement cannot answer two
+  // prompts. The face's size is judged apart: it changes as the head turns, so "closer" is shown
+  // only by a frame with no head move.
+  std::optional<ChallengeAction> shown;
+  float strongest = 1.f;
+  for (ChallengeAction a : {ChallengeAction::kTurnLeft, ChallengeAction::kTurnRight,
+                            ChallengeAction::kLookUp}) {
+    const float s = strength(a, frame);
+    if (s >= strongest) {
+      strongest = s;
+      shown = a;
     }
-    if (++held_ < options_.hold_frames) {
+  }
+  if (!shown && strength(ChallengeAction::kMoveCloser, frame) >= 1.f) {
+    shown = ChallengeAction::kMoveCloser;
+  }
+  if (!shown) {
+    held_ = 0;
+    return;
+  }
+  if (*shown != want) {
+    // Counted over the whole step, so that frames without a face in between do not wipe it
+    // out.
+    held_ = 0;
+    if (++wrong_frames_ >= options_.hold_frames) {
+      verdict_ = ChallengeVerdict::kWrongMove;
+    }
+    return;
+  }
+  if (want != ChallengeAction::kMoveCloser && options_.min_parallax > 0.f) {
+    const auto parallax = nose_parallax(reference_->landmarks, frame.landmarks);
+    const float value = parallax.value_or(0.f);
+    step_parallax_ = held_ == 0 ? value : std::max(step_parallax_, value);
+  }
+  if (++held_ < options_.hold_frames) {
+    return;
+  }
+  if (want != ChallengeAction::kMoveCloser && options_.min_parallax > 0.f) {
+    min_parallax_seen_ = std::min(min_parallax_seen_.value_or(step_parallax_), step_parallax_);
+    if (step_parallax_ < options_.min_parallax) {
+      verdict_ = ChallengeVerdict::kFlat;
       return;
     }
-    if (want != ChallengeAction::kMoveCloser && options_.min_parallax > 0.f) {
-      min_parallax_seen_ = std::min(min_parallax_seen_.value_or(step_parallax_), step_parallax_);
-      if (step_parallax_ < options_.min_parallax) {
-        verdict_ = ChallengeVerdict::kFlat;
-        return;
-      }
-    }
-    acting_ = false;
-    held_ = 0;
-    if (++done_ == static_cast<int>(actions_.size())) {
-      verdict_ = ChallengeVerdict::kPassed;
-    }
-    return;
   }
+  acting_ = false;
   held_ = 0;
-  std::optional<ChallengeAction> other;
-  for (ChallengeAction a : kChallengeActions) {
-    if (a != want && shows(a, frame)) {
-      other = a;
-      break;
-    }
-  }
-  if (!other) {
-    wrong_held_ = 0;
-    return;
-  }
-  wrong_held_ = wrong_ == other ? wrong_held_ + 1 : 1;
-  wrong_ = other;
-  if (wrong_held_ >= options_.hold_frames) {
-    verdict_ = ChallengeVerdict::kWrongMove;
+  if (++done_ == static_cast<int>(actions_.size())) {
+    verdict_ = ChallengeVerdict::kPassed;
   }
 }
 
@@ -299,7 +310,6 @@ ChallengeVerdict ActiveChallenge::add_frame(const std::optional<ChallengeFrame>&
     // claimed person.
     run_.clear();
     held_ = 0;
-    wrong_held_ = 0;
     return verdict_;
   }
   if (acting_) {

@@ -120,7 +120,12 @@ float LivenessSession::mean_score() const {
 Result<LivenessVerdict> LivenessSession::add_frame(const Image& frame,
                                                    const std::optional<Box>& face,
                                                    std::chrono::milliseconds timestamp) {
-  if (verdict_ != LivenessVerdict::kPending) {
+  last_repeated_ = false;
+  // A refusal is final. A live verdict is not: while the attempt goes on (an active challenge),
+  // every frame still goes through the timing and repeat checks, so that a client cannot pass
+  // the passive window and then send the same picture again and again.
+  const bool live_already = verdict_ == LivenessVerdict::kLive;
+  if (verdict_ != LivenessVerdict::kPending && !live_already) {
     return verdict_;
   }
   if (frame.empty() ||
@@ -129,7 +134,7 @@ Result<LivenessVerdict> LivenessSession::add_frame(const Image& frame,
   }
   if (!first_) {
     first_ = timestamp;
-  } else if (timestamp - *first_ > options_.deadline) {
+  } else if (!live_already && timestamp - *first_ > options_.deadline) {
     verdict_ = LivenessVerdict::kTimedOut;
     return verdict_;
   }
@@ -147,13 +152,14 @@ Result<LivenessVerdict> LivenessSession::add_frame(const Image& frame,
   previous_height_ = frame.height;
   if (repeat) {
     ++repeats_;
+    last_repeated_ = true;
     if (++consecutive_repeats_ > options_.max_consecutive_repeats) {
       verdict_ = LivenessVerdict::kStillImage;
     }
     return verdict_;
   }
   consecutive_repeats_ = 0;
-  if (!face) {
+  if (live_already || !face) {
     return verdict_;
   }
   if (options_.policy != LivenessPolicy::kOff) {
