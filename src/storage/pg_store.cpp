@@ -39,6 +39,7 @@ using storage::PgPool;
 using storage::PgRows;
 using storage::PgTransaction;
 using storage::kMaxModelIdLength;
+using storage::SealedRow;
 using storage::TemplateCipher;
 
 constexpr std::string_view kKeyCheckName = "key_check";
@@ -120,16 +121,6 @@ std::int64_t system_now() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-// A template row as read, before decryption (which happens after the connection is returned).
-struct SealedRow {
-  std::int64_t id;
-  std::int64_t user_id;
-  std::int64_t created_at;
-  std::string model_id;
-  float quality;
-  std::vector<std::uint8_t> ciphertext;
-};
 
 constexpr const char* kUserColumns =
     "SELECT u.id, u.name, u.created_at, u.disabled, "
@@ -367,7 +358,7 @@ class PostgresStore final : public Store {
         return make_error(std::move(s));
       }
     }
-    return decrypt(std::move(sealed));
+    return storage::decrypt_templates(cipher_, std::move(sealed));
   }
 
   Result<std::int64_t> templates_generation() const override {
@@ -439,7 +430,7 @@ class PostgresStore final : public Store {
         return make_error(std::move(s));
       }
     }
-    return decrypt(std::move(sealed));
+    return storage::decrypt_templates(cipher_, std::move(sealed));
   }
 
  private:
@@ -491,30 +482,6 @@ class PostgresStore final : public Store {
       }
     }
     return Status::Ok();
-  }
-
-  // The cipher is thread-safe; decrypting is the slow part, done with no connection held.
-  Result<std::vector<StoredTemplate>> decrypt(std::vector<SealedRow> rows) const {
-    std::vector<StoredTemplate> out;
-    out.reserve(rows.size());
-    for (SealedRow& row : rows) {
-      auto embedding = cipher_.open_template(row.user_id, row.model_id, row.ciphertext);
-      if (!embedding) {
-        return make_error(ErrorCode::kCorrupt,
-                          fmt::format("template {} failed its integrity check (tampered with, "
-                                      "moved to another user or model, or the wrong key)",
-                                      row.id));
-      }
-      StoredTemplate t;
-      t.id = row.id;
-      t.user_id = row.user_id;
-      t.created_at = row.created_at;
-      t.face.model_id = std::move(row.model_id);
-      t.face.embedding = std::move(*embedding);
-      t.face.quality = row.quality;
-      out.push_back(std::move(t));
-    }
-    return out;
   }
 
   const std::unique_ptr<PgPool> pool_;

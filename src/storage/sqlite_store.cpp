@@ -49,6 +49,7 @@ using storage::DbHandle;
 using storage::exec;
 using storage::sqlite_status;
 using storage::Statement;
+using storage::SealedRow;
 using storage::TemplateCipher;
 using storage::Transaction;
 
@@ -123,16 +124,6 @@ std::int64_t system_now() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-// A template row as read, before decryption (which happens outside the lock).
-struct SealedRow {
-  std::int64_t id;
-  std::int64_t user_id;
-  std::int64_t created_at;
-  std::string model_id;
-  float quality;
-  std::vector<std::uint8_t> ciphertext;
-};
 
 constexpr const char* kUserColumns =
     "SELECT u.id, u.name, u.created_at, u.disabled, "
@@ -394,7 +385,7 @@ class SqliteStore final : public Store {
         return make_error(std::move(s));
       }
     }
-    return decrypt(std::move(rows));
+    return storage::decrypt_templates(cipher_, std::move(rows));
   }
 
   Result<std::int64_t> templates_generation() const override {
@@ -458,7 +449,7 @@ class SqliteStore final : public Store {
         return make_error(std::move(s));
       }
     }
-    return decrypt(std::move(rows));
+    return storage::decrypt_templates(cipher_, std::move(rows));
   }
 
  private:
@@ -525,30 +516,6 @@ class SqliteStore final : public Store {
       rows.push_back(SealedRow{stmt.int64(0), stmt.int64(1), stmt.int64(2), stmt.text(3),
                                static_cast<float>(stmt.real(4)), stmt.blob(5)});
     }
-  }
-
-  // Decrypts outside the lock: the cipher is thread-safe and decryption is the slow part.
-  Result<std::vector<StoredTemplate>> decrypt(std::vector<SealedRow> rows) const {
-    std::vector<StoredTemplate> out;
-    out.reserve(rows.size());
-    for (SealedRow& row : rows) {
-      auto embedding = cipher_.open_template(row.user_id, row.model_id, row.ciphertext);
-      if (!embedding) {
-        return make_error(ErrorCode::kCorrupt,
-                          fmt::format("template {} failed its integrity check (tampered with, "
-                                      "moved to another user or model, or the wrong key)",
-                                      row.id));
-      }
-      StoredTemplate t;
-      t.id = row.id;
-      t.user_id = row.user_id;
-      t.created_at = row.created_at;
-      t.face.model_id = std::move(row.model_id);
-      t.face.embedding = std::move(*embedding);
-      t.face.quality = row.quality;
-      out.push_back(std::move(t));
-    }
-    return out;
   }
 
   mutable std::mutex mu_;  // guards db_ and every transaction on it

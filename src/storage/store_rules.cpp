@@ -68,6 +68,30 @@ Status validate_api_key(const ApiKeyRecord& key) {
   return Status::Ok();
 }
 
+Result<std::vector<StoredTemplate>> decrypt_templates(const TemplateCipher& cipher,
+                                                      std::vector<SealedRow> rows) {
+  std::vector<StoredTemplate> out;
+  out.reserve(rows.size());
+  for (SealedRow& row : rows) {
+    auto embedding = cipher.open_template(row.user_id, row.model_id, row.ciphertext);
+    if (!embedding) {
+      return make_error(ErrorCode::kCorrupt,
+                        fmt::format("template {} failed its integrity check (tampered with, "
+                                    "moved to another user or model, or the wrong key)",
+                                    row.id));
+    }
+    StoredTemplate t;
+    t.id = row.id;
+    t.user_id = row.user_id;
+    t.created_at = row.created_at;
+    t.face.model_id = std::move(row.model_id);
+    t.face.embedding = std::move(*embedding);
+    t.face.quality = row.quality;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 std::string join_scopes(const std::vector<std::string>& scopes) {
   std::string out;
   for (const auto& s : scopes) {

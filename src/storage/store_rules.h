@@ -5,6 +5,7 @@
 // drift apart (the shared test suites check the results).
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,6 +13,8 @@
 #include "facelogin/auth_store.h"
 #include "facelogin/face_template.h"
 #include "facelogin/status.h"
+#include "facelogin/store.h"
+#include "storage/template_cipher.h"
 
 namespace facelogin::storage {
 
@@ -31,6 +34,22 @@ inline constexpr std::size_t kMaxEmbeddingSize = 8192;
 // policy other than "", "passive", "active", "off". An unknown scope is echoed with anything but
 // printable ASCII replaced by '?'.
 [[nodiscard]] Status validate_api_key(const ApiKeyRecord& key);
+
+// A template row as read, before decryption.
+struct SealedRow {
+  std::int64_t id;
+  std::int64_t user_id;
+  std::int64_t created_at;
+  std::string model_id;
+  float quality;
+  std::vector<std::uint8_t> ciphertext;
+};
+
+// Decrypts rows read by a store (call it with no lock or connection held: the cipher is
+// thread-safe and decryption is the slow part). Errors: kCorrupt naming the template that failed
+// its integrity check (tampered with, moved to another user or model, or the wrong key).
+[[nodiscard]] Result<std::vector<StoredTemplate>> decrypt_templates(const TemplateCipher& cipher,
+                                                                    std::vector<SealedRow> rows);
 
 // Scopes as stored: "login,enroll".
 [[nodiscard]] std::string join_scopes(const std::vector<std::string>& scopes);
