@@ -69,6 +69,11 @@ min_pose_spread = 10
 cookie_ttl_s = 3600
 bearer_ttl_s = 600
 
+[search]
+precision = "fp16"
+approximate_above = 500000
+ef_search = 256
+
 [lockout]
 free_failures = 3
 base_lock_s = 30
@@ -105,6 +110,9 @@ max_lock_s = 600
   EXPECT_EQ(options_.auth.free_failures, 3);
   EXPECT_EQ(options_.auth.base_lock, std::chrono::seconds(30));
   EXPECT_EQ(options_.auth.max_lock, std::chrono::seconds(600));
+  EXPECT_EQ(options_.gallery.precision, GalleryPrecision::kFloat16);
+  EXPECT_EQ(options_.gallery.approximate_above, 500000u);
+  EXPECT_EQ(options_.gallery.approximate.ef_search, 256);
 }
 
 TEST_F(ServerConfigTest, AnEmptyFileKeepsTheDefaults) {
@@ -134,6 +142,8 @@ TEST_F(ServerConfigTest, MistakesAreNamed) {
       {"[limits]\ntrusted_proxies = [\"proxy.local\"]\n",
        "limits.trusted_proxies: expected a list of IP addresses"},
       {"workers = \n", "facelogin.toml:1:"},
+      {"[search]\nprecision = \"int8\"\n", "search.precision: the gallery precision is fp32 or fp16"},
+      {"[search]\napproximate_above = -1\n", "search.approximate_above: must be between 0"},
   };
   for (const auto& c : cases) {
     options_ = ServerOptions{};
@@ -170,6 +180,9 @@ TEST(ServerConfigExample, TheDocumentedExampleParsesToTheDefaults) {
   EXPECT_EQ(options.max_flows_per_address, defaults.max_flows_per_address);
   EXPECT_EQ(options.max_connections_per_address, defaults.max_connections_per_address);
   EXPECT_TRUE(options.trusted_proxies.empty());
+  EXPECT_EQ(options.gallery.precision, defaults.gallery.precision);
+  EXPECT_EQ(options.gallery.approximate_above, defaults.gallery.approximate_above);
+  EXPECT_EQ(options.gallery.approximate.ef_search, defaults.gallery.approximate.ef_search);
 }
 
 TEST(ListenAddress, Forms) {

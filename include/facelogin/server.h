@@ -17,6 +17,7 @@
 #include "facelogin/face_service.h"
 #include "facelogin/liveness.h"
 #include "facelogin/login_attempt.h"
+#include "facelogin/gallery.h"
 #include "facelogin/store.h"
 
 namespace facelogin {
@@ -62,6 +63,8 @@ struct ServerOptions {
   // Face-only (1:N) login is offered while the gallery's false-match rate stays within this:
   // templates x the recogniser's calibrated FMR per comparison <= identify_max_fmr. 0: never.
   double identify_max_fmr = 1e-3;
+  // The in-memory 1:N gallery: precision and the size above which it searches approximately.
+  GalleryOptions gallery;
   AuthOptions auth;
   // Starts of attempts and enrolments per client address and minute (in this process).
   int starts_per_minute = 30;

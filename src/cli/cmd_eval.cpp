@@ -1,5 +1,6 @@
 // eval lfw: the LFW View-2 protocol on any pairs file, plus all-pairs FMR/FNMR, a DET plot and
-// an embedding cache.
+// an embedding cache. eval gallery: 1:N identification on the same images, exact in fp32 and
+// fp16 and through the approximate index, next to each other.
 
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <mutex>
@@ -16,6 +18,7 @@
 
 #include "cli/context.h"
 #include "facelogin/eval.h"
+#include "facelogin/gallery.h"
 
 namespace facelogin::cli {
 namespace {
@@ -466,6 +469,224 @@ int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
   return kExitOk;
 }
 
+// --- eval gallery ------------------------------------------------------------------------
+
+// One way of searching, measured against exact fp32 search (the reference).
+struct SearchVariant {
+  std::string name;
+  std::function<std::vector<Candidate>(const FaceTemplate&, std::size_t)> search;
+  std::size_t bytes = 0;
+  double build_s = 0;
+};
+
+struct VariantResult {
+  std::string name;
+  std::size_t rank1 = 0;             // probes whose best user is their own identity
+  std::size_t accepted_right = 0;    // ... and at or above the threshold
+  std::size_t accepted_wrong = 0;    // best user another identity, at or above the threshold
+  std::size_t same_top1 = 0;         // the same best user as the reference
+  std::size_t same_top5 = 0;         // the same five users in the same order
+  std::size_t same_decision = 0;     // the same accept/refuse and user at the threshold
+  float max_score_diff = 0;          // of the best user's score, against the reference
+  double median_us = 0;
+  std::size_t bytes = 0;
+  double build_s = 0;
+};
+
+int run_eval_gallery(Context& ctx, const EvalOptions& opts) {
+  if (!std::filesystem::is_directory(opts.images)) {
+    return ctx.fail(
+        Status(ErrorCode::kNotFound, fmt::format("images directory {} not found", opts.images)));
+  }
+  auto keys = eval::list_lfw_images(opts.images);
+  if (!keys) {
+    return ctx.fail(keys.error());
+  }
+  std::sort(keys->begin(), keys->end());
+  const std::string recognizer_id =
+      ctx.recognizer.empty() ? std::string(default_recognizer_id()) : ctx.recognizer;
+  const RecognizerSpec* spec = find_recognizer(recognizer_id);
+  if (spec == nullptr) {
+    return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                           fmt::format("unknown recogniser '{}': see `facelogin models list`",
+                                       recognizer_id)));
+  }
+  const int threads = opts.threads > 0
+                          ? opts.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  ViewsLayout layout;
+  auto views = compute_views(ctx, opts, *keys, spec->id, threads, &layout);
+  if (!views) {
+    return ctx.fail(views.error());
+  }
+  // Enrolled: the first image (in name order) of every identity; probes: the other images of
+  // identities with several. Every identity is a user; those with one image are distractors.
+  std::vector<StoredTemplate> enrolled;
+  std::vector<std::pair<FaceTemplate, std::int64_t>> probes;  // template, its identity's user
+  std::map<std::string, std::int64_t, std::less<>> users;
+  for (const auto& key : *keys) {
+    const auto& flat = views->entries.at(key);
+    if (!flat) {
+      continue;  // no face: neither enrolled nor probed
+    }
+    auto tmpl = compose_template(*spec, unflatten(layout, *flat));
+    if (!tmpl) {
+      return ctx.fail(tmpl.error());
+    }
+    const std::string person(eval::key_identity(key));
+    auto [it, first] = users.try_emplace(person, static_cast<std::int64_t>(users.size()) + 1);
+    if (first) {
+      StoredTemplate t;
+      t.id = static_cast<std::int64_t>(enrolled.size()) + 1;
+      t.user_id = it->second;
+      t.face = std::move(*tmpl);
+      enrolled.push_back(std::move(t));
+    } else {
+      probes.emplace_back(std::move(*tmpl), it->second);
+    }
+  }
+  if (probes.empty()) {
+    return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                           "no identity of --images has two images with a face: nothing to probe"));
+  }
+  const float threshold = std::isnan(ctx.threshold) ? spec->cosine_threshold() : ctx.threshold;
+
+  std::vector<SearchVariant> variants;
+  for (auto precision : {GalleryPrecision::kFloat32, GalleryPrecision::kFloat16}) {
+    const auto t0 = Clock::now();
+    auto gallery = Gallery::build(enrolled, spec->id, precision);
+    if (!gallery) {
+      if (precision == GalleryPrecision::kFloat16) {
+        continue;  // no F16C: said by the missing row
+      }
+      return ctx.fail(gallery.error());
+    }
+    auto shared = std::make_shared<const Gallery>(std::move(*gallery));
+    variants.push_back({precision == GalleryPrecision::kFloat32 ? "exact fp32" : "exact fp16",
+                        [shared](const FaceTemplate& p, std::size_t k) {
+                          return shared->search(p, k);
+                        },
+                        shared->bytes(),
+                        std::chrono::duration<double>(Clock::now() - t0).count()});
+  }
+  {
+    const auto t0 = Clock::now();
+    const ApproximateParams params;
+    auto index = ApproximateIndex::build(enrolled, spec->id, params);
+    if (!index) {
+      return ctx.fail(index.error());
+    }
+    auto alive = std::make_shared<std::vector<std::int64_t>>();
+    for (const auto& t : enrolled) {
+      alive->push_back(t.id);
+    }
+    std::sort(alive->begin(), alive->end());
+    variants.push_back({fmt::format("approximate (HNSW M={} ef={})", params.m, params.ef_search),
+                        [index = *index, alive](const FaceTemplate& p, std::size_t k) {
+                          return index->search(p, k, *alive);
+                        },
+                        (*index)->bytes(),
+                        std::chrono::duration<double>(Clock::now() - t0).count()});
+  }
+
+  constexpr std::size_t kTop = 5;
+  std::vector<std::vector<Candidate>> reference;
+  std::vector<VariantResult> results;
+  for (const auto& variant : variants) {
+    VariantResult r;
+    r.name = variant.name;
+    r.bytes = variant.bytes;
+    r.build_s = variant.build_s;
+    std::vector<double> us;
+    for (std::size_t i = 0; i < probes.size(); ++i) {
+      const auto& [probe, own] = probes[i];
+      const auto t0 = Clock::now();
+      auto found = variant.search(probe, kTop);
+      us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      if (reference.size() < probes.size()) {
+        reference.push_back(found);  // the first variant is exact fp32
+      }
+      const auto& want = reference[i];
+      if (found.empty() || want.empty()) {
+        continue;
+      }
+      const bool right = found[0].user_id == own;
+      r.rank1 += right ? 1 : 0;
+      const bool accepted = found[0].score >= threshold;
+      r.accepted_right += accepted && right ? 1 : 0;
+      r.accepted_wrong += accepted && !right ? 1 : 0;
+      r.same_top1 += found[0].user_id == want[0].user_id ? 1 : 0;
+      bool same5 = found.size() == want.size();
+      for (std::size_t j = 0; same5 && j < found.size(); ++j) {
+        same5 = found[j].user_id == want[j].user_id;
+      }
+      r.same_top5 += same5 ? 1 : 0;
+      const bool want_accepted = want[0].score >= threshold;
+      r.same_decision += accepted == want_accepted &&
+                                 (!accepted || found[0].user_id == want[0].user_id)
+                             ? 1
+                             : 0;
+      r.max_score_diff = std::max(r.max_score_diff, std::abs(found[0].score - want[0].score));
+    }
+    std::sort(us.begin(), us.end());
+    r.median_us = us[us.size() / 2];
+    results.push_back(r);
+  }
+
+  const auto pct = [&](std::size_t n) {
+    return 100.0 * static_cast<double>(n) / static_cast<double>(probes.size());
+  };
+  nlohmann::json out = nlohmann::json::array();
+  if (!ctx.json) {
+    std::cout << fmt::format(
+        "LFW 1:N with {}: {} users enrolled from one image each, {} probes (the other images "
+        "of {} identities), threshold {:.3f}\n\n",
+        spec->id, enrolled.size(), probes.size(),
+        std::count_if(users.begin(), users.end(),
+                      [&](const auto& u) {
+                        return std::any_of(probes.begin(), probes.end(),
+                                           [&](const auto& p) { return p.second == u.second; });
+                      }),
+        threshold);
+    std::cout << fmt::format("{:<31} {:>8} {:>9} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}\n",
+                             "search", "rank-1", "accepted", "wrong", "same top1", "same top5",
+                             "same dec.", "max |ds|", "median", "B/tmpl");
+  }
+  for (const auto& r : results) {
+    out.push_back({{"search", r.name},
+                   {"rank1", pct(r.rank1)},
+                   {"accepted_right", r.accepted_right},
+                   {"accepted_wrong", r.accepted_wrong},
+                   {"same_top1_as_fp32", pct(r.same_top1)},
+                   {"same_top5_as_fp32", pct(r.same_top5)},
+                   {"same_decision_as_fp32", pct(r.same_decision)},
+                   {"max_score_diff", r.max_score_diff},
+                   {"median_us", r.median_us},
+                   {"bytes", r.bytes},
+                   {"build_s", r.build_s}});
+    if (!ctx.json) {
+      std::cout << fmt::format(
+          "{:<31} {:>7.2f}% {:>9} {:>8} {:>8.2f}% {:>8.2f}% {:>8.2f}% {:>10.2e} {:>6.0f} us {:>9}\n",
+          r.name, pct(r.rank1), r.accepted_right, r.accepted_wrong, pct(r.same_top1),
+          pct(r.same_top5), pct(r.same_decision), r.max_score_diff, r.median_us,
+          r.bytes / std::max<std::size_t>(1, enrolled.size()));
+    }
+  }
+  if (!ctx.json) {
+    std::cout << "\nrank-1: the probe's own identity ranked first. accepted / wrong: first at or "
+                 "above the threshold, right or wrong user. same top1/top5/dec.: agreement with "
+                 "exact fp32 search (decision = accept/refuse and user). max |ds|: largest "
+                 "difference of the best score from fp32. B/tmpl: memory per enrolled template.\n";
+  }
+  ctx.emit_json({{"ok", true},
+                 {"recognizer", spec->id},
+                 {"enrolled", enrolled.size()},
+                 {"probes", probes.size()},
+                 {"threshold", threshold},
+                 {"results", out}});
+  return kExitOk;
+}
+
 }  // namespace
 
 void register_eval_commands(CLI::App& app, Context& ctx, int& exit_code) {
@@ -494,6 +715,22 @@ void register_eval_commands(CLI::App& app, Context& ctx, int& exit_code) {
   lfw->add_option("--threads", opts->threads, "Worker threads (default: all cores)")
       ->check(CLI::Range(0, 256));
   lfw->callback([&ctx, &exit_code, opts] { exit_code = run_eval_lfw(ctx, *opts); });
+
+  auto gallery_opts = std::make_shared<EvalOptions>();
+  gallery_opts->cache_dir = ".cache/eval";
+  auto* gallery = eval_cmd->add_subcommand(
+      "gallery",
+      "1:N identification on LFW images: exact fp32, exact fp16 and the approximate index");
+  gallery->add_option("--images", gallery_opts->images, "Folder holding <Name>/<Name>_<NNNN>.jpg")
+      ->required();
+  gallery->add_option("--cache-dir", gallery_opts->cache_dir, "Where embeddings are cached")
+      ->capture_default_str();
+  gallery->add_flag("--no-cache", gallery_opts->no_cache,
+                    "Neither read nor write the embedding cache");
+  gallery->add_option("--threads", gallery_opts->threads, "Worker threads (default: all cores)")
+      ->check(CLI::Range(0, 256));
+  gallery->callback(
+      [&ctx, &exit_code, gallery_opts] { exit_code = run_eval_gallery(ctx, *gallery_opts); });
 }
 
 }  // namespace facelogin::cli

@@ -9,6 +9,8 @@
 
 #include <immintrin.h>
 
+#include "matching/dot.h"
+
 #include <algorithm>
 #include <numeric>
 
@@ -97,10 +99,6 @@ __attribute__((target("f16c"))) void to_half(const float* in, std::uint16_t* out
   }
 }
 
-bool cpu_has_avx2() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
 bool cpu_has_f16c() { return __builtin_cpu_supports("f16c"); }
 
 // Keeps the k best (score, user) pairs seen; ties prefer the smaller user id.
@@ -139,6 +137,33 @@ class TopK {
 };
 
 }  // namespace
+
+namespace detail {
+
+bool cpu_has_avx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+DotFn best_dot_f32() { return cpu_has_avx2() ? dot_f32_avx2 : dot_f32_portable; }
+
+}  // namespace detail
+
+using detail::cpu_has_avx2;
+
+Result<GalleryPrecision> parse_gallery_precision(std::string_view text) {
+  if (text == "fp32") {
+    return GalleryPrecision::kFloat32;
+  }
+  if (text == "fp16") {
+    return GalleryPrecision::kFloat16;
+  }
+  return make_error(ErrorCode::kInvalidArgument,
+                    "the gallery precision is fp32 or fp16, not '" + std::string(text) + "'");
+}
+
+std::string_view gallery_precision_name(GalleryPrecision precision) {
+  return precision == GalleryPrecision::kFloat16 ? "fp16" : "fp32";
+}
 
 Result<Gallery> Gallery::build(std::span<const StoredTemplate> templates,
                                std::string_view model_id, GalleryPrecision precision) {

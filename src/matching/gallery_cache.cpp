@@ -1,8 +1,50 @@
 // GalleryCache: see include/facelogin/gallery.h.
 
+#include <algorithm>
+#include <unordered_map>
+
 #include "facelogin/gallery.h"
 
 namespace facelogin {
+
+std::vector<Candidate> GalleryCache::Entry::search(const FaceTemplate& probe,
+                                                   std::size_t k) const {
+  if (!index) {
+    return gallery->search(probe, k);
+  }
+  // The index's users and the tail's, each user at their best, then the k best.
+  std::unordered_map<std::int64_t, float> best;
+  for (const auto& part : {index->search(probe, k, alive), gallery->search(probe, k)}) {
+    for (const Candidate& c : part) {
+      auto [it, inserted] = best.try_emplace(c.user_id, c.score);
+      if (!inserted) {
+        it->second = std::max(it->second, c.score);
+      }
+    }
+  }
+  std::vector<Candidate> out;
+  for (const auto& [user, score] : best) {
+    out.push_back({user, score});
+  }
+  std::sort(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) {
+    return a.score != b.score ? a.score > b.score : a.user_id < b.user_id;
+  });
+  if (out.size() > k) {
+    out.resize(k);
+  }
+  return out;
+}
+
+std::size_t GalleryCache::Entry::templates() const {
+  return index ? alive.size() : gallery->size();
+}
+
+GalleryCache::~GalleryCache() {
+  cancel_ = true;
+  if (builder_.joinable()) {
+    builder_.join();
+  }
+}
 
 Result<std::shared_ptr<const GalleryCache::Entry>> GalleryCache::current(
     const Store& store, std::string_view model_id) {
@@ -33,16 +75,55 @@ Result<std::shared_ptr<const GalleryCache::Entry>> GalleryCache::current(
   if (!users) {
     return make_error(users.error());
   }
-  auto gallery = Gallery::build(*templates, model_id, precision_);
-  if (!gallery) {
-    return make_error(gallery.error());
-  }
   auto entry = std::make_shared<Entry>();
-  entry->gallery = std::make_shared<const Gallery>(std::move(*gallery));
   entry->generation = *generation;
   for (const UserInfo& u : *users) {
     entry->names.emplace(u.id, u.name);
   }
+
+  std::span<const StoredTemplate> exact = *templates;
+  std::vector<StoredTemplate> tail;
+  const bool approximate =
+      options_.approximate_above > 0 && templates->size() > options_.approximate_above;
+  if (approximate) {
+    std::shared_ptr<const ApproximateIndex> index;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = indexes_.find(model_id); it != indexes_.end()) {
+        index = it->second;
+      }
+    }
+    std::size_t covered = 0;
+    for (const StoredTemplate& t : *templates) {
+      if (index && index->contains(t.id)) {
+        ++covered;
+      } else {
+        tail.push_back(t);
+      }
+    }
+    const std::size_t removed = index ? index->size() - covered : 0;
+    if (!index || removed > index->size() / 5 ||
+        tail.size() > std::max<std::size_t>(1024, index->size() / 20)) {
+      // Searched meanwhile exactly, or through the old index (skipping what was removed) and
+      // the tail.
+      std::lock_guard lock(mu_);
+      start_index_build(std::string(model_id), *templates);
+    }
+    if (index) {
+      entry->index = index;
+      entry->alive.reserve(templates->size());
+      for (const StoredTemplate& t : *templates) {
+        entry->alive.push_back(t.id);
+      }
+      std::sort(entry->alive.begin(), entry->alive.end());
+      exact = tail;
+    }
+  }
+  auto gallery = Gallery::build(exact, model_id, options_.precision);
+  if (!gallery) {
+    return make_error(gallery.error());
+  }
+  entry->gallery = std::make_shared<const Gallery>(std::move(*gallery));
   std::lock_guard lock(mu_);
   auto& slot = entries_[std::string(model_id)];
   if (!slot || slot->generation < entry->generation) {
@@ -52,9 +133,42 @@ Result<std::shared_ptr<const GalleryCache::Entry>> GalleryCache::current(
   return std::shared_ptr<const Entry>(entry);
 }
 
+void GalleryCache::start_index_build(std::string model_id,
+                                     std::vector<StoredTemplate> templates) {
+  if (building_ || cancel_) {
+    return;  // the running build is followed by another check at the next rebuild
+  }
+  if (builder_.joinable()) {
+    builder_.join();  // finished: building_ is false
+  }
+  building_ = true;
+  builder_ = std::thread([this, model_id = std::move(model_id), templates = std::move(templates)] {
+    auto built = ApproximateIndex::build(templates, model_id, options_.approximate, &cancel_);
+    std::lock_guard lock(mu_);
+    building_ = false;
+    if (!built) {
+      return;  // cancelled, or out of memory: searches stay exact or on the old index
+    }
+    indexes_[model_id] = std::move(*built);
+    ++index_builds_;
+    // The next search rebuilds its entry around the new index (and a smaller tail).
+    entries_.erase(model_id);
+  });
+}
+
 int GalleryCache::rebuilds() const {
   std::lock_guard lock(mu_);
   return rebuilds_;
+}
+
+int GalleryCache::index_builds() const {
+  std::lock_guard lock(mu_);
+  return index_builds_;
+}
+
+bool GalleryCache::index_building() const {
+  std::lock_guard lock(mu_);
+  return building_;
 }
 
 }  // namespace facelogin

@@ -226,6 +226,13 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
   results.push_back(sessions.get("cookie_ttl_s", &cookie_ttl_s, 60, 30 * 86400));
   results.push_back(sessions.get("bearer_ttl_s", &bearer_ttl_s, 60, 30 * 86400));
 
+  Section& search = section("search");
+  std::string precision;
+  auto approximate_above = static_cast<std::int64_t>(options->gallery.approximate_above);
+  results.push_back(search.get("precision", &precision));
+  results.push_back(search.get("approximate_above", &approximate_above, 0, 1'000'000'000));
+  results.push_back(search.get("ef_search", &options->gallery.approximate.ef_search, 16, 4096));
+
   Section& lockout = section("lockout");
   results.push_back(lockout.get("free_failures", &options->auth.free_failures, 1, 1000));
   results.push_back(lockout.get("base_lock_s", &lock_base_s, 1, 86400));
@@ -236,8 +243,8 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
       return Status(s.code(), fmt::format("{}: {}", file.string(), s.message()));
     }
   }
-  static const std::set<std::string> kSections = {"tls",        "limits",   "login",  "liveness",
-                                                  "enrollment", "sessions", "lockout"};
+  static const std::set<std::string> kSections = {
+      "tls", "limits", "login", "liveness", "enrollment", "sessions", "search", "lockout"};
   for (const auto& [key, node] : root) {
     if (node.is_table() && !kSections.contains(std::string(key.str()))) {
       return Status(ErrorCode::kInvalidArgument,
@@ -267,6 +274,15 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
     }
     options->login.liveness.policy = *parsed;
   }
+  if (!precision.empty()) {
+    auto parsed = parse_gallery_precision(precision);
+    if (!parsed) {
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("{}: search.precision: {}", file.string(), parsed.error().message()));
+    }
+    options->gallery.precision = *parsed;
+  }
+  options->gallery.approximate_above = static_cast<std::size_t>(approximate_above);
   if (!data.empty() && data_dir != nullptr) {
     *data_dir = data;
   }

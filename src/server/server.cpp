@@ -185,7 +185,7 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& given, Server
   const int queue = options.queue_limit >= 0 ? options.queue_limit : workers;
   if (!deps.service.gallery) {
     // One in-memory 1:N gallery for all workers: one copy of the templates, one reload per change.
-    deps.service.gallery = std::make_shared<GalleryCache>();
+    deps.service.gallery = std::make_shared<GalleryCache>(options.gallery);
   }
   auto pool =
       WorkerPool::create(deps.engine, *deps.store, deps.service, deps.liveness, workers, queue);

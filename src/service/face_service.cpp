@@ -336,7 +336,7 @@ Status FaceService::search_gallery(const FaceTemplate& probe, std::size_t k,
   if (!entry) {
     return entry.error();
   }
-  for (const auto& c : (*entry)->gallery->search(probe, k)) {
+  for (const auto& c : (*entry)->search(probe, k)) {
     if (auto name = (*entry)->names.find(c.user_id); name != (*entry)->names.end()) {
       result->candidates.push_back({name->second, c.score});
     }
