@@ -20,18 +20,22 @@ class ServerConfigTest : public ::testing::Test {
   Status apply(const std::string& text) {
     const fs::path file = dir_ / "facelogin.toml";
     std::ofstream(file) << text;
-    return apply_server_config(file, &options_, &data_);
+    return apply_server_config(file, &options_, &data_, &database_, &schema_);
   }
 
   fs::path dir_;
   ServerOptions options_;
   fs::path data_;
+  std::string database_;
+  std::string schema_;
 };
 
 TEST_F(ServerConfigTest, EveryKeyLandsInTheOptions) {
   const Status s = apply(R"(
 listen = "0.0.0.0:9443"
 data = "/var/lib/facelogin"
+database = "host=/run/postgresql dbname=facelogin"
+database_schema = "login_eu"
 web = "/usr/share/facelogin/web"
 workers = 4
 secure_cookies = true
@@ -83,6 +87,8 @@ max_lock_s = 600
   EXPECT_EQ(options_.host, "0.0.0.0");
   EXPECT_EQ(options_.port, 9443);
   EXPECT_EQ(data_, "/var/lib/facelogin");
+  EXPECT_EQ(database_, "host=/run/postgresql dbname=facelogin");
+  EXPECT_EQ(schema_, "login_eu");
   EXPECT_EQ(options_.web_dir, "/usr/share/facelogin/web");
   EXPECT_EQ(options_.workers, 4);
   EXPECT_TRUE(options_.secure_cookies);

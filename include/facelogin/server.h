@@ -86,10 +86,12 @@ struct ServerDeps {
 // `data` directory, if set, goes to *data_dir. Errors: kInvalidArgument naming the file, line
 // and key (syntax, unknown key, wrong type, out of range); `options` may then be half-applied.
 // `database` (if not null) receives the file's `database` key: a PostgreSQL connection string
-// (empty when the key is absent).
+// (empty when the key is absent); `database_schema` its `database_schema` key (the PostgreSQL
+// schema; empty when absent).
 [[nodiscard]] Status apply_server_config(const std::filesystem::path& file, ServerOptions* options,
                                          std::filesystem::path* data_dir,
-                                         std::string* database = nullptr);
+                                         std::string* database = nullptr,
+                                         std::string* database_schema = nullptr);
 
 class Server {
  public:

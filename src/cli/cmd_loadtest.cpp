@@ -1,5 +1,6 @@
-// `facelogin loadtest`: the server under load on loopback, with real frames. It starts a server
-// in this process (fresh temporary store, the configured workers), enrols one user through the
+// `facelogin loadtest`: the server under load on loopback, with real frames. It starts servers
+// in this process (fresh temporary store, the configured workers) or, with --processes, as
+// `facelogin serve` child processes on the same throw-away store; enrols one user through the
 // API, measures the CPU time of one login, then runs concurrent clients through complete logins
 // (every frame over HTTP) and reports logins per second, frame and login latency, errors, and
 // the CPU-bound limit (cores / CPU time of one login) beside them. Bounded in count.
@@ -14,13 +15,17 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <mutex>
+#include <set>
+#include <string_view>
 #include <thread>
 
 #include "cli/context.h"
+#include "cli/serve_process.h"
 #include "facelogin/auth.h"
 #include "facelogin/auth_store.h"
 #include "facelogin/postgres_store.h"
@@ -43,6 +48,7 @@ struct LoadArgs {
   int logins = 20;
   int workers = 0;
   int servers = 1;
+  bool processes = false;  // each server a `facelogin serve` child process
   std::string liveness = "passive";
 };
 
@@ -152,6 +158,123 @@ LoginOutcome one_login(Client& client, const std::vector<std::string>& frames) {
   return out;
 }
 
+// The load test is an application: it uses bearer sessions with its own API key, created here.
+Result<std::string> create_loadtest_key(AuthStore& auth_store) {
+  auto api_key = new_api_key();
+  if (!api_key) {
+    return make_error(api_key.error());
+  }
+  ApiKeyRecord key_record;
+  key_record.name = "loadtest";
+  key_record.scopes = {"login", "enroll"};
+  if (auto id = auth_store.create_api_key(key_record, token_hash(*api_key)); !id) {
+    return make_error(id.error());
+  }
+  return api_key;
+}
+
+// Our environment without the variables that would send a child server elsewhere than the
+// command line the load test gives it (another data directory, database, schema, configuration,
+// address, web directory or TLS). FACELOGIN_KEY stays: the parent read the same template key.
+std::vector<std::string> child_environment() {
+  static const std::set<std::string, std::less<>> kDropped = {
+      "FACELOGIN_HOME",     "FACELOGIN_DATA",   "FACELOGIN_DATABASE", "FACELOGIN_DATABASE_SCHEMA",
+      "FACELOGIN_CONFIG",   "FACELOGIN_LISTEN", "FACELOGIN_WEB_DIR",  "FACELOGIN_LIVENESS",
+      "FACELOGIN_TLS_CERT", "FACELOGIN_TLS_KEY"};
+  std::vector<std::string> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    if (!kDropped.contains(text.substr(0, text.find('=')))) {
+      env.emplace_back(text);
+    }
+  }
+  return env;
+}
+
+// With --processes: creates the throw-away database the way the CLI does (SQLite file and
+// template key file in `dir`, or `pg`'s schema with the key file in `dir`), creates the API key
+// there, then starts `args.servers` `facelogin serve` processes of this binary on it, one after
+// the other, each listening on a free loopback port.
+Status start_server_processes(const Context& ctx, const LoadArgs& args,
+                              const std::filesystem::path& dir, const PostgresOptions& pg,
+                              std::string* api_key,
+                              std::vector<std::unique_ptr<ServeProcess>>* children) {
+  {
+    Context store_ctx = ctx;
+    store_ctx.home = dir;
+    if (!pg.conninfo.empty()) {
+      store_ctx.database_schema = pg.schema;
+    }
+    // open_store() creates and migrates the database and writes dir/template.key (0600), which
+    // the children read from their --home; with FACELOGIN_KEY set, they inherit that instead.
+    auto store = store_ctx.open_store();
+    if (!store) {
+      return store.error();
+    }
+    auto auth_store = store_ctx.open_auth_store();
+    if (!auth_store) {
+      return auth_store.error();
+    }
+    auto key = create_loadtest_key(**auth_store);
+    if (!key) {
+      return key.error();
+    }
+    *api_key = std::move(*key);
+  }  // our connections close before the children open theirs
+
+  // What serve takes only from a configuration file: the in-process servers' start limit (as
+  // high as the file allows; one address is every client here) and no web app, as in-process.
+  // serve has neither an option nor a key for max_frames_per_flow: its default applies (checked
+  // against the frames by the caller).
+  const std::filesystem::path config = dir / "serve.toml";
+  {
+    std::ofstream out(config);
+    out << "# Written by `facelogin loadtest --processes` for its servers.\n"
+           "web = \"\"\n"
+           "[limits]\n"
+           "starts_per_minute = 100000\n";
+    if (!out.flush()) {
+      return Status(ErrorCode::kIoError, fmt::format("cannot write {}", config.string()));
+    }
+  }
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) {
+    return Status(ErrorCode::kIoError,
+                  fmt::format("cannot find this program (/proc/self/exe): {}", ec.message()));
+  }
+  std::vector<std::string> command = {"--home", dir.string()};
+  if (!pg.conninfo.empty()) {
+    command.insert(command.end(), {"--database", pg.conninfo, "--database-schema", pg.schema});
+  }
+  if (!ctx.models.empty()) {
+    command.insert(command.end(), {"--models", ctx.models.string()});
+  }
+  if (!ctx.recognizer.empty()) {
+    command.insert(command.end(), {"--recognizer", ctx.recognizer});
+  }
+  if (!ctx.detector.empty()) {
+    command.insert(command.end(), {"--detector", ctx.detector});
+  }
+  if (!std::isnan(ctx.threshold)) {
+    command.insert(command.end(), {"--threshold", fmt::format("{}", ctx.threshold)});
+  }
+  command.insert(command.end(), {"--json", "serve", "--config", config.string(), "--listen",
+                                 "127.0.0.1:0", "--data", dir.string(), "--workers",
+                                 std::to_string(args.workers), "--liveness", args.liveness});
+  const std::vector<std::string> env = child_environment();
+  for (int i = 0; i < args.servers; ++i) {
+    // Loading the models takes seconds; a minute means something is wrong.
+    auto child = ServeProcess::start(self, command, env, dir / fmt::format("serve-{}.log", i),
+                                     std::chrono::seconds(60));
+    if (!child) {
+      return child.error();
+    }
+    children->push_back(std::move(*child));
+  }
+  return Status::Ok();
+}
+
 int run_loadtest(Context& ctx, const LoadArgs& args) {
   if (args.enrol.empty() || args.login.empty()) {
     return ctx.fail(Status(ErrorCode::kInvalidArgument, "--enrol and --login frames are needed"));
@@ -164,11 +287,19 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
   for (const auto& f : args.login) {
     login_frames.push_back(read_all(f));
   }
-
-  auto engine = ctx.open_engine();
-  if (!engine) {
-    return ctx.fail(engine.error());
+  if (args.processes) {
+    // A served enrolment or attempt takes at most this many frames (retries of a 503 included),
+    // and serve cannot raise it; a login here may send its frames up to 4 times.
+    const std::size_t per_flow = static_cast<std::size_t>(ServerOptions{}.max_frames_per_flow);
+    if (enrol_frames.size() > per_flow || 4 * login_frames.size() > per_flow) {
+      return ctx.fail(Status(
+          ErrorCode::kInvalidArgument,
+          fmt::format("with --processes, at most {} --enrol frames and {} --login frames (serve "
+                      "takes at most {} frames per enrolment or login attempt)",
+                      per_flow, per_flow / 4, per_flow)));
+    }
   }
+
   char dir_template[] = "/tmp/facelogin-loadtest-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) {
     return ctx.fail(Status(ErrorCode::kIoError, "cannot make a temporary directory"));
@@ -203,76 +334,102 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
       }
     }
   } drop_schema{&pg};
-  // Each server has its own stores (own connections), as separate processes would.
+  // Declared after the schema and the directory, so that every server ends before they go.
+  std::vector<std::unique_ptr<ServeProcess>> children;
+  struct StopChildren {
+    std::vector<std::unique_ptr<ServeProcess>>* children;
+    ~StopChildren() { (void)stop_all(*children); }  // on every way out; a no-op once stopped
+  } stop_children{&children};
   std::vector<std::unique_ptr<Store>> stores;
   std::vector<std::unique_ptr<AuthStore>> auth_stores;
-  for (int i = 0; i < args.servers; ++i) {
-    Result<std::unique_ptr<Store>> store = make_error(ErrorCode::kInternal, "unset");
-    Result<std::unique_ptr<AuthStore>> auth = make_error(ErrorCode::kInternal, "unset");
-    if (pg.conninfo.empty()) {
-      SqliteStoreOptions store_options;
-      store_options.key = key;
-      store = open_sqlite_store(dir / "facelogin.db", store_options);
-      auth = open_sqlite_auth_store(dir / "facelogin.db");
-    } else {
-      store = open_postgres_store(pg);
-      auth = open_postgres_auth_store(pg);
-    }
-    if (!store) {
-      return ctx.fail(store.error());
-    }
-    if (!auth) {
-      return ctx.fail(auth.error());
-    }
-    stores.push_back(std::move(*store));
-    auth_stores.push_back(std::move(*auth));
-  }
-  ServerOptions options;
-  options.port = 0;
-  options.workers = args.workers;
-  options.starts_per_minute = 1'000'000;  // one address is every client here
-  options.max_frames_per_flow = 1000;
-  options.login.liveness.policy = *parse_liveness_policy(args.liveness);  // checked by CLI11
-  ServerDeps deps;
-  deps.engine = *engine;
-  deps.service.threshold_override = ctx.threshold;
-  if (options.login.liveness.policy != LivenessPolicy::kOff) {
-    auto liveness = LivenessModels::load(ctx.models);
-    if (!liveness) {
-      return ctx.fail(liveness.error());
-    }
-    deps.liveness = *liveness;
-  }
   std::vector<std::unique_ptr<Server>> servers;
   std::vector<std::uint16_t> ports;
-  for (int i = 0; i < args.servers; ++i) {
-    deps.store = stores[static_cast<std::size_t>(i)].get();
-    deps.auth_store = auth_stores[static_cast<std::size_t>(i)].get();
-    auto server = Server::start(options, deps);
-    if (!server) {
-      return ctx.fail(server.error());
+  std::string api_key;
+
+  if (args.processes) {
+    if (Status s = start_server_processes(ctx, args, dir, pg, &api_key, &children); !s.ok()) {
+      return ctx.fail(s);
     }
-    ports.push_back((*server)->port());
-    servers.push_back(std::move(*server));
+    for (const auto& child : children) {
+      ports.push_back(child->port());
+    }
+  } else {
+    auto engine = ctx.open_engine();
+    if (!engine) {
+      return ctx.fail(engine.error());
+    }
+    // Each server has its own stores (own connections), as separate processes would.
+    for (int i = 0; i < args.servers; ++i) {
+      Result<std::unique_ptr<Store>> store = make_error(ErrorCode::kInternal, "unset");
+      Result<std::unique_ptr<AuthStore>> auth = make_error(ErrorCode::kInternal, "unset");
+      if (pg.conninfo.empty()) {
+        SqliteStoreOptions store_options;
+        store_options.key = key;
+        store = open_sqlite_store(dir / "facelogin.db", store_options);
+        auth = open_sqlite_auth_store(dir / "facelogin.db");
+      } else {
+        store = open_postgres_store(pg);
+        auth = open_postgres_auth_store(pg);
+      }
+      if (!store) {
+        return ctx.fail(store.error());
+      }
+      if (!auth) {
+        return ctx.fail(auth.error());
+      }
+      stores.push_back(std::move(*store));
+      auth_stores.push_back(std::move(*auth));
+    }
+    ServerOptions options;
+    options.port = 0;
+    options.workers = args.workers;
+    options.starts_per_minute = 1'000'000;  // one address is every client here
+    options.max_frames_per_flow = 1000;
+    options.login.liveness.policy = *parse_liveness_policy(args.liveness);  // checked by CLI11
+    ServerDeps deps;
+    deps.engine = *engine;
+    deps.service.threshold_override = ctx.threshold;
+    if (options.login.liveness.policy != LivenessPolicy::kOff) {
+      auto liveness = LivenessModels::load(ctx.models);
+      if (!liveness) {
+        return ctx.fail(liveness.error());
+      }
+      deps.liveness = *liveness;
+    }
+    for (int i = 0; i < args.servers; ++i) {
+      deps.store = stores[static_cast<std::size_t>(i)].get();
+      deps.auth_store = auth_stores[static_cast<std::size_t>(i)].get();
+      auto server = Server::start(options, deps);
+      if (!server) {
+        return ctx.fail(server.error());
+      }
+      ports.push_back((*server)->port());
+      servers.push_back(std::move(*server));
+    }
+    auto created = create_loadtest_key(*auth_stores.front());
+    if (!created) {
+      return ctx.fail(created.error());
+    }
+    api_key = std::move(*created);
   }
   const std::uint16_t port = ports.front();
-  auto& auth_store = auth_stores.front();
-
-  // The load test is an application: it uses bearer sessions with its own API key.
-  auto api_key = new_api_key();
-  if (!api_key) {
-    return ctx.fail(api_key.error());
-  }
-  ApiKeyRecord key_record;
-  key_record.name = "loadtest";
-  key_record.scopes = {"login", "enroll"};
-  if (auto id = auth_store->create_api_key(key_record, token_hash(*api_key)); !id) {
-    return ctx.fail(id.error());
-  }
+  // CPU time so far of this process (the clients, and the servers when they run in it) and of
+  // the server processes.
+  const auto cpu_now = [&children]() -> Result<double> {
+    double total = cpu_seconds();
+    for (const auto& child : children) {
+      auto child_cpu = child->cpu_seconds();
+      if (!child_cpu) {
+        return child_cpu;
+      }
+      total += *child_cpu;
+    }
+    return total;
+  };
 
   // Enrol through the API.
   {
-    Client client(port, *api_key);
+    Client client(port, api_key);
     auto [status, start] =
         client.call(http::verb::post, "/api/v1/enrollments",
                     json{{"user", "loadtest"}, {"session", "bearer"}}.dump(), "application/json");
@@ -300,14 +457,18 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
     }
   }
 
-  // CPU time of one login, alone (client and server together, the client's share is small).
+  // CPU time of one login, alone (client and server together, the client's share is small;
+  // with --processes, this process's and the server processes' CPU added up).
   constexpr int kCalibrationLogins = 3;
   double cpu_per_login = 0;
   double frames_per_login = 0;
   {
-    Client client(port, *api_key);
+    Client client(port, api_key);
     (void)one_login(client, login_frames);  // warm-up
-    const double c0 = cpu_seconds();
+    const Result<double> c0 = cpu_now();
+    if (!c0) {
+      return ctx.fail(c0.error());
+    }
     for (int i = 0; i < kCalibrationLogins; ++i) {
       LoginOutcome o = one_login(client, login_frames);
       if (!o.accepted) {
@@ -316,7 +477,11 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
       }
       frames_per_login += static_cast<double>(o.frame_ms.size()) / kCalibrationLogins;
     }
-    cpu_per_login = (cpu_seconds() - c0) / kCalibrationLogins;
+    const Result<double> c1 = cpu_now();
+    if (!c1) {
+      return ctx.fail(c1.error());
+    }
+    cpu_per_login = (*c1 - *c0) / kCalibrationLogins;
   }
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const double limit = cores / cpu_per_login;
@@ -335,7 +500,7 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
     threads.emplace_back([&, c] {
       try {
         // Clients spread over the servers, as a load balancer would.
-        Client client(ports[static_cast<std::size_t>(c) % ports.size()], *api_key);
+        Client client(ports[static_cast<std::size_t>(c) % ports.size()], api_key);
         while (next.fetch_add(1) < args.logins) {
           LoginOutcome o = one_login(client, login_frames);
           std::lock_guard lock(mu);
@@ -361,6 +526,10 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
   for (auto& server : servers) {
     server->stop();
   }
+  // A server process that crashed or would not stop is an error of the run.
+  for (const Status& s : stop_all(children)) {
+    ++errors[s.message()];
+  }
 
   int error_count = 0;
   for (const auto& [what, n] : errors) {
@@ -385,20 +554,22 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
       {"share_of_limit", rate / limit},
       {"liveness", args.liveness},
       {"servers", args.servers},
+      {"processes", args.processes},
       {"database", pg.conninfo.empty() ? "sqlite" : "postgresql"}};
   if (ctx.json) {
     ctx.emit_json(doc);
   } else {
     std::cout << fmt::format(
-        "loadtest: {} clients, {} logins over HTTP on loopback, {} server(s) on {} (liveness {})\n"
+        "loadtest: {} clients, {} logins over HTTP on loopback, {} {} on {} (liveness {})\n"
         "  accepted {} · errors {} · 503 busy (retried) {} · {:.1f} s\n"
         "  logins/s {:.2f}   CPU-bound limit {:.2f} ({} cores / {:.3f} CPU s per login) -> "
         "{:.0f}% of it\n"
         "  frame latency p50 {:.1f} ms  p99 {:.1f} ms · login p50 {:.0f} ms  p99 {:.0f} ms "
         "({:.1f} frames per login)\n",
-        args.clients, args.logins, args.servers, pg.conninfo.empty() ? "SQLite" : "PostgreSQL",
-        args.liveness, accepted, error_count, busy, wall, rate, limit,
-        cores, cpu_per_login, 100 * rate / limit, percentile(frame_ms, 0.5),
+        args.clients, args.logins, args.servers,
+        args.processes ? "server process(es)" : "in-process server(s)",
+        pg.conninfo.empty() ? "SQLite" : "PostgreSQL", args.liveness, accepted, error_count, busy,
+        wall, rate, limit, cores, cpu_per_login, 100 * rate / limit, percentile(frame_ms, 0.5),
         percentile(frame_ms, 0.99), percentile(login_ms, 0.5), percentile(login_ms, 0.99),
         frames_per_login);
     for (const auto& [what, n] : errors) {
@@ -425,9 +596,13 @@ void register_loadtest_command(CLI::App& app, Context& ctx, int& exit_code) {
   cmd->add_option("--workers", args->workers, "Server workers (default: one per core)")
       ->check(CLI::Range(0, 64));
   cmd->add_option("--servers", args->servers,
-                  "Servers on the one database (each with its own stores and workers); clients "
-                  "are spread over them. With --database, a fresh schema of that PostgreSQL")
+                  "Servers on the one database (each with its own stores and workers, in this "
+                  "process or, with --processes, as child processes); clients are spread over "
+                  "them. With --database, a fresh schema of that PostgreSQL")
       ->check(CLI::Range(1, 8));
+  cmd->add_flag("--processes", args->processes,
+                "Run each server as a `facelogin serve` child process of this binary (on the "
+                "same throw-away database and template key) instead of inside this process");
   cmd->add_option("--liveness", args->liveness, "Liveness policy")
       ->check(CLI::IsMember({"passive", "off"}));
   cmd->callback([&ctx, &exit_code, args] { exit_code = run_loadtest(ctx, *args); });

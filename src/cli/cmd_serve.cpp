@@ -44,7 +44,10 @@ int run_serve(Context& ctx, const ServeArgs& args) {
   if (!args.config.empty()) {
     std::filesystem::path data;
     std::string database;
-    if (Status s = apply_server_config(args.config, &options, &data, &database); !s.ok()) {
+    std::string database_schema;
+    if (Status s =
+            apply_server_config(args.config, &options, &data, &database, &database_schema);
+        !s.ok()) {
       return ctx.fail(s);
     }
     if (!data.empty()) {
@@ -52,6 +55,9 @@ int run_serve(Context& ctx, const ServeArgs& args) {
     }
     if (ctx.database.empty()) {  // --database and FACELOGIN_DATABASE win over the file
       ctx.database = database;
+    }
+    if (ctx.database_schema.empty()) {  // so do --database-schema and its variable
+      ctx.database_schema = database_schema;
     }
   }
   if (args.set("--listen") || args.config.empty()) {

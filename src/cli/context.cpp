@@ -66,6 +66,9 @@ Result<std::unique_ptr<Store>> Context::open_store() const {
     }
     PostgresOptions options;
     options.conninfo = database;
+    if (!database_schema.empty()) {
+      options.schema = database_schema;
+    }
     options.key = std::move(*key);
     return open_postgres_store(options);
   }
@@ -78,6 +81,9 @@ Result<std::unique_ptr<AuthStore>> Context::open_auth_store() const {
   if (!database.empty()) {
     PostgresOptions options;
     options.conninfo = database;
+    if (!database_schema.empty()) {
+      options.schema = database_schema;
+    }
     return open_postgres_auth_store(options);
   }
   return open_sqlite_auth_store(home / "facelogin.db");

@@ -40,6 +40,9 @@ struct Context {
   std::filesystem::path models;  // --models / FACELOGIN_MODEL_DIR
   // --database / FACELOGIN_DATABASE: a PostgreSQL connection; empty: SQLite in `home`.
   std::string database;
+  // --database-schema / FACELOGIN_DATABASE_SCHEMA: the schema of `database` that holds
+  // facelogin's tables; empty: PostgresOptions' default ("facelogin").
+  std::string database_schema;
   std::string recognizer;        // --recognizer
   std::string detector;          // --detector (empty: YuNet when present, else the fallback)
   bool json = false;

@@ -41,6 +41,13 @@ int main(int argc, char** argv) {
                  "PostgreSQL connection (\"postgresql://user@host/db\" or \"host=... dbname=...\"; "
                  "env FACELOGIN_DATABASE) instead of the SQLite file in --home; the template key "
                  "still comes from --home or FACELOGIN_KEY");
+  if (const char* env = std::getenv("FACELOGIN_DATABASE_SCHEMA"); env != nullptr && *env != '\0') {
+    ctx.database_schema = env;
+  }
+  app.add_option("--database-schema", ctx.database_schema,
+                 "Schema of --database that holds facelogin's tables (default facelogin; env "
+                 "FACELOGIN_DATABASE_SCHEMA), so that several installations can share one "
+                 "database");
   app.add_option("--recognizer", ctx.recognizer, "Recogniser id (see `models list`)");
   app.add_option("--detector", ctx.detector,
                  "Detector id (see `models list`; default: YuNet when present, else the npm "

@@ -141,7 +141,8 @@ Status parse_listen_address(const std::string& text, ServerOptions* options) {
 }
 
 Status apply_server_config(const std::filesystem::path& file, ServerOptions* options,
-                           std::filesystem::path* data_dir, std::string* database) {
+                           std::filesystem::path* data_dir, std::string* database,
+                           std::string* database_schema) {
   toml::table root;
   try {
     root = toml::parse_file(file.string());
@@ -177,11 +178,13 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
   std::size_t frame_kib = options->max_frame_bytes / 1024;
   std::filesystem::path data;
   std::string database_text;
+  std::string database_schema_text;
 
   std::vector<Status> results;
   results.push_back(top.get("listen", &listen));
   results.push_back(top.get("data", &data));
   results.push_back(top.get("database", &database_text));
+  results.push_back(top.get("database_schema", &database_schema_text));
   results.push_back(top.get("web", &options->web_dir));
   results.push_back(top.get("workers", &options->workers, 0, 256));
   results.push_back(top.get("io_threads", &options->io_threads, 1, 64));
@@ -288,6 +291,9 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
   }
   if (database != nullptr) {
     *database = database_text;
+  }
+  if (database_schema != nullptr) {
+    *database_schema = database_schema_text;
   }
   options->request_timeout = std::chrono::seconds(request_timeout_s);
   options->flow_ttl = std::chrono::seconds(flow_ttl_s);
