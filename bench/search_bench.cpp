@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -93,6 +94,30 @@ bool parse(int argc, char** argv, Options* o) {
   return !o->sizes.empty() && o->dim >= 8 && o->dim <= 8192 && o->queries >= 1;
 }
 
+// Rows [0, n) of `data` as templates of model "bench", each its own user.
+std::vector<facelogin::StoredTemplate> as_templates(const std::vector<float>& data, std::size_t n,
+                                                    std::size_t dim) {
+  std::vector<facelogin::StoredTemplate> templates(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    templates[i].id = static_cast<std::int64_t>(i);
+    templates[i].user_id = static_cast<std::int64_t>(i);
+    templates[i].face.model_id = "bench";
+    templates[i].face.embedding.assign(data.begin() + static_cast<std::ptrdiff_t>(i * dim),
+                                       data.begin() + static_cast<std::ptrdiff_t>((i + 1) * dim));
+  }
+  return templates;
+}
+
+// Query q as a probe of model "bench".
+facelogin::FaceTemplate probe_of(const std::vector<float>& queries, std::size_t q,
+                                 std::size_t dim) {
+  facelogin::FaceTemplate probe;
+  probe.model_id = "bench";
+  probe.embedding.assign(queries.begin() + static_cast<std::ptrdiff_t>(q * dim),
+                         queries.begin() + static_cast<std::ptrdiff_t>((q + 1) * dim));
+  return probe;
+}
+
 struct Row {
   std::string method;
   std::size_t n = 0;
@@ -145,14 +170,7 @@ int main(int argc, char** argv) {
     for (auto precision : {facelogin::GalleryPrecision::kFloat32,
                            facelogin::GalleryPrecision::kFloat16}) {
       auto t0 = Clock::now();
-      std::vector<facelogin::StoredTemplate> templates(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        templates[i].id = static_cast<std::int64_t>(i);
-        templates[i].user_id = static_cast<std::int64_t>(i);
-        templates[i].face.model_id = "bench";
-        templates[i].face.embedding.assign(data.begin() + static_cast<std::ptrdiff_t>(i * o.dim),
-                                           data.begin() + static_cast<std::ptrdiff_t>((i + 1) * o.dim));
-      }
+      auto templates = as_templates(data, n, o.dim);
       auto gallery = facelogin::Gallery::build(templates, "bench", precision);
       templates.clear();
       templates.shrink_to_fit();
@@ -164,10 +182,7 @@ int main(int argc, char** argv) {
       std::vector<double> times;
       int found = 0;
       for (std::size_t q = 0; q < source.size(); ++q) {
-        facelogin::FaceTemplate probe;
-        probe.model_id = "bench";
-        probe.embedding.assign(queries.begin() + static_cast<std::ptrdiff_t>(q * o.dim),
-                               queries.begin() + static_cast<std::ptrdiff_t>((q + 1) * o.dim));
+        const auto probe = probe_of(queries, q, o.dim);
         t0 = Clock::now();
         auto top = gallery->search(probe, 1);
         times.push_back(ms_since(t0));
@@ -206,16 +221,9 @@ int main(int argc, char** argv) {
     // to --approximate-max.
     if (n <= o.approximate_max) {
       auto t0 = Clock::now();
-      std::vector<facelogin::StoredTemplate> templates(n);
+      auto templates = as_templates(data, n, o.dim);
       std::vector<std::int64_t> alive(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        templates[i].id = static_cast<std::int64_t>(i);
-        templates[i].user_id = static_cast<std::int64_t>(i);
-        templates[i].face.model_id = "bench";
-        templates[i].face.embedding.assign(data.begin() + static_cast<std::ptrdiff_t>(i * o.dim),
-                                           data.begin() + static_cast<std::ptrdiff_t>((i + 1) * o.dim));
-        alive[i] = static_cast<std::int64_t>(i);
-      }
+      std::iota(alive.begin(), alive.end(), 0);
       const facelogin::ApproximateParams params;
       auto index = facelogin::ApproximateIndex::build(templates, "bench", params);
       templates.clear();
@@ -227,10 +235,7 @@ int main(int argc, char** argv) {
         std::vector<double> times;
         int found = 0;
         for (std::size_t q = 0; q < source.size(); ++q) {
-          facelogin::FaceTemplate probe;
-          probe.model_id = "bench";
-          probe.embedding.assign(queries.begin() + static_cast<std::ptrdiff_t>(q * o.dim),
-                                 queries.begin() + static_cast<std::ptrdiff_t>((q + 1) * o.dim));
+          const auto probe = probe_of(queries, q, o.dim);
           t0 = Clock::now();
           auto top = (*index)->search(probe, 1, alive);
           times.push_back(ms_since(t0));

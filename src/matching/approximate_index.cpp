@@ -14,7 +14,6 @@
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
-#include <unordered_map>
 
 #include "facelogin/gallery.h"
 #include "matching/dot.h"
@@ -109,30 +108,14 @@ std::vector<Candidate> ApproximateIndex::search(const FaceTemplate& probe, std::
   // some of them removed since the build. The search's breadth is at least this.
   const std::size_t want = std::min(template_ids_.size(), std::max<std::size_t>(64, 16 * k));
   auto found = impl_->graph->searchKnn(probe.embedding.data(), want);
-  std::unordered_map<std::int64_t, float> best;
+  detail::BestScores best;
   for (; !found.empty(); found.pop()) {
     const auto [distance, row] = found.top();
-    if (!std::binary_search(alive.begin(), alive.end(), template_ids_[row])) {
-      continue;
-    }
-    const float score = 1.f - distance;
-    auto [it, inserted] = best.try_emplace(users_[row], score);
-    if (!inserted) {
-      it->second = std::max(it->second, score);
+    if (std::binary_search(alive.begin(), alive.end(), template_ids_[row])) {
+      detail::keep_best(best, users_[row], 1.f - distance);
     }
   }
-  std::vector<Candidate> out;
-  out.reserve(best.size());
-  for (const auto& [user, score] : best) {
-    out.push_back({user, score});
-  }
-  std::sort(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) {
-    return a.score != b.score ? a.score > b.score : a.user_id < b.user_id;
-  });
-  if (out.size() > k) {
-    out.resize(k);
-  }
-  return out;
+  return detail::top_users(best, k);
 }
 
 bool ApproximateIndex::contains(std::int64_t template_id) const {

@@ -146,6 +146,21 @@ bool cpu_has_avx2() {
 
 DotFn best_dot_f32() { return cpu_has_avx2() ? dot_f32_avx2 : dot_f32_portable; }
 
+void keep_best(BestScores& best, std::int64_t user, float score) {
+  auto [it, inserted] = best.try_emplace(user, score);
+  if (!inserted) {
+    it->second = std::max(it->second, score);
+  }
+}
+
+std::vector<Candidate> top_users(const BestScores& best, std::size_t k) {
+  TopK top(k);
+  for (const auto& [user, score] : best) {
+    top.offer(user, score);
+  }
+  return top.sorted();
+}
+
 }  // namespace detail
 
 using detail::cpu_has_avx2;

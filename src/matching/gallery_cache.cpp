@@ -1,9 +1,9 @@
 // GalleryCache: see include/facelogin/gallery.h.
 
 #include <algorithm>
-#include <unordered_map>
 
 #include "facelogin/gallery.h"
+#include "matching/dot.h"
 
 namespace facelogin {
 
@@ -13,26 +13,13 @@ std::vector<Candidate> GalleryCache::Entry::search(const FaceTemplate& probe,
     return gallery->search(probe, k);
   }
   // The index's users and the tail's, each user at their best, then the k best.
-  std::unordered_map<std::int64_t, float> best;
+  detail::BestScores best;
   for (const auto& part : {index->search(probe, k, alive), gallery->search(probe, k)}) {
     for (const Candidate& c : part) {
-      auto [it, inserted] = best.try_emplace(c.user_id, c.score);
-      if (!inserted) {
-        it->second = std::max(it->second, c.score);
-      }
+      detail::keep_best(best, c.user_id, c.score);
     }
   }
-  std::vector<Candidate> out;
-  for (const auto& [user, score] : best) {
-    out.push_back({user, score});
-  }
-  std::sort(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) {
-    return a.score != b.score ? a.score > b.score : a.user_id < b.user_id;
-  });
-  if (out.size() > k) {
-    out.resize(k);
-  }
-  return out;
+  return detail::top_users(best, k);
 }
 
 std::size_t GalleryCache::Entry::templates() const {
