@@ -530,6 +530,45 @@ TEST_F(Cli, EvalSpoofReportsRatesOnTheHeldOutSubjects) {
   EXPECT_NE(none.err.find("held-out"), std::string::npos) << none;
 }
 
+TEST_F(Cli, EvalGalleryComparesTheSearchesOnLfwIdentities) {
+  const fs::path lfw = nuaa_->parent_path().parent_path() / "lfw/images";
+  // Three people with three images each (one enrolled, two probes) and one with a single image.
+  const fs::path images = *root_ / "gallery-images";
+  for (const auto& [name, count] : std::vector<std::pair<std::string, int>>{
+           {"Colin_Powell", 3}, {"Laura_Bush", 3}, {"Tony_Blair", 3}, {"Aaron_Sorkin", 1}}) {
+    for (int k = 1; k <= count; ++k) {
+      const std::string file = name + "_000" + std::to_string(k) + ".jpg";
+      if (!fs::exists(lfw / name / file)) {
+        GTEST_SKIP() << lfw / name / file << " not found";
+      }
+      fs::create_directories(images / name);
+      fs::copy_file(lfw / name / file, images / name / file, fs::copy_options::skip_existing);
+    }
+  }
+  const CliRun r = run({"--json", "eval", "gallery", "--images", images.string(), "--no-cache"});
+  ASSERT_EQ(r.exit_code, kExitOk) << r;
+  const json doc = r.doc();
+  EXPECT_EQ(doc.value("enrolled", 0), 4);
+  EXPECT_EQ(doc.value("probes", 0), 6);
+  ASSERT_GE(doc["results"].size(), 2u);  // exact fp32, [exact fp16,] approximate
+  for (const json& result : doc["results"]) {
+    // Distinct people: every probe finds its own identity first, above the threshold.
+    EXPECT_DOUBLE_EQ(result.value("rank1", 0.0), 100.0) << result.dump();
+    EXPECT_EQ(result.value("accepted_wrong", -1), 0) << result.dump();
+    EXPECT_DOUBLE_EQ(result.value("same_top1_as_fp32", 0.0), 100.0) << result.dump();
+    EXPECT_GT(result.value("bytes", 0), 0);
+  }
+  EXPECT_EQ(doc["results"][0].value("search", ""), "exact fp32");
+  // A folder without a second image of anyone has nothing to probe: a clear error.
+  const fs::path singles = *root_ / "gallery-singles";
+  fs::create_directories(singles / "Aaron_Sorkin");
+  fs::copy_file(images / "Aaron_Sorkin/Aaron_Sorkin_0001.jpg",
+                singles / "Aaron_Sorkin/Aaron_Sorkin_0001.jpg", fs::copy_options::skip_existing);
+  const CliRun none = run({"eval", "gallery", "--images", singles.string(), "--no-cache"});
+  EXPECT_EQ(none.exit_code, kExitUsage) << none;
+  EXPECT_NE(none.err.find("nothing to probe"), std::string::npos) << none;
+}
+
 TEST_F(Cli, LivenessOnVideosPassesTheLiveRecordingAndRefusesThePhoneReplay) {
   if (!liveness_models_present()) {
     GTEST_SKIP() << "liveness models not in " << *models_ << ": skipping";
