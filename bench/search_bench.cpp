@@ -4,7 +4,7 @@
 // right user.
 //
 //   ./build/facelogin_search_bench [--sizes 10000,100000,1000000] [--dim 640] [--queries 50]
-//                                  [--approximate-max 100000] [--json]
+//                                  [--approximate-max 100000] [--approximate-threads 1] [--json]
 //
 // Data: random unit vectors of the default recogniser's size (640), one per user; each query is
 // a gallery vector with noise added (cosine about 0.8 to its source, as a second photo of the
@@ -55,6 +55,7 @@ struct Options {
   std::size_t dim = 640;
   int queries = 50;
   std::size_t approximate_max = 100'000;
+  int approximate_threads = 1;
   bool json = false;
 };
 
@@ -87,11 +88,16 @@ bool parse(int argc, char** argv, Options* o) {
       const char* v = value();
       if (v == nullptr) return false;
       o->approximate_max = std::stoul(v);
+    } else if (a == "--approximate-threads") {
+      const char* v = value();
+      if (v == nullptr) return false;
+      o->approximate_threads = std::stoi(v);
     } else {
       return false;
     }
   }
-  return !o->sizes.empty() && o->dim >= 8 && o->dim <= 8192 && o->queries >= 1;
+  return !o->sizes.empty() && o->dim >= 8 && o->dim <= 8192 && o->queries >= 1 &&
+         o->approximate_threads >= 1 && o->approximate_threads <= 256;
 }
 
 // Rows [0, n) of `data` as templates of model "bench", each its own user.
@@ -135,7 +141,7 @@ int main(int argc, char** argv) {
     if (!parse(argc, argv, &o)) {
       std::fprintf(stderr,
                    "usage: %s [--sizes N,N,...] [--dim D] [--queries Q] "
-                   "[--approximate-max N] [--json]\n",
+                   "[--approximate-max N] [--approximate-threads T] [--json]\n",
                    argv[0]);
       return 2;
     }
@@ -224,7 +230,8 @@ int main(int argc, char** argv) {
       auto templates = as_templates(data, n, o.dim);
       std::vector<std::int64_t> alive(n);
       std::iota(alive.begin(), alive.end(), 0);
-      const facelogin::ApproximateParams params;
+      facelogin::ApproximateParams params;
+      params.build_threads = o.approximate_threads;  // the build only; searches use one core
       auto index = facelogin::ApproximateIndex::build(templates, "bench", params);
       templates.clear();
       templates.shrink_to_fit();
@@ -242,7 +249,11 @@ int main(int argc, char** argv) {
           found += !top.empty() && top[0].user_id == static_cast<std::int64_t>(source[q]) ? 1 : 0;
         }
         rows.push_back({"facelogin approximate (HNSW M=" + std::to_string(params.m) +
-                            " ef=" + std::to_string(params.ef_search) + ")",
+                            " ef=" + std::to_string(params.ef_search) +
+                            (params.build_threads > 1
+                                 ? ", built by " + std::to_string(params.build_threads) + " threads"
+                                 : std::string()) +
+                            ")",
                         n, median(times), build_s,
                         static_cast<double>((*index)->bytes()) / static_cast<double>(n),
                         static_cast<double>(found) / static_cast<double>(source.size())});

@@ -43,7 +43,6 @@ std::vector<StoredTemplate> random_gallery(std::size_t users, std::size_t per_us
   return out;
 }
 
-
 // Users as a real recogniser sees them: each user's templates near a centre of their own
 // (cosine about 0.8 to it), and a probe is another view near the same centre.
 struct Clustered {
@@ -164,28 +163,32 @@ TEST(GalleryTest, OtherModelsAndSizesFindNobody) {
   EXPECT_FALSE(Gallery::build(templates, "m").has_value());
 }
 
-
 TEST(ApproximateIndexTest, FindsTheUsersExactSearchFinds) {
   const auto data = clustered_gallery(400, 3, 128, 11);
   auto exact = Gallery::build(data.templates, "m");
-  auto index = ApproximateIndex::build(data.templates, "m", ApproximateParams{});
   ASSERT_TRUE(exact);
-  ASSERT_TRUE(index) << index.error().message();
-  EXPECT_EQ((*index)->size(), data.templates.size());
-  EXPECT_GT((*index)->bytes(), data.templates.size() * 128 * sizeof(float));
-  const auto alive = ids_of(data.templates);
-  std::size_t same = 0;
-  for (const auto& [probe, user] : data.probes) {
-    const auto want = exact->search(probe, 3);
-    const auto got = (*index)->search(probe, 3, alive);
-    ASSERT_EQ(got.size(), 3u);
-    EXPECT_EQ(want[0].user_id, user);
-    if (got[0].user_id == want[0].user_id) {
-      ++same;
-      EXPECT_NEAR(got[0].score, want[0].score, 1e-5f);  // the found template's exact score
+  for (int threads : {1, 3}) {
+    SCOPED_TRACE(threads);
+    ApproximateParams params;
+    params.build_threads = threads;  // three threads link the graph at once
+    auto index = ApproximateIndex::build(data.templates, "m", params);
+    ASSERT_TRUE(index) << index.error().message();
+    EXPECT_EQ((*index)->size(), data.templates.size());
+    EXPECT_GT((*index)->bytes(), data.templates.size() * 128 * sizeof(float));
+    const auto alive = ids_of(data.templates);
+    std::size_t same = 0;
+    for (const auto& [probe, user] : data.probes) {
+      const auto want = exact->search(probe, 3);
+      const auto got = (*index)->search(probe, 3, alive);
+      ASSERT_EQ(got.size(), 3u);
+      EXPECT_EQ(want[0].user_id, user);
+      if (got[0].user_id == want[0].user_id) {
+        ++same;
+        EXPECT_NEAR(got[0].score, want[0].score, 1e-5f);  // the found template's exact score
+      }
     }
+    EXPECT_GE(same, data.probes.size() * 99 / 100);
   }
-  EXPECT_GE(same, data.probes.size() * 99 / 100);
 }
 
 TEST(ApproximateIndexTest, SkipsRemovedTemplatesAndOtherModels) {
@@ -212,6 +215,9 @@ TEST(ApproximateIndexTest, SkipsRemovedTemplatesAndOtherModels) {
   EXPECT_TRUE((*empty)->search(data.probes[0].first, 3, alive).empty());
   ApproximateParams bad;
   bad.m = 0;
+  EXPECT_FALSE(ApproximateIndex::build(data.templates, "m", bad).has_value());
+  bad = ApproximateParams{};
+  bad.build_threads = 0;
   EXPECT_FALSE(ApproximateIndex::build(data.templates, "m", bad).has_value());
   auto mixed = data.templates;
   mixed[3].face.embedding.resize(32);
@@ -251,7 +257,6 @@ TEST(GalleryCacheTest, RebuildsOnlyWhenTheStoreChanged) {
   EXPECT_EQ((*first)->templates(), 1u);  // a reader's old gallery is untouched
 }
 
-
 // Waits (up to a minute) until the cache's background index build has finished `builds` builds.
 bool wait_for_index(const GalleryCache& cache, int builds) {
   for (int i = 0; i < 600 && (cache.index_builds() < builds || cache.index_building()); ++i) {
@@ -266,8 +271,9 @@ TEST(GalleryCacheTest, ApproximateAboveTheSizeStaysInStepWithTheStore) {
   ASSERT_TRUE(store) << store.error().to_string();
   const auto data = clustered_gallery(40, 2, 64, 13);
   for (std::size_t u = 0; u < 30; ++u) {
-    ASSERT_TRUE((*store)->create_user("user" + std::to_string(u + 1),
-                                      {data.templates[2 * u].face, data.templates[2 * u + 1].face}));
+    ASSERT_TRUE(
+        (*store)->create_user("user" + std::to_string(u + 1),
+                              {data.templates[2 * u].face, data.templates[2 * u + 1].face}));
   }
   GalleryOptions options;
   options.approximate_above = 50;

@@ -77,6 +77,7 @@ bearer_ttl_s = 600
 precision = "fp16"
 approximate_above = 500000
 ef_search = 256
+build_threads = 4
 
 [lockout]
 free_failures = 3
@@ -119,6 +120,7 @@ max_lock_s = 600
   EXPECT_EQ(options_.gallery.precision, GalleryPrecision::kFloat16);
   EXPECT_EQ(options_.gallery.approximate_above, 500000u);
   EXPECT_EQ(options_.gallery.approximate.ef_search, 256);
+  EXPECT_EQ(options_.gallery.approximate.build_threads, 4);
 }
 
 TEST_F(ServerConfigTest, AnEmptyFileKeepsTheDefaults) {
@@ -189,6 +191,8 @@ TEST(ServerConfigExample, TheDocumentedExampleParsesToTheDefaults) {
   EXPECT_EQ(options.gallery.precision, defaults.gallery.precision);
   EXPECT_EQ(options.gallery.approximate_above, defaults.gallery.approximate_above);
   EXPECT_EQ(options.gallery.approximate.ef_search, defaults.gallery.approximate.ef_search);
+  EXPECT_EQ(options.gallery.approximate.build_threads,
+            defaults.gallery.approximate.build_threads);
 }
 
 TEST(ListenAddress, Forms) {

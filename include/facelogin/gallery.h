@@ -78,6 +78,8 @@ struct ApproximateParams {
   int m = 32;                // graph neighbours per node
   int ef_construction = 80;  // breadth of the search that links a new node
   int ef_search = 128;       // breadth of a query's search (raised to the candidates it needs)
+  // Threads that link the graph. One by default: a server's build runs beside its logins.
+  int build_threads = 1;
 };
 
 // HNSW over the templates of one recogniser (hnswlib, inner product). Its scores are exact dot

@@ -571,7 +571,8 @@ int run_eval_gallery(Context& ctx, const EvalOptions& opts) {
   }
   {
     const auto t0 = Clock::now();
-    const ApproximateParams params;
+    ApproximateParams params;
+    params.build_threads = threads;
     auto index = ApproximateIndex::build(enrolled, spec->id, params);
     if (!index) {
       return ctx.fail(index.error());

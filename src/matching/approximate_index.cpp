@@ -14,6 +14,9 @@
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
 
 #include "facelogin/gallery.h"
 #include "matching/dot.h"
@@ -52,7 +55,8 @@ ApproximateIndex::~ApproximateIndex() = default;
 Result<std::shared_ptr<const ApproximateIndex>> ApproximateIndex::build(
     std::span<const StoredTemplate> templates, std::string_view model_id,
     const ApproximateParams& params, const std::atomic<bool>* cancel) {
-  if (params.m < 2 || params.ef_construction < 1 || params.ef_search < 1) {
+  if (params.m < 2 || params.ef_construction < 1 || params.ef_search < 1 ||
+      params.build_threads < 1) {
     return make_error(ErrorCode::kInvalidArgument, "approximate index parameters must be positive");
   }
   std::shared_ptr<ApproximateIndex> out(new ApproximateIndex());
@@ -77,21 +81,54 @@ Result<std::shared_ptr<const ApproximateIndex>> ApproximateIndex::build(
         &out->impl_->space, std::max<std::size_t>(rows.size(), 1),
         static_cast<std::size_t>(params.m), static_cast<std::size_t>(params.ef_construction));
     out->impl_->graph->setEf(static_cast<std::size_t>(params.ef_search));
-    out->template_ids_.reserve(rows.size());
-    out->users_.reserve(rows.size());
-    for (std::size_t r = 0; r < rows.size(); ++r) {
-      // A cancel (a newer build, shutdown) is seen within a few thousand rows.
-      if (r % 4096 == 0 && cancel != nullptr && cancel->load()) {
-        return make_error(ErrorCode::kUnavailable, "approximate index build cancelled");
-      }
-      out->impl_->graph->addPoint(rows[r]->face.embedding.data(), r);
-      out->template_ids_.push_back(rows[r]->id);
-      out->users_.push_back(rows[r]->user_id);
+    for (const StoredTemplate* t : rows) {
+      out->template_ids_.push_back(t->id);
+      out->users_.push_back(t->user_id);
     }
   } catch (const std::bad_alloc&) {
     return make_error(ErrorCode::kUnavailable, "not enough memory for the approximate index");
   } catch (const std::runtime_error& e) {  // hnswlib reports its failures so
     return make_error(ErrorCode::kInternal, std::string("approximate index: ") + e.what());
+  }
+  // hnswlib links points from several threads at once (its per-node locks); each thread takes
+  // the next row. Label = row, so the order of insertion does not matter.
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> stopped{false};
+  std::mutex error_mu;
+  Status first_error;
+  const auto work = [&] {
+    try {
+      for (std::size_t r = next++; r < rows.size() && !stopped; r = next++) {
+        // A cancel (a newer build, shutdown) is seen within a few thousand rows.
+        if (r % 4096 == 0 && cancel != nullptr && cancel->load()) {
+          stopped = true;
+          std::lock_guard lock(error_mu);
+          first_error = Status(ErrorCode::kUnavailable, "approximate index build cancelled");
+          return;
+        }
+        out->impl_->graph->addPoint(rows[r]->face.embedding.data(), r);
+      }
+    } catch (const std::bad_alloc&) {
+      stopped = true;
+      std::lock_guard lock(error_mu);
+      first_error =
+          Status(ErrorCode::kUnavailable, "not enough memory for the approximate index");
+    } catch (const std::runtime_error& e) {
+      stopped = true;
+      std::lock_guard lock(error_mu);
+      first_error = Status(ErrorCode::kInternal, std::string("approximate index: ") + e.what());
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (int t = 1; t < params.build_threads; ++t) {
+    helpers.emplace_back(work);
+  }
+  work();
+  for (auto& t : helpers) {
+    t.join();
+  }
+  if (!first_error.ok()) {
+    return make_error(std::move(first_error));
   }
   out->sorted_ids_ = out->template_ids_;
   std::sort(out->sorted_ids_.begin(), out->sorted_ids_.end());

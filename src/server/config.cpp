@@ -235,6 +235,8 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
   results.push_back(search.get("precision", &precision));
   results.push_back(search.get("approximate_above", &approximate_above, 0, 1'000'000'000));
   results.push_back(search.get("ef_search", &options->gallery.approximate.ef_search, 16, 4096));
+  results.push_back(
+      search.get("build_threads", &options->gallery.approximate.build_threads, 1, 256));
 
   Section& lockout = section("lockout");
   results.push_back(lockout.get("free_failures", &options->auth.free_failures, 1, 1000));
