@@ -21,20 +21,11 @@
 #include <string>
 #include <vector>
 
-namespace {
+#include "bench_util.h"
 
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-}  // namespace
+using facelogin::bench::Clock;
+using facelogin::bench::median;
+using facelogin::bench::ms_since;
 
 int main(int argc, char** argv) {
   std::string model = "models/dlib_resnet_v1.onnx";

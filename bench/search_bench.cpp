@@ -24,20 +24,14 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "facelogin/gallery.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using facelogin::bench::Clock;
+using facelogin::bench::median;
+using facelogin::bench::ms_since;
 
 void normalise(float* v, std::size_t dim) {
   double norm = 0;
@@ -59,38 +53,33 @@ struct Options {
   bool json = false;
 };
 
+// Throws std::invalid_argument / std::out_of_range on a malformed number (main() reports it).
 bool parse(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
     if (a == "--json") {
       o->json = true;
-    } else if (a == "--sizes") {
-      const char* v = value();
-      if (v == nullptr) return false;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      return false;  // every other option takes a value
+    }
+    const std::string v = argv[++i];
+    if (a == "--sizes") {
       o->sizes.clear();
-      std::string s = v;
       std::size_t start = 0;
-      while (start < s.size()) {
-        const std::size_t comma = std::min(s.find(',', start), s.size());
-        o->sizes.push_back(std::stoul(s.substr(start, comma - start)));
+      while (start < v.size()) {
+        const std::size_t comma = std::min(v.find(',', start), v.size());
+        o->sizes.push_back(std::stoul(v.substr(start, comma - start)));
         start = comma + 1;
       }
     } else if (a == "--dim") {
-      const char* v = value();
-      if (v == nullptr) return false;
       o->dim = std::stoul(v);
     } else if (a == "--queries") {
-      const char* v = value();
-      if (v == nullptr) return false;
       o->queries = std::stoi(v);
     } else if (a == "--approximate-max") {
-      const char* v = value();
-      if (v == nullptr) return false;
       o->approximate_max = std::stoul(v);
     } else if (a == "--approximate-threads") {
-      const char* v = value();
-      if (v == nullptr) return false;
       o->approximate_threads = std::stoi(v);
     } else {
       return false;
@@ -122,6 +111,24 @@ facelogin::FaceTemplate probe_of(const std::vector<float>& queries, std::size_t 
   probe.embedding.assign(queries.begin() + static_cast<std::ptrdiff_t>(q * dim),
                          queries.begin() + static_cast<std::ptrdiff_t>((q + 1) * dim));
   return probe;
+}
+
+// Runs `search` (probe -> candidates) on every query: the median time in ms and the share of
+// queries whose first candidate is their source user.
+template <typename Search>
+std::pair<double, double> time_queries(const std::vector<float>& queries,
+                                       const std::vector<std::size_t>& source, std::size_t dim,
+                                       Search search) {
+  std::vector<double> times;
+  int found = 0;
+  for (std::size_t q = 0; q < source.size(); ++q) {
+    const auto probe = probe_of(queries, q, dim);
+    const auto t0 = Clock::now();
+    const auto top = search(probe);
+    times.push_back(ms_since(t0));
+    found += !top.empty() && top[0].user_id == static_cast<std::int64_t>(source[q]) ? 1 : 0;
+  }
+  return {median(times), static_cast<double>(found) / static_cast<double>(source.size())};
 }
 
 struct Row {
@@ -185,21 +192,13 @@ int main(int argc, char** argv) {
         continue;
       }
       const double build_s = ms_since(t0) / 1000;
-      std::vector<double> times;
-      int found = 0;
-      for (std::size_t q = 0; q < source.size(); ++q) {
-        const auto probe = probe_of(queries, q, o.dim);
-        t0 = Clock::now();
-        auto top = gallery->search(probe, 1);
-        times.push_back(ms_since(t0));
-        found += !top.empty() && top[0].user_id == static_cast<std::int64_t>(source[q]) ? 1 : 0;
-      }
+      const auto [median_ms, found] = time_queries(
+          queries, source, o.dim, [&](const auto& probe) { return gallery->search(probe, 1); });
       rows.push_back({precision == facelogin::GalleryPrecision::kFloat32
                           ? std::string("facelogin exact fp32 (") + std::string(gallery->kernel()) + ")"
                           : std::string("facelogin exact fp16 (") + std::string(gallery->kernel()) + ")",
-                      n, median(times), build_s,
-                      static_cast<double>(gallery->bytes()) / static_cast<double>(n),
-                      static_cast<double>(found) / static_cast<double>(source.size())});
+                      n, median_ms, build_s,
+                      static_cast<double>(gallery->bytes()) / static_cast<double>(n), found});
     }
 
     // FAISS IndexFlatIP (exact).
@@ -239,24 +238,17 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "approximate index: %s\n", index.error().message().c_str());
       } else {
         const double build_s = ms_since(t0) / 1000;
-        std::vector<double> times;
-        int found = 0;
-        for (std::size_t q = 0; q < source.size(); ++q) {
-          const auto probe = probe_of(queries, q, o.dim);
-          t0 = Clock::now();
-          auto top = (*index)->search(probe, 1, alive);
-          times.push_back(ms_since(t0));
-          found += !top.empty() && top[0].user_id == static_cast<std::int64_t>(source[q]) ? 1 : 0;
-        }
+        const auto [median_ms, found] =
+            time_queries(queries, source, o.dim,
+                         [&](const auto& probe) { return (*index)->search(probe, 1, alive); });
         rows.push_back({"facelogin approximate (HNSW M=" + std::to_string(params.m) +
                             " ef=" + std::to_string(params.ef_search) +
                             (params.build_threads > 1
                                  ? ", built by " + std::to_string(params.build_threads) + " threads"
                                  : std::string()) +
                             ")",
-                        n, median(times), build_s,
-                        static_cast<double>((*index)->bytes()) / static_cast<double>(n),
-                        static_cast<double>(found) / static_cast<double>(source.size())});
+                        n, median_ms, build_s,
+                        static_cast<double>((*index)->bytes()) / static_cast<double>(n), found});
       }
     }
   }

@@ -390,18 +390,13 @@ class SqliteStore final : public Store {
 
   Result<std::int64_t> templates_generation() const override {
     std::lock_guard lock(mu_);
-    auto stmt = Statement::prepare(db(), "SELECT value FROM store_generation WHERE id = 1");
-    if (!stmt) {
-      return make_error(stmt.error());
-    }
-    auto row = stmt->step();
-    if (!row) {
-      return make_error(row.error());
-    }
-    if (!*row) {
+    // The counter only grows from 0, so -1 stands for its row missing.
+    auto value = storage::query_int(
+        db(), "SELECT COALESCE((SELECT value FROM store_generation WHERE id = 1), -1)");
+    if (value && *value < 0) {
       return make_error(ErrorCode::kCorrupt, "the store's generation counter is missing");
     }
-    return stmt->int64(0);
+    return value;
   }
 
   Result<std::int64_t> count_templates(std::string_view model_id) const override {
