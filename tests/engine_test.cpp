@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
@@ -401,6 +402,109 @@ TEST_F(EngineOnPhotos, EmbedOfTheDetectedFaceEqualsTheAnalysedTemplate) {
   auto direct = worker_->embed(image, analysis->faces[*analysis->subject]);
   ASSERT_TRUE(direct.has_value()) << direct.error().to_string();
   EXPECT_EQ(direct->embedding, analysis->face->embedding);
+}
+
+TEST_F(EngineOnPhotos, AnEarlyDecisionStopsAfterTheFirstPassOnlyWhenTheCallerSaysSo) {
+  const RecognizerSpec& spec = engine_->recognizer();
+  if (spec.first_pass_margin <= 0.f) {
+    GTEST_SKIP() << spec.id << " averages no mirror image: no early decision";
+  }
+  const Image image = load(media("biden.jpg"));
+  AnalyzeOptions plain;
+  plain.enforce_quality = false;
+  auto full = worker_->analyze(image, plain);
+  ASSERT_TRUE(full.has_value() && full->face.has_value() && full->subject);
+  EXPECT_FALSE(full->first_pass);
+  auto views = worker_->embed_views(image, full->faces[*full->subject]);
+  ASSERT_TRUE(views.has_value()) << views.error().to_string();
+  auto expected_first = compose_first_pass_template(spec, *views);
+  ASSERT_TRUE(expected_first.has_value()) << expected_first.error().to_string();
+
+  // The caller is shown the first-pass template; if it decides, that template is the result.
+  int calls = 0;
+  AnalyzeOptions early = plain;
+  early.decided_by_first_pass = [&](const FaceTemplate& t) {
+    ++calls;
+    EXPECT_EQ(t.model_id, spec.id);
+    EXPECT_EQ(t.embedding, expected_first->embedding);
+    return true;
+  };
+  auto decided = worker_->analyze(image, early);
+  ASSERT_TRUE(decided.has_value() && decided->face.has_value());
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(decided->first_pass);
+  EXPECT_EQ(decided->face->embedding, expected_first->embedding);
+  EXPECT_NE(decided->face->embedding, full->face->embedding);
+  // Its score against the full template is within the recogniser's margin.
+  auto s = similarity(*decided->face, *full->face);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_GE(*s, 1.f - spec.first_pass_margin);
+
+  // Undecided: the mirror images run and the template is exactly the full one.
+  AnalyzeOptions undecided = plain;
+  undecided.decided_by_first_pass = [&](const FaceTemplate&) {
+    ++calls;
+    return false;
+  };
+  auto rest = worker_->analyze(image, undecided);
+  ASSERT_TRUE(rest.has_value() && rest->face.has_value());
+  EXPECT_EQ(calls, 2);
+  EXPECT_FALSE(rest->first_pass);
+  EXPECT_EQ(rest->face->embedding, full->face->embedding);
+}
+
+TEST(FirstPassTemplate, IsTheTemplateOfTheOriginalViewsAlone) {
+  const RecognizerSpec* flipped = find_recognizer("fusion-dlib-mfn-v1");
+  const RecognizerSpec* plain = find_recognizer("fusion-dlib-mfn-noflip-v1");
+  ASSERT_NE(flipped, nullptr);
+  ASSERT_NE(plain, nullptr);
+  FaceViews views;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  for (const auto& c : flipped->components) {
+    const ModelSpec* m = find_model(c.model_id);
+    ASSERT_NE(m, nullptr);
+    auto& v = views[c.model_id];
+    for (auto* view : {&v.original, &v.mirrored}) {
+      view->resize(static_cast<std::size_t>(m->embedding_size));
+      double norm = 0;
+      for (float& x : *view) {
+        x = normal(rng);
+        norm += static_cast<double>(x) * x;
+      }
+      for (float& x : *view) {
+        x = static_cast<float>(x / std::sqrt(norm));
+      }
+    }
+  }
+  auto first = compose_first_pass_template(*flipped, views);
+  auto without_flip = compose_template(*plain, views);
+  auto full = compose_template(*flipped, views);
+  ASSERT_TRUE(first.has_value() && without_flip.has_value() && full.has_value());
+  EXPECT_EQ(first->model_id, flipped->id);  // compared with the recogniser's stored templates
+  EXPECT_EQ(first->embedding, without_flip->embedding);
+  EXPECT_NE(first->embedding, full->embedding);
+  // Views without the mirror images suffice for it, not for the full template.
+  for (auto& [id, v] : views) {
+    v.mirrored.clear();
+  }
+  EXPECT_TRUE(compose_first_pass_template(*flipped, views).has_value());
+  auto refused = compose_template(*flipped, views);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kInvalidArgument);
+}
+
+TEST(FirstPassTemplate, EveryFlippingRecogniserHasAMargin) {
+  for (const auto& r : recognizer_catalog()) {
+    const bool flips = std::any_of(r.components.begin(), r.components.end(),
+                                   [](const RecognizerComponent& c) { return c.flip; });
+    if (flips) {
+      EXPECT_GT(r.first_pass_margin, 0.f) << r.id;
+      EXPECT_LT(r.first_pass_margin, 0.2f) << r.id;
+    } else {
+      EXPECT_EQ(r.first_pass_margin, 0.f) << r.id;  // nothing to skip
+    }
+  }
 }
 
 TEST_F(EngineOnPhotos, WorkersOfOneEngineRunConcurrently) {

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -181,6 +182,74 @@ TEST_F(FaceServiceTest, IdentifiesTheRightUserFirst) {
   ASSERT_EQ(bob->candidates.size(), 1u);
   EXPECT_EQ(bob->candidates[0].user, "bob");
   EXPECT_TRUE(bob->match);
+}
+
+// Early decision (ServiceOptions::early_decision, on by default) against a service that always
+// uses the full template: the same decisions, scores within the recogniser's margin, and the
+// first pass deciding only outside it.
+TEST_F(FaceServiceTest, EarlyDecisionsAreTheFullTemplatesDecisions) {
+  REQUIRE_CALIBRATED();
+  const float margin = service_->threshold() > 0.f
+                           ? testing::shared_engine().engine->recognizer().first_pass_margin
+                           : 0.f;
+  if (margin <= 0.f) {
+    GTEST_SKIP() << "the recogniser averages no mirror image: no early decision";
+  }
+  enroll_or_fail("alice", frames(kAliceEnrol));
+  enroll_or_fail("bob", frames(kBobEnrol));
+  enroll_or_fail("carol", frames(kCarolEnrol));
+  auto worker = testing::shared_engine().engine->make_worker();
+  ASSERT_TRUE(worker.has_value()) << worker.error().to_string();
+  ServiceOptions exact_options;
+  exact_options.early_decision = false;
+  FaceService exact(testing::shared_engine().engine, std::move(*worker), *store_, exact_options);
+
+  int first_pass = 0;
+  for (const char* probe : {kAliceProbe, kAliceOther, kBobProbe}) {
+    for (const char* user : {"alice", "bob", "carol"}) {
+      SCOPED_TRACE(std::string(probe) + " as " + user);
+      auto early = service_->verify_frame(user, frame(probe));
+      auto full = exact.verify_frame(user, frame(probe));
+      ASSERT_TRUE(early.has_value()) << early.error().to_string();
+      ASSERT_TRUE(full.has_value()) << full.error().to_string();
+      ASSERT_EQ(full->image.outcome, FrameOutcome::kOk) << full->image.message;
+      EXPECT_FALSE(full->image.first_pass);
+      EXPECT_EQ(early->decision.match, full->decision.match);
+      EXPECT_NEAR(early->decision.score, full->decision.score, margin);
+      if (early->image.first_pass) {
+        ++first_pass;
+        EXPECT_GE(std::abs(early->decision.score - service_->threshold()), margin);
+      } else {
+        EXPECT_EQ(early->decision.score, full->decision.score);
+      }
+    }
+    auto early = service_->identify_frame(frame(probe), 2);
+    auto full = exact.identify_frame(frame(probe), 2);
+    ASSERT_TRUE(early.has_value() && full.has_value());
+    ASSERT_FALSE(early->candidates.empty());
+    ASSERT_FALSE(full->candidates.empty());
+    EXPECT_EQ(early->match, full->match) << probe;
+    EXPECT_EQ(early->candidates.front().user, full->candidates.front().user) << probe;
+    EXPECT_LE(early->candidates.size(), 2u);
+    first_pass += early->image.first_pass ? 1 : 0;
+  }
+  // Someone else's face is far below the threshold: those comparisons end on the first pass.
+  EXPECT_GE(first_pass, 4);
+}
+
+TEST_F(FaceServiceTest, AProbeFrameOfAnUnknownAccountCostsWhatARejectionCosts) {
+  auto report = service_->probe_frame(frame(kAliceProbe));
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_EQ(report->outcome, FrameOutcome::kOk) << report->message;
+  EXPECT_TRUE(report->box.has_value());
+  // Like a clear rejection: the first pass only, where the recogniser has one.
+  EXPECT_EQ(report->first_pass,
+            testing::shared_engine().engine->recognizer().first_pass_margin > 0.f);
+  // A frame without a face is a report too, not an error, and nothing is stored.
+  auto blank_report = service_->probe_frame(blank("blank"));
+  ASSERT_TRUE(blank_report.has_value()) << blank_report.error().to_string();
+  EXPECT_EQ(blank_report->outcome, FrameOutcome::kNoFace);
+  EXPECT_TRUE(users().empty());
 }
 
 TEST_F(FaceServiceTest, IdentifiesNobodyInAnEmptyStore) {

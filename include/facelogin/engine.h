@@ -7,6 +7,7 @@
 // thread that analyses frames makes its own Worker, which owns the mutable inference state
 // (cv::dnn::Net::forward is not safe to call concurrently on one network).
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,6 +94,14 @@ struct AnalyzeOptions {
   // Added to the quality gate's max_yaw: login frames under an active challenge, which asks
   // people to turn their head, may be turned further than enrolment frames.
   float extra_yaw_degrees = 0.f;
+  // Early decision, for comparisons only (never for enrolment). When set, and the recogniser
+  // averages mirror images (RecognizerSpec::first_pass_margin > 0), the engine first embeds the
+  // crop alone, composes the first-pass template (compose_first_pass_template) and calls this
+  // with it; if it returns true the analysis ends with that template (FrameAnalysis::first_pass)
+  // and the mirror-image passes are skipped, otherwise they run and the full template is
+  // returned. The caller returns true only when its decision on the first-pass template is at
+  // least first_pass_margin from its threshold.
+  std::function<bool(const FaceTemplate&)> decided_by_first_pass;
 };
 
 // Wall time of each stage of one analyse call, in milliseconds.
@@ -109,6 +118,9 @@ struct FrameAnalysis {
   std::optional<std::size_t> subject;  // index into faces
   QualityReport quality;               // of the subject
   std::optional<FaceTemplate> face;    // set when embed was asked and the outcome is kOk
+  // face is the first-pass template (AnalyzeOptions::decided_by_first_pass returned true): good
+  // for the decision it was checked against, not for storing.
+  bool first_pass = false;
   StageTimings timings;
   // Why the outcome is not kOk, in plain language.
   std::string message;

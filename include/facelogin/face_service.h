@@ -3,6 +3,7 @@
 // Enrolment, verification and identification: the engine and the store together, as the CLI and
 // the server use them. Nothing here prints or logs templates.
 
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -27,6 +28,9 @@ struct ImageReport {
   std::optional<Box> box;
   std::optional<Landmarks5> landmarks;  // of the subject, with box
   StageTimings timings;  // of the engine's stages on this image (for metrics)
+  // Decided on the first-pass template (ServiceOptions::early_decision): the score is within
+  // the recogniser's first_pass_margin of the full template's, the decision the same.
+  bool first_pass = false;
 };
 
 struct EnrollResult {
@@ -69,6 +73,12 @@ struct ServiceOptions {
   // The in-memory 1:N gallery, shared by the services of one process (a server's workers);
   // null: the service makes its own.
   std::shared_ptr<GalleryCache> gallery;
+  // verify, verify_frame and identify_frame decide on the first-pass template when its score is
+  // at least RecognizerSpec::first_pass_margin from the threshold, skipping the mirror-image
+  // passes (about half the embedding time); the decision is the full template's (docs/models.md,
+  // "Early decision"). identify (top-k for people to read) and enrolment always use full
+  // templates.
+  bool early_decision = true;
 };
 
 // Not thread-safe (owns one Worker); the Store may be shared.
@@ -103,6 +113,13 @@ class FaceService {
   // (no template; the report says why), not an error. Errors: internal faults.
   [[nodiscard]] Result<FrameCheck> check_frame(const LabeledImage& image);
 
+  // Analyses one frame as verify_frame does when the score is far from the threshold (with
+  // early decision on, the first pass only), and matches nobody: for attempts on accounts that
+  // do not exist, which must look and cost the same as attempts on accounts that do. The report
+  // only; no template is returned. Errors: internal faults.
+  [[nodiscard]] Result<ImageReport> probe_frame(const LabeledImage& image,
+                                                float extra_yaw_degrees = 0.f);
+
   // 1:1. Errors: kNotFound (unknown user), kModelMismatch (enrolled with another recogniser),
   // image problems as in enroll.
   [[nodiscard]] Result<VerifyResult> verify(std::string_view name, const LabeledImage& image);
@@ -123,8 +140,12 @@ class FaceService {
 
  private:
   // Analyses one image and returns its template, or the error that makes it unusable.
+  // `decided`: AnalyzeOptions::decided_by_first_pass.
   Result<FaceTemplate> usable_face(const LabeledImage& image, ImageReport* report,
-                                   float extra_yaw_degrees = 0.f);
+                                   float extra_yaw_degrees = 0.f,
+                                   std::function<bool(const FaceTemplate&)> decided = {});
+  // The margin of an early decision, 0 when there is none.
+  float early_margin() const;
   // kDifferentPeople unless the new faces (and, when adding, the user's existing ones) look like
   // one person.
   // Fills result->candidates (best first) and result->match for `probe` against the gallery.

@@ -84,6 +84,13 @@ struct RecognizerSpec {
   // The false match rate per comparison the default threshold was calibrated for. 1:N search
   // over G templates falsely matches someone with probability up to about G times this.
   double threshold_fmr = 1e-5;
+  // Early decision: a frame's first-pass template (compose_first_pass_template: the crop alone,
+  // no mirror image, so one network pass per model instead of two) scores within this much of
+  // its full template against any enrolled template, so a decision whose first-pass score is at
+  // least this far from the threshold is the full template's decision. 1.3 x the largest
+  // difference over every ordered pair of the calibration images, rounded up to 0.005
+  // (`facelogin eval lfw` prints that difference). 0: no early decision (nothing is flipped).
+  float first_pass_margin = 0.f;
 
   // The threshold as a cosine similarity.
   float cosine_threshold() const;
@@ -103,6 +110,13 @@ using FaceViews = std::map<std::string, ModelViews, std::less<>>;  // by ModelSp
 // evaluation alike. Errors: kInvalidArgument naming a missing model or mirrored view.
 [[nodiscard]] Result<FaceTemplate> compose_template(const RecognizerSpec& spec,
                                                     const FaceViews& views);
+
+// The same from the original views alone, as if no component flipped: the first-pass template
+// that an early decision compares (RecognizerSpec::first_pass_margin). Carries spec.id, so it
+// compares with stored templates, but it is never stored: enrolment always composes the full
+// template. Errors: as compose_template.
+[[nodiscard]] Result<FaceTemplate> compose_first_pass_template(const RecognizerSpec& spec,
+                                                               const FaceViews& views);
 
 [[nodiscard]] const std::vector<ModelSpec>& model_catalog();
 [[nodiscard]] const std::vector<RecognizerSpec>& recognizer_catalog();

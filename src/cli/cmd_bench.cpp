@@ -2,16 +2,20 @@
 
 #include <sched.h>
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <random>
 
 #include <fmt/format.h>
 
 #include "cli/context.h"
+#include "facelogin/face_service.h"
 #include "facelogin/gallery.h"
 #include "facelogin/liveness.h"
 #include "facelogin/matching.h"
@@ -49,8 +53,117 @@ std::filesystem::path default_bench_image() {
   return data / "nuaa/ClientRaw/0001/0001_00_00_01_0.jpg";
 }
 
+std::filesystem::path default_data_file(const char* relative) {
+  return default_bench_image().parent_path().parent_path() / relative;
+}
+
+Result<Image> read_image_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return make_error(ErrorCode::kNotFound, fmt::format("{} not found", path.string()));
+  }
+  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                        std::istreambuf_iterator<char>());
+  return decode_image(bytes);
+}
+
+struct LoginTimes {
+  std::vector<double> early, full;  // whole frame (decode to decision), ms
+  int first_pass = 0;               // early-decision frames decided on the first pass
+  float score = 0.f;                // of the full template
+  bool match = false;
+};
+
+// Login frames as the server handles them: FaceService::verify_frame of `bytes` against a user
+// of a throw-away SQLite store, with early decision and, interleaved as the baseline of the same
+// run, without it. `users` maps a user name to the image it is enrolled from.
+Result<std::map<std::string, LoginTimes>> time_logins(
+    const Context& ctx, const std::shared_ptr<const Engine>& engine,
+    const std::vector<std::uint8_t>& bytes,
+    const std::vector<std::pair<std::string, std::filesystem::path>>& users, int iterations) {
+  char dir_template[] = "/tmp/facelogin-bench-XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) {
+    return make_error(ErrorCode::kIoError, "cannot make a temporary directory");
+  }
+  struct Cleanup {
+    std::filesystem::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{dir_template};
+  SqliteStoreOptions store_options;
+  store_options.key = std::string(32, '\x5a');  // throw-away store, removed on return
+  auto store = open_sqlite_store(cleanup.dir / "bench.db", store_options);
+  if (!store) {
+    return make_error(store.error());
+  }
+  std::vector<FaceService> services;
+  services.reserve(2);
+  for (const bool early : {true, false}) {
+    auto worker = engine->make_worker();
+    if (!worker) {
+      return make_error(worker.error());
+    }
+    ServiceOptions options;
+    options.analyze.enforce_quality = !ctx.no_quality;
+    options.threshold_override = ctx.threshold;
+    options.early_decision = early;
+    services.emplace_back(engine, std::move(*worker), **store, options);
+  }
+  for (const auto& [name, path] : users) {
+    auto image = read_image_file(path);
+    if (!image) {
+      return make_error(image.error().code(),
+                        fmt::format("{}: {}", path.string(), image.error().message()));
+    }
+    auto enrolled = services.front().enroll(name, {{path.string(), std::move(*image)}}, false);
+    if (!enrolled) {
+      return make_error(enrolled.error());
+    }
+  }
+  std::map<std::string, LoginTimes> out;
+  const int warmup = 2;
+  for (int i = 0; i < iterations + warmup; ++i) {
+    for (const auto& [name, path] : users) {
+      LoginTimes& t = out[name];
+      for (std::size_t s = 0; s < services.size(); ++s) {
+        const auto t0 = Clock::now();
+        auto image = decode_image(bytes);
+        if (!image) {
+          return make_error(image.error());
+        }
+        auto r = services[s].verify_frame(name, {"bench", std::move(*image)});
+        const double elapsed = ms(t0, Clock::now());
+        if (!r) {
+          return make_error(r.error());
+        }
+        if (r->image.outcome != FrameOutcome::kOk) {
+          return make_error(ErrorCode::kPoorQuality,
+                            fmt::format("the bench image is not usable for a login: {}",
+                                        r->image.message));
+        }
+        if (i < warmup) {
+          continue;
+        }
+        if (s == 0) {
+          t.early.push_back(elapsed);
+          t.first_pass += r->image.first_pass ? 1 : 0;
+        } else {
+          t.full.push_back(elapsed);
+          t.score = r->decision.score;
+          t.match = r->decision.match;
+        }
+      }
+    }
+  }
+  return out;
+}
+
 struct BenchOptions {
   std::string image;
+  std::string enrolled;  // another image of the person in `image`
+  std::string other;     // an image of someone else
   int iterations = 50;
   std::vector<int> gallery_sizes{1000, 10000, 100000};
 };
@@ -178,6 +291,59 @@ int run_bench(Context& ctx, const BenchOptions& opts) {
     std::cout << "  (passive liveness not timed: its models are not in the model directory)\n";
   }
 
+  // Login frames against a user enrolled from another image of the same person, and against
+  // someone else: what a login costs, with early decision and without (docs/models.md).
+  nlohmann::json logins = nlohmann::json::array();
+  {
+    std::vector<std::pair<std::string, std::filesystem::path>> users;
+    const auto add_user = [&](const char* name, const std::string& given, const char* fallback) {
+      const std::filesystem::path p = given.empty() ? default_data_file(fallback) : std::filesystem::path(given);
+      if (!given.empty() || std::filesystem::exists(p)) {
+        users.emplace_back(name, p);
+      }
+    };
+    add_user("same-person", opts.enrolled, "0001/0001_00_00_02_9.jpg");
+    add_user("other-person", opts.other, "0002/0002_01_00_01_14.jpg");
+    if (users.empty()) {
+      if (!ctx.json) {
+        std::cout << "Login frames not timed: pass --enrolled and --other (images to enrol)\n";
+      }
+    } else {
+      auto times = time_logins(ctx, *engine, bytes, users, opts.iterations);
+      if (!times) {
+        return ctx.fail(times.error());
+      }
+      const float margin = (*engine)->recognizer().first_pass_margin;
+      if (!ctx.json) {
+        std::cout << fmt::format(
+            "Login frame (decode to decision) against one enrolled image, {} runs, early "
+            "decision margin {}:\n",
+            opts.iterations, margin);
+        std::cout << fmt::format("  {:<13} {:>6} {:>6}  {:>15} {:>15}  {}\n", "enrolled", "score",
+                                 "match", "early median ms", "full median ms",
+                                 "decided on first pass");
+      }
+      for (const auto& [name, t] : *times) {
+        const Summary e = summarise(t.early);
+        const Summary f = summarise(t.full);
+        logins.push_back({{"enrolled", name},
+                          {"score", t.score},
+                          {"match", t.match},
+                          {"early_median_ms", e.median},
+                          {"early_p90_ms", e.p90},
+                          {"full_median_ms", f.median},
+                          {"full_p90_ms", f.p90},
+                          {"first_pass_decisions", t.first_pass},
+                          {"runs", t.early.size()}});
+        if (!ctx.json) {
+          std::cout << fmt::format("  {:<13} {:>6.3f} {:>6}  {:>15.2f} {:>15.2f}  {} of {}\n",
+                                   name, t.score, t.match ? "yes" : "no", e.median, f.median,
+                                   t.first_pass, t.early.size());
+        }
+      }
+    }
+  }
+
   // 1:N over random unit vectors of the recogniser's size: the cost of search, not accuracy.
   nlohmann::json searches = nlohmann::json::array();
   std::mt19937 rng(12345);
@@ -237,6 +403,7 @@ int run_bench(Context& ctx, const BenchOptions& opts) {
                  {"recognizer", (*engine)->recognizer().id},
                  {"iterations", opts.iterations},
                  {"stages", stages},
+                 {"logins", logins},
                  {"search", searches}});
   return kExitOk;
 }
@@ -248,6 +415,12 @@ void register_bench_command(CLI::App& app, Context& ctx, int& exit_code) {
   auto* bench = app.add_subcommand("bench", "Per-stage latency on one core, and 1:N search cost");
   bench->add_option("--image", opts->image,
                     "640x480 JPEG with one face (default: a NUAA frame from ../shared/data)");
+  bench->add_option("--enrolled", opts->enrolled,
+                    "Another image of the person in --image, enrolled to time login frames "
+                    "(default: a NUAA frame of that person)");
+  bench->add_option("--other", opts->other,
+                    "An image of someone else, enrolled to time a rejected login frame "
+                    "(default: a NUAA frame of another person)");
   bench->add_option("--iterations", opts->iterations, "Timed runs")->check(CLI::Range(1, 100000));
   bench->add_option("--gallery", opts->gallery_sizes, "Gallery sizes for 1:N search")
       ->delimiter(',')

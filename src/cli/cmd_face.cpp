@@ -97,8 +97,9 @@ int run_verify(Context& ctx, const std::string& user, const std::vector<std::str
                        {"score", r->decision.score},
                        {"threshold", r->decision.threshold}});
     if (!ctx.json) {
-      std::cout << fmt::format("{}: {} (score {:.3f}, threshold {:.3f})\n", image.source,
+      std::cout << fmt::format("{}: {} (score {:.3f}{}, threshold {:.3f})\n", image.source,
                                r->decision.match ? "MATCH" : "no match", r->decision.score,
+                               r->image.first_pass ? " on the first pass" : "",
                                r->decision.threshold);
     }
   }

@@ -100,6 +100,7 @@ Result<FaceService> Context::open_service(Store& store) const {
   }
   ServiceOptions options;
   options.analyze.enforce_quality = !no_quality;
+  options.early_decision = !no_early_decision;
   options.threshold_override = threshold;
   return FaceService(*engine, std::move(*worker), store, options);
 }
@@ -145,6 +146,9 @@ nlohmann::json to_json(const ImageReport& r) {
   }
   if (r.box) {
     doc["box"] = {r.box->x, r.box->y, r.box->width, r.box->height};
+  }
+  if (r.outcome == FrameOutcome::kOk) {
+    doc["first_pass"] = r.first_pass;
   }
   return doc;
 }

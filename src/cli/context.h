@@ -47,6 +47,7 @@ struct Context {
   std::string detector;          // --detector (empty: YuNet when present, else the fallback)
   bool json = false;
   bool no_quality = false;       // --no-quality: skip the quality gate (datasets, tests)
+  bool no_early_decision = false;  // --no-early-decision: always the full template
   float threshold = std::numeric_limits<float>::quiet_NaN();  // --threshold
 
   // Opens the engine with these options. Errors are printed by fail().

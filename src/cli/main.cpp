@@ -57,6 +57,9 @@ int main(int argc, char** argv) {
   app.add_flag("--json", ctx.json, "Machine-readable output on stdout");
   app.add_flag("--no-quality", ctx.no_quality,
                "Accept faces that fail the quality gate (for datasets; not for logins)");
+  app.add_flag("--no-early-decision", ctx.no_early_decision,
+               "Decide every comparison on the full template (exact scores; about twice the "
+               "embedding time of a clear decision)");
 
   facelogin::cli::register_face_commands(app, ctx, exit_code);
   facelogin::cli::register_admin_commands(app, ctx, exit_code);

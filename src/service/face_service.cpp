@@ -29,11 +29,17 @@ float FaceService::threshold() const {
                                                  : options_.threshold_override;
 }
 
+float FaceService::early_margin() const {
+  return options_.early_decision ? engine_->recognizer().first_pass_margin : 0.f;
+}
+
 Result<FaceTemplate> FaceService::usable_face(const LabeledImage& image, ImageReport* report,
-                                              float extra_yaw_degrees) {
+                                              float extra_yaw_degrees,
+                                              std::function<bool(const FaceTemplate&)> decided) {
   report->source = image.source;
   AnalyzeOptions analyze = options_.analyze;
   analyze.extra_yaw_degrees += extra_yaw_degrees;
+  analyze.decided_by_first_pass = std::move(decided);
   auto analysis = worker_->analyze(image.image, analyze);
   if (!analysis) {
     return make_error(analysis.error());
@@ -42,6 +48,7 @@ Result<FaceTemplate> FaceService::usable_face(const LabeledImage& image, ImageRe
   report->message = analysis->message;
   report->quality = analysis->quality;
   report->timings = analysis->timings;
+  report->first_pass = analysis->first_pass;
   if (analysis->subject) {
     report->box = analysis->faces[*analysis->subject].box;
     report->landmarks = analysis->faces[*analysis->subject].landmarks;
@@ -169,6 +176,19 @@ Result<FrameCheck> FaceService::check_frame(const LabeledImage& image) {
   return check;
 }
 
+Result<ImageReport> FaceService::probe_frame(const LabeledImage& image, float extra_yaw_degrees) {
+  ImageReport report;
+  std::function<bool(const FaceTemplate&)> decided;
+  if (early_margin() > 0.f) {
+    decided = [](const FaceTemplate&) { return true; };
+  }
+  auto face = usable_face(image, &report, extra_yaw_degrees, std::move(decided));
+  if (!face && !is_unusable_frame(face.error().code())) {
+    return make_error(face.error());
+  }
+  return report;
+}
+
 Result<UserInfo> FaceService::enroll_templates(std::string_view name,
                                                const std::vector<FaceTemplate>& templates,
                                                const std::vector<std::string>& sources, bool add) {
@@ -284,15 +304,23 @@ Result<VerifyResult> FaceService::verify_frame(std::string_view name, const Labe
     return make_error(ErrorCode::kNotFound, fmt::format("user '{}' is disabled", name));
   }
   VerifyResult result;
-  result.decision.threshold = threshold();
-  auto probe = usable_face(image, &result.image, extra_yaw_degrees);
+  const float threshold = this->threshold();
+  result.decision.threshold = threshold;
+  std::function<bool(const FaceTemplate&)> decided;
+  if (const float margin = early_margin(); margin > 0.f) {
+    decided = [&, margin](const FaceTemplate& first_pass) {
+      auto d = facelogin::verify(first_pass, *enrolled, threshold);
+      return d && std::abs(d->score - threshold) >= margin;
+    };
+  }
+  auto probe = usable_face(image, &result.image, extra_yaw_degrees, std::move(decided));
   if (!probe) {
     if (is_unusable_frame(probe.error().code())) {
       return result;  // the report says why
     }
     return make_error(probe.error());
   }
-  auto decision = facelogin::verify(*probe, *enrolled, threshold());
+  auto decision = facelogin::verify(*probe, *enrolled, threshold);
   if (!decision) {
     return make_error(decision.error());
   }
@@ -317,12 +345,41 @@ Result<IdentifyResult> FaceService::identify_frame(const LabeledImage& image, st
                                                    float extra_yaw_degrees) {
   IdentifyResult result;
   result.threshold = threshold();
-  auto probe = usable_face(image, &result.image, extra_yaw_degrees);
+  // An early decision names one user at least the margin above the threshold while the next is
+  // at least the margin below it, or finds nobody within the margin of it; anything closer is
+  // left to the full template.
+  std::optional<IdentifyResult> early;
+  std::function<bool(const FaceTemplate&)> decided;
+  if (const float margin = early_margin(); margin > 0.f) {
+    decided = [&, margin](const FaceTemplate& first_pass) {
+      IdentifyResult r;
+      r.threshold = result.threshold;
+      if (!search_gallery(first_pass, std::max<std::size_t>(k, 2), &r).ok()) {
+        return false;  // the full pass searches again and reports the error
+      }
+      const auto& c = r.candidates;
+      const float t = r.threshold;
+      const bool nobody = c.empty() || c[0].score < t - margin;
+      const bool one = !c.empty() && c[0].score >= t + margin &&
+                       (c.size() < 2 || c[1].score < t - margin);
+      if (!nobody && !one) {
+        return false;
+      }
+      r.candidates.resize(std::min(k, r.candidates.size()));
+      early = std::move(r);
+      return true;
+    };
+  }
+  auto probe = usable_face(image, &result.image, extra_yaw_degrees, std::move(decided));
   if (!probe) {
     if (is_unusable_frame(probe.error().code())) {
       return result;  // the report says why
     }
     return make_error(probe.error());
+  }
+  if (result.image.first_pass && early) {
+    early->image = std::move(result.image);
+    return std::move(*early);
   }
   if (Status s = search_gallery(*probe, k, &result); !s.ok()) {
     return make_error(std::move(s));

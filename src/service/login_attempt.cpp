@@ -89,12 +89,12 @@ Result<FrameFeedback> LoginAttempt::add_frame(const LabeledImage& frame,
          result.error().code() == ErrorCode::kModelMismatch)) {
       // Analysed like any frame and never matching, so the attempt looks and lasts the same
       // as one on an account that exists.
-      auto check = service_->check_frame(frame);
-      if (!check) {
-        return make_error(check.error());
+      auto report = service_->probe_frame(frame, extra_yaw);
+      if (!report) {
+        return make_error(report.error());
       }
       verified.emplace();
-      verified->image = check->image;
+      verified->image = std::move(*report);
     } else if (!result) {
       return make_error(result.error());
     } else {

@@ -43,17 +43,24 @@ Result<ModelViews> Embedder::embed_crop(const cv::Mat& crop, bool mirrored) {
   }
   views.original = std::move(*original);
   if (mirrored) {
-    // A second batch-1 pass rather than one batch of two: with OpenCV 4.6 on one core a batch of
-    // two costs 2.2x one image for both recognition networks (docs/models.md, Speed).
-    cv::Mat flipped;
-    cv::flip(crop, flipped, 1);
-    auto mirror = embed_one(flipped);
-    if (!mirror) {
-      return make_error(mirror.error());
+    if (Status s = add_mirrored(crop, views); !s.ok()) {
+      return make_error(std::move(s));
     }
-    views.mirrored = std::move(*mirror);
   }
   return views;
+}
+
+Status Embedder::add_mirrored(const cv::Mat& crop, ModelViews& views) {
+  // A second batch-1 pass rather than one batch of two: with OpenCV 4.6 on one core a batch of
+  // two costs 2.2x one image for both recognition networks (docs/models.md, Speed).
+  cv::Mat flipped;
+  cv::flip(crop, flipped, 1);
+  auto mirror = embed_one(flipped);
+  if (!mirror) {
+    return mirror.error();
+  }
+  views.mirrored = std::move(*mirror);
+  return Status::Ok();
 }
 
 Result<std::vector<float>> Embedder::embed_one(const cv::Mat& image) {

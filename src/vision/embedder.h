@@ -31,6 +31,9 @@ class Embedder {
   // (one forward pass each).
   [[nodiscard]] Result<ModelViews> embed_crop(const cv::Mat& crop, bool mirrored);
 
+  // Adds the mirror image's embedding to views of `crop` made without it (one forward pass).
+  [[nodiscard]] Status add_mirrored(const cv::Mat& crop, ModelViews& views);
+
  private:
   // The unit-length embedding of one crop of the model's input size.
   [[nodiscard]] Result<std::vector<float>> embed_one(const cv::Mat& image);

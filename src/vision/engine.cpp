@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <functional>
 
 #include <fmt/format.h>
 #include <opencv2/core.hpp>
@@ -66,6 +67,9 @@ struct LoadedComponent {
 
 class EngineImpl;
 
+// Which mirror images views_mat embeds: none, those the recogniser averages, or every model's.
+enum class Mirrors { kNone, kAsRecognizer, kAll };
+
 class WorkerImpl final : public Worker {
  public:
   WorkerImpl(std::shared_ptr<const EngineImpl> engine,
@@ -81,10 +85,17 @@ class WorkerImpl final : public Worker {
   Result<FaceViews> embed_views(const Image& frame, const DetectedFace& face) override;
 
  private:
-  Result<FaceViews> views_mat(const cv::Mat& frame, const DetectedFace& face, bool all_mirrored,
-                              StageTimings* timings);
+  // `crops`, when given, receives each model's aligned crop (for add_mirrors).
+  Result<FaceViews> views_mat(const cv::Mat& frame, const DetectedFace& face, Mirrors mirrors,
+                              StageTimings* timings, std::vector<cv::Mat>* crops = nullptr);
+  // Adds the mirror images the recogniser averages to views made with Mirrors::kNone.
+  Status add_mirrors(const std::vector<cv::Mat>& crops, FaceViews& views, StageTimings* timings);
+  // The recogniser's template; with `decided` (AnalyzeOptions::decided_by_first_pass) the
+  // first-pass template when that settles it, and then *first_pass is set.
   Result<FaceTemplate> embed_mat(const cv::Mat& frame, const DetectedFace& face,
-                                 StageTimings* timings);
+                                 StageTimings* timings,
+                                 const std::function<bool(const FaceTemplate&)>& decided = {},
+                                 bool* first_pass = nullptr);
 
   std::shared_ptr<const EngineImpl> engine_;
   std::unique_ptr<vision::FaceDetector> detector_;
@@ -146,7 +157,8 @@ Result<FaceTemplate> WorkerImpl::embed(const Image& frame, const DetectedFace& f
 }
 
 Result<FaceViews> WorkerImpl::views_mat(const cv::Mat& frame, const DetectedFace& face,
-                                        bool all_mirrored, StageTimings* timings) {
+                                        Mirrors mirrors, StageTimings* timings,
+                                        std::vector<cv::Mat>* crops) {
   const auto& components = engine_->components();
   FaceViews views;
   for (std::size_t i = 0; i < embedders_.size(); ++i) {
@@ -156,7 +168,9 @@ Result<FaceViews> WorkerImpl::views_mat(const cv::Mat& frame, const DetectedFace
       timings->align_ms += ms_since(start);
     }
     start = Clock::now();
-    auto v = embedders_[i]->embed_crop(crop, all_mirrored || components[i].component.flip);
+    const bool mirrored = mirrors == Mirrors::kAll ||
+                          (mirrors == Mirrors::kAsRecognizer && components[i].component.flip);
+    auto v = embedders_[i]->embed_crop(crop, mirrored);
     if (timings != nullptr) {
       timings->embed_ms += ms_since(start);
     }
@@ -164,24 +178,67 @@ Result<FaceViews> WorkerImpl::views_mat(const cv::Mat& frame, const DetectedFace
       return make_error(v.error());
     }
     views[components[i].spec->id] = std::move(*v);
+    if (crops != nullptr) {
+      crops->push_back(std::move(crop));
+    }
   }
   return views;
 }
 
+Status WorkerImpl::add_mirrors(const std::vector<cv::Mat>& crops, FaceViews& views,
+                               StageTimings* timings) {
+  const auto& components = engine_->components();
+  for (std::size_t i = 0; i < embedders_.size() && i < crops.size(); ++i) {
+    if (!components[i].component.flip) {
+      continue;
+    }
+    const auto start = Clock::now();
+    Status s = embedders_[i]->add_mirrored(crops[i], views[components[i].spec->id]);
+    if (timings != nullptr) {
+      timings->embed_ms += ms_since(start);
+    }
+    if (!s.ok()) {
+      return s;
+    }
+  }
+  return Status::Ok();
+}
+
 Result<FaceTemplate> WorkerImpl::embed_mat(const cv::Mat& frame, const DetectedFace& face,
-                                           StageTimings* timings) {
-  auto views = views_mat(frame, face, false, timings);
+                                           StageTimings* timings,
+                                           const std::function<bool(const FaceTemplate&)>& decided,
+                                           bool* first_pass) {
+  const RecognizerSpec& spec = engine_->recognizer();
+  const bool early = decided && spec.first_pass_margin > 0.f;
+  std::vector<cv::Mat> crops;
+  auto views =
+      views_mat(frame, face, early ? Mirrors::kNone : Mirrors::kAsRecognizer, timings, &crops);
   if (!views) {
     return make_error(views.error());
   }
-  return compose_template(engine_->recognizer(), *views);
+  if (early) {
+    auto quick = compose_first_pass_template(spec, *views);
+    if (!quick) {
+      return make_error(quick.error());
+    }
+    if (decided(*quick)) {
+      if (first_pass != nullptr) {
+        *first_pass = true;
+      }
+      return quick;
+    }
+    if (Status s = add_mirrors(crops, *views, timings); !s.ok()) {
+      return make_error(std::move(s));
+    }
+  }
+  return compose_template(spec, *views);
 }
 
 Result<FaceViews> WorkerImpl::embed_views(const Image& frame, const DetectedFace& face) {
   if (frame.empty()) {
     return make_error(ErrorCode::kBadImage, "empty image");
   }
-  return views_mat(vision::as_mat(frame), face, true, nullptr);
+  return views_mat(vision::as_mat(frame), face, Mirrors::kAll, nullptr);
 }
 
 Result<FrameAnalysis> WorkerImpl::analyze(const Image& frame, const AnalyzeOptions& options) {
@@ -234,7 +291,8 @@ Result<FrameAnalysis> WorkerImpl::analyze(const Image& frame, const AnalyzeOptio
   }
   result.outcome = FrameOutcome::kOk;
   if (options.embed) {
-    auto tmpl = embed_mat(mat, subject, &result.timings);
+    auto tmpl = embed_mat(mat, subject, &result.timings, options.decided_by_first_pass,
+                          &result.first_pass);
     if (!tmpl) {
       return make_error(tmpl.error());
     }
