@@ -1087,5 +1087,43 @@ TEST_F(EvalCache, ScoresPairsWithNoFaceAsMinusInfinity) {
   EXPECT_NE(missing.error().message().find("Zed/Zed_0001.jpg"), std::string::npos);
 }
 
+// ---------------------------------------------------------------------------------------------
+// check_first_pass
+
+TEST(FirstPassCheck, CountsSecondPassesAndChangedDecisionsOverOrderedPairs) {
+  // Rows 0 and 1 are one person, row 2 another, row 3 has no face. Only row 0's first-pass
+  // template differs from its full one.
+  const std::vector<float> full{1, 0, 1, 0, 0, 1, 0, 0};
+  const std::vector<float> first{0.8f, 0.6f, 1, 0, 0, 1, 0, 0};
+  const std::vector<int> identities{0, 0, 1, -1};
+  for (int threads : {1, 2}) {
+    auto wide = eval::check_first_pass(first, full, 2, identities, 0.9f, 0.15f, threads);
+    ASSERT_TRUE(wide.has_value()) << wide.error().to_string();
+    EXPECT_NEAR(wide->max_difference, 0.6f, 1e-6);  // (0, 2): 0.6 first pass, 0 full
+    EXPECT_EQ(wide->genuine, 2u);
+    EXPECT_EQ(wide->impostor, 4u);
+    EXPECT_EQ(wide->genuine_second_pass, 2u);  // 0.8 and 1.0, both within 0.15 of 0.9
+    EXPECT_EQ(wide->impostor_second_pass, 0u);
+    EXPECT_EQ(wide->changed_decisions, 0u);
+  }
+  // A margin narrower than the difference: (0, 1) is rejected on the first pass (0.8) although
+  // the full templates match (1.0).
+  auto narrow = eval::check_first_pass(first, full, 2, identities, 0.9f, 0.05f);
+  ASSERT_TRUE(narrow.has_value());
+  EXPECT_EQ(narrow->genuine_second_pass, 0u);
+  EXPECT_EQ(narrow->changed_decisions, 1u);
+}
+
+TEST(FirstPassCheck, RefusesMalformedInput) {
+  const std::vector<float> two{1, 0, 0, 1};
+  const std::vector<int> identities{0, 1};
+  EXPECT_FALSE(eval::check_first_pass(two, two, 0, identities, 0.5f, 0.1f).has_value());
+  EXPECT_FALSE(eval::check_first_pass(two, {two.data(), 2}, 2, identities, 0.5f, 0.1f)
+                   .has_value());
+  auto negative = eval::check_first_pass(two, two, 2, identities, 0.5f, -0.1f);
+  ASSERT_FALSE(negative.has_value());
+  EXPECT_EQ(negative.error().code(), ErrorCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace facelogin::eval

@@ -201,6 +201,7 @@ struct RecognizerResult {
   std::size_t images = 0, no_face = 0;
   std::vector<eval::OperatingPoint> points;
   std::vector<eval::CurvePoint> curve;
+  std::optional<eval::FirstPassCheck> first_pass;  // recognisers with an early decision
 };
 
 // Views of every key by the carrier recogniser's models, from the cache or computed.
@@ -281,7 +282,8 @@ Result<RecognizerResult> evaluate(const eval::PairsProtocol& protocol,
   r.auc = *auc;
 
   // All cross-identity and same-identity pairs of the images involved.
-  std::vector<float> matrix;
+  const bool early = spec.first_pass_margin > 0.f;
+  std::vector<float> matrix, first_pass;
   std::vector<int> identities;
   std::map<std::string, int, std::less<>> ids;
   for (const auto& key : keys) {
@@ -291,12 +293,30 @@ Result<RecognizerResult> evaluate(const eval::PairsProtocol& protocol,
       ++r.no_face;
       identities.push_back(-1);
       matrix.insert(matrix.end(), cache.dim, 0.f);
+      if (early) {
+        first_pass.insert(first_pass.end(), cache.dim, 0.f);
+      }
       continue;
     }
     const std::string person(eval::key_identity(key));
     auto [it, inserted] = ids.try_emplace(person, static_cast<int>(ids.size()));
     identities.push_back(it->second);
     matrix.insert(matrix.end(), entry->begin(), entry->end());
+    if (early) {
+      auto quick = compose_first_pass_template(spec, unflatten(layout, *views.entries.at(key)));
+      if (!quick) {
+        return make_error(quick.error());
+      }
+      first_pass.insert(first_pass.end(), quick->embedding.begin(), quick->embedding.end());
+    }
+  }
+  if (early) {
+    auto check = eval::check_first_pass(first_pass, matrix, cache.dim, identities,
+                                        spec.cosine_threshold(), spec.first_pass_margin, threads);
+    if (!check) {
+      return make_error(check.error());
+    }
+    r.first_pass = *check;
   }
   auto all = eval::all_pairs_scores(matrix, cache.dim, identities, threads);
   if (!all) {
@@ -420,7 +440,21 @@ int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
                      {"resolvable", p.resolvable}});
       cells += fmt::format(" {:>11.2f}% ({:.3f})", 100 * p.fnmr, p.threshold);
     }
+    nlohmann::json first_pass = nullptr;
+    if (r.first_pass) {
+      const auto& f = *r.first_pass;
+      const RecognizerSpec* spec = find_recognizer(r.id);
+      first_pass = {{"margin", spec->first_pass_margin},
+                    {"threshold", spec->cosine_threshold()},
+                    {"max_difference", f.max_difference},
+                    {"genuine_pairs", f.genuine},
+                    {"impostor_pairs", f.impostor},
+                    {"genuine_second_pass", f.genuine_second_pass},
+                    {"impostor_second_pass", f.impostor_second_pass},
+                    {"changed_decisions", f.changed_decisions}};
+    }
     out.push_back({{"recognizer", r.id},
+                   {"first_pass", first_pass},
                    {"accuracy_mean", r.cv.mean_accuracy},
                    {"accuracy_std", r.cv.std_accuracy},
                    {"fold_accuracy", r.cv.fold_accuracy},
@@ -442,6 +476,28 @@ int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
         "scored as non-matches).\n",
         protocol->folds, p.empty() ? 0 : p[0].impostor_count, p.empty() ? 0 : p[0].genuine_count,
         results.front()->images, results.front()->no_face);
+  }
+  if (!ctx.json && std::any_of(results.begin(), results.end(),
+                               [](const auto& r) { return r->first_pass.has_value(); })) {
+    std::cout << "\nEarly decision: the first-pass template of one image (no mirror image) "
+                 "against the full template of the other, every ordered pair, at the calibrated "
+                 "threshold:\n";
+    for (const auto& result : results) {
+      if (!result->first_pass) {
+        continue;
+      }
+      const auto& f = *result->first_pass;
+      const RecognizerSpec* spec = find_recognizer(result->id);
+      const auto share = [](std::size_t n, std::size_t of) {
+        return of == 0 ? 0.0 : 100.0 * static_cast<double>(n) / static_cast<double>(of);
+      };
+      std::cout << fmt::format(
+          "{:<{}} largest difference {:.4f}; margin {:.3f}: second pass for {:.2f}% of genuine "
+          "and {:.3f}% of impostor pairs; {} decision(s) changed\n",
+          result->id, id_width, f.max_difference, spec->first_pass_margin,
+          share(f.genuine_second_pass, f.genuine), share(f.impostor_second_pass, f.impostor),
+          f.changed_decisions);
+    }
   }
   if (!opts.plot.empty()) {
     std::vector<eval::DetSeries> series;

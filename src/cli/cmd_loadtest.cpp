@@ -259,6 +259,9 @@ Status start_server_processes(const Context& ctx, const LoadArgs& args,
   if (!std::isnan(ctx.threshold)) {
     command.insert(command.end(), {"--threshold", fmt::format("{}", ctx.threshold)});
   }
+  if (ctx.no_early_decision) {
+    command.emplace_back("--no-early-decision");
+  }
   command.insert(command.end(), {"--json", "serve", "--config", config.string(), "--listen",
                                  "127.0.0.1:0", "--data", dir.string(), "--workers",
                                  std::to_string(args.workers), "--liveness", args.liveness});
@@ -389,6 +392,7 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
     ServerDeps deps;
     deps.engine = *engine;
     deps.service.threshold_override = ctx.threshold;
+    deps.service.early_decision = !ctx.no_early_decision;
     if (options.login.liveness.policy != LivenessPolicy::kOff) {
       auto liveness = LivenessModels::load(ctx.models);
       if (!liveness) {

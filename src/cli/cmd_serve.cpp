@@ -115,6 +115,7 @@ int run_serve(Context& ctx, const ServeArgs& args) {
   deps.auth_store = auth_store->get();
   deps.service.analyze.enforce_quality = true;
   deps.service.threshold_override = ctx.threshold;
+  deps.service.early_decision = !ctx.no_early_decision;
   // Loaded even under policy off when present: an API key may ask for liveness.
   if (auto liveness = LivenessModels::load(ctx.models)) {
     deps.liveness = *liveness;
