@@ -438,8 +438,9 @@ TEST_F(Cli, ListsTheModelsAndRecognisersAsJson) {
 }
 
 TEST_F(Cli, BenchmarksEachStageAndPrintsJson) {
-  const CliRun r = run(
-      {"--json", "bench", "--iterations", "3", "--gallery", "100", "--image", nuaa(kAliceProbe)});
+  const CliRun r = run({"--json", "bench", "--iterations", "3", "--gallery", "100", "--image",
+                        nuaa(kAliceProbe), "--enrolled", nuaa(kAliceEnrol[0]),
+                        nuaa(kAliceEnrol[1]), "--other", nuaa(kBobProbe)});
   ASSERT_EQ(r.exit_code, kExitOk) << r;
   const json doc = r.doc();
   EXPECT_EQ(doc.value("ok", false), true);
@@ -459,6 +460,16 @@ TEST_F(Cli, BenchmarksEachStageAndPrintsJson) {
             liveness_models_present());
   ASSERT_EQ(doc["search"].size(), 1u);
   EXPECT_EQ(doc["search"][0].value("templates", 0), 100);
+  // Login frames against alice (the image's person) and bob, with and without early decision.
+  ASSERT_EQ(doc["logins"].size(), 2u) << doc["logins"].dump();
+  for (const auto& login : doc["logins"]) {
+    const bool alice = login.value("enrolled", "") == "same-person";
+    EXPECT_EQ(login.value("match", !alice), alice) << login.dump();
+    EXPECT_EQ(login.value("runs", 0), 3) << login.dump();
+    EXPECT_LE(login.value("first_pass_decisions", 99), 3) << login.dump();
+    EXPECT_GT(login.value("early_median_ms", 0.0), 0.0) << login.dump();
+    EXPECT_GT(login.value("full_median_ms", 0.0), 0.0) << login.dump();
+  }
 }
 
 TEST_F(Cli, LivenessPassesALiveFrameAndRefusesAPrintedPhoto) {

@@ -76,11 +76,12 @@ struct LoginTimes {
 
 // Login frames as the server handles them: FaceService::verify_frame of `bytes` against a user
 // of a throw-away SQLite store, with early decision and, interleaved as the baseline of the same
-// run, without it. `users` maps a user name to the image it is enrolled from.
+// run, without it. `users` maps a user name to the images it is enrolled from.
 Result<std::map<std::string, LoginTimes>> time_logins(
     const Context& ctx, const std::shared_ptr<const Engine>& engine,
     const std::vector<std::uint8_t>& bytes,
-    const std::vector<std::pair<std::string, std::filesystem::path>>& users, int iterations) {
+    const std::vector<std::pair<std::string, std::vector<std::filesystem::path>>>& users,
+    int iterations) {
   char dir_template[] = "/tmp/facelogin-bench-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) {
     return make_error(ErrorCode::kIoError, "cannot make a temporary directory");
@@ -111,13 +112,17 @@ Result<std::map<std::string, LoginTimes>> time_logins(
     options.early_decision = early;
     services.emplace_back(engine, std::move(*worker), **store, options);
   }
-  for (const auto& [name, path] : users) {
-    auto image = read_image_file(path);
-    if (!image) {
-      return make_error(image.error().code(),
-                        fmt::format("{}: {}", path.string(), image.error().message()));
+  for (const auto& [name, paths] : users) {
+    std::vector<LabeledImage> images;
+    for (const auto& path : paths) {
+      auto image = read_image_file(path);
+      if (!image) {
+        return make_error(image.error().code(),
+                          fmt::format("{}: {}", path.string(), image.error().message()));
+      }
+      images.push_back({path.string(), std::move(*image)});
     }
-    auto enrolled = services.front().enroll(name, {{path.string(), std::move(*image)}}, false);
+    auto enrolled = services.front().enroll(name, images, false);
     if (!enrolled) {
       return make_error(enrolled.error());
     }
@@ -125,7 +130,7 @@ Result<std::map<std::string, LoginTimes>> time_logins(
   std::map<std::string, LoginTimes> out;
   const int warmup = 2;
   for (int i = 0; i < iterations + warmup; ++i) {
-    for (const auto& [name, path] : users) {
+    for (const auto& [name, paths] : users) {
       LoginTimes& t = out[name];
       for (std::size_t s = 0; s < services.size(); ++s) {
         const auto t0 = Clock::now();
@@ -162,7 +167,7 @@ Result<std::map<std::string, LoginTimes>> time_logins(
 
 struct BenchOptions {
   std::string image;
-  std::string enrolled;  // another image of the person in `image`
+  std::vector<std::string> enrolled;  // other images of the person in `image`
   std::string other;     // an image of someone else
   int iterations = 50;
   std::vector<int> gallery_sizes{1000, 10000, 100000};
@@ -295,15 +300,27 @@ int run_bench(Context& ctx, const BenchOptions& opts) {
   // someone else: what a login costs, with early decision and without (docs/models.md).
   nlohmann::json logins = nlohmann::json::array();
   {
-    std::vector<std::pair<std::string, std::filesystem::path>> users;
-    const auto add_user = [&](const char* name, const std::string& given, const char* fallback) {
-      const std::filesystem::path p = given.empty() ? default_data_file(fallback) : std::filesystem::path(given);
-      if (!given.empty() || std::filesystem::exists(p)) {
-        users.emplace_back(name, p);
+    std::vector<std::pair<std::string, std::vector<std::filesystem::path>>> users;
+    const auto add_user = [&](const char* name, const std::vector<std::string>& given,
+                              std::vector<const char*> fallback) {
+      std::vector<std::filesystem::path> paths(given.begin(), given.end());
+      if (paths.empty()) {
+        for (const char* f : fallback) {
+          if (std::filesystem::exists(default_data_file(f))) {
+            paths.push_back(default_data_file(f));
+          }
+        }
+      }
+      if (!paths.empty()) {
+        users.emplace_back(name, std::move(paths));
       }
     };
-    add_user("same-person", opts.enrolled, "0001/0001_00_00_02_9.jpg");
-    add_user("other-person", opts.other, "0002/0002_01_00_01_14.jpg");
+    // As an enrolment would: five frames of another session of the bench image's person.
+    add_user("same-person", opts.enrolled,
+             {"0001/0001_00_00_02_9.jpg", "0001/0001_00_00_02_24.jpg", "0001/0001_00_00_02_37.jpg",
+              "0001/0001_00_00_02_57.jpg", "0001/0001_00_00_02_71.jpg"});
+    add_user("other-person", opts.other.empty() ? std::vector<std::string>{} : std::vector{opts.other},
+             {"0002/0002_01_00_01_14.jpg"});
     if (users.empty()) {
       if (!ctx.json) {
         std::cout << "Login frames not timed: pass --enrolled and --other (images to enrol)\n";
@@ -316,7 +333,7 @@ int run_bench(Context& ctx, const BenchOptions& opts) {
       const float margin = (*engine)->recognizer().first_pass_margin;
       if (!ctx.json) {
         std::cout << fmt::format(
-            "Login frame (decode to decision) against one enrolled image, {} runs, early "
+            "Login frame (decode to decision) against an enrolled user, {} runs, early "
             "decision margin {}:\n",
             opts.iterations, margin);
         std::cout << fmt::format("  {:<13} {:>6} {:>6}  {:>15} {:>15}  {}\n", "enrolled", "score",
@@ -416,8 +433,8 @@ void register_bench_command(CLI::App& app, Context& ctx, int& exit_code) {
   bench->add_option("--image", opts->image,
                     "640x480 JPEG with one face (default: a NUAA frame from ../shared/data)");
   bench->add_option("--enrolled", opts->enrolled,
-                    "Another image of the person in --image, enrolled to time login frames "
-                    "(default: a NUAA frame of that person)");
+                    "Other images of the person in --image, enrolled to time login frames "
+                    "(default: five NUAA frames of that person from another session)");
   bench->add_option("--other", opts->other,
                     "An image of someone else, enrolled to time a rejected login frame "
                     "(default: a NUAA frame of another person)");
