@@ -2,8 +2,6 @@
 
 #include <sched.h>
 
-#include <stdlib.h>
-
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -82,20 +80,13 @@ Result<std::map<std::string, LoginTimes>> time_logins(
     const std::vector<std::uint8_t>& bytes,
     const std::vector<std::pair<std::string, std::vector<std::filesystem::path>>>& users,
     int iterations) {
-  char dir_template[] = "/tmp/facelogin-bench-XXXXXX";
-  if (mkdtemp(dir_template) == nullptr) {
-    return make_error(ErrorCode::kIoError, "cannot make a temporary directory");
+  auto scratch = ScratchDir::make("facelogin-bench");
+  if (!scratch) {
+    return make_error(scratch.error());
   }
-  struct Cleanup {
-    std::filesystem::path dir;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-    }
-  } cleanup{dir_template};
   SqliteStoreOptions store_options;
   store_options.key = std::string(32, '\x5a');  // throw-away store, removed on return
-  auto store = open_sqlite_store(cleanup.dir / "bench.db", store_options);
+  auto store = open_sqlite_store((*scratch)->path() / "bench.db", store_options);
   if (!store) {
     return make_error(store.error());
   }

@@ -303,18 +303,11 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
     }
   }
 
-  char dir_template[] = "/tmp/facelogin-loadtest-XXXXXX";
-  if (mkdtemp(dir_template) == nullptr) {
-    return ctx.fail(Status(ErrorCode::kIoError, "cannot make a temporary directory"));
+  auto scratch = ScratchDir::make("facelogin-loadtest");
+  if (!scratch) {
+    return ctx.fail(scratch.error());
   }
-  const std::filesystem::path dir = dir_template;
-  struct Cleanup {
-    std::filesystem::path dir;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-    }
-  } cleanup{dir};
+  const std::filesystem::path dir = (*scratch)->path();
   // A throw-away database: a SQLite file in the temporary directory, or (with --database) a
   // fresh schema of that PostgreSQL database, dropped at the end.
   const std::string key(32, '\x5a');

@@ -2,7 +2,9 @@
 
 #include "facelogin/postgres_store.h"
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -135,6 +137,21 @@ nlohmann::json to_json(const QualityReport& q) {
           {"sharpness", q.sharpness},
           {"pose", {{"yaw", q.pose.yaw}, {"pitch", q.pose.pitch}, {"roll", q.pose.roll}}},
           {"score", q.score}};
+}
+
+Result<std::unique_ptr<ScratchDir>> ScratchDir::make(std::string_view prefix) {
+  std::string name = fmt::format("/tmp/{}-XXXXXX", prefix);
+  if (mkdtemp(name.data()) == nullptr) {
+    return make_error(ErrorCode::kIoError,
+                      fmt::format("cannot make a temporary directory {}: {}", name,
+                                  std::strerror(errno)));
+  }
+  return std::unique_ptr<ScratchDir>(new ScratchDir(name));
+}
+
+ScratchDir::~ScratchDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
 }
 
 nlohmann::json to_json(const ImageReport& r) {

@@ -72,6 +72,22 @@ struct LivenessRig {
 };
 [[nodiscard]] Result<LivenessRig> open_rig(const Context& ctx);
 
+// A new private directory under /tmp (mkdtemp, mode 0700), removed with everything in it when
+// the object goes: scratch space for throw-away stores of bench and loadtest.
+class ScratchDir {
+ public:
+  // Errors: kIoError.
+  [[nodiscard]] static Result<std::unique_ptr<ScratchDir>> make(std::string_view prefix);
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  explicit ScratchDir(std::filesystem::path path) : path_(std::move(path)) {}
+  std::filesystem::path path_;
+};
+
 // Each command file registers its subcommands. `run` receives the exit code.
 void register_face_commands(CLI::App& app, Context& ctx, int& exit_code);
 void register_admin_commands(CLI::App& app, Context& ctx, int& exit_code);

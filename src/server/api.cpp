@@ -402,6 +402,9 @@ Api::Api(const ServerOptions& options, ServerDeps deps, WorkerPool& pool, Metric
                     "liveness), by flow.");
   metrics_.describe("facelogin_decisions_total", "Login and enrolment decisions by outcome.");
   metrics_.describe("facelogin_lockouts_total", "Attempts refused because of a lockout.");
+  metrics_.describe("facelogin_login_frames_total",
+                    "Login frames with a usable face, by the template that decided them: the "
+                    "first pass (early decision) or the full template.");
   metrics_.gauge("facelogin_flows_open", "Enrolments and login attempts in progress.",
                  [this] { return static_cast<double>(enrollments_.size() + logins_.size()); });
 }
@@ -1286,6 +1289,11 @@ void Api::login_frame(Call& call) {
     out["reason"] = reason;
     if (feedback) {
       observe_stages("login", decode_s, feedback->image.timings, feedback->liveness_ms);
+      if (feedback->image.outcome == FrameOutcome::kOk) {
+        metrics_.count("facelogin_login_frames_total",
+                       feedback->image.first_pass ? "decided_by=\"first_pass\""
+                                                  : "decided_by=\"full_template\"");
+      }
     }
     metrics_.observe("facelogin_frame_seconds", "flow=\"login\"", seconds_since(t0));
     Headers headers;
