@@ -252,6 +252,36 @@ TEST_F(FaceServiceTest, AProbeFrameOfAnUnknownAccountCostsWhatARejectionCosts) {
   EXPECT_TRUE(users().empty());
 }
 
+TEST_F(FaceServiceTest, NeverEnrolsAFirstPassTemplate) {
+  auto worker = testing::shared_engine().engine->make_worker();
+  ASSERT_TRUE(worker.has_value());
+  AnalyzeOptions options;
+  options.decided_by_first_pass = [](const FaceTemplate&) { return true; };
+  auto analysis = (*worker)->analyze(frame(kAliceProbe).image, options);
+  ASSERT_TRUE(analysis.has_value() && analysis->face.has_value());
+  if (!analysis->first_pass) {
+    GTEST_SKIP() << "the recogniser has no early decision";
+  }
+  EXPECT_TRUE(analysis->face->first_pass);
+  auto r = service_->enroll_templates("alice", {*analysis->face}, {"probe"}, false);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(users().empty());
+}
+
+TEST_F(FaceServiceTest, AnAccountOfAnotherRecogniserFailsBeforeTheFrameIsAnalysed) {
+  FaceTemplate other;
+  other.model_id = "some-other-recogniser";
+  other.embedding.assign(128, 0.f);
+  other.embedding[0] = 1.f;
+  ASSERT_TRUE(store_->create_user("olga", {other}).has_value());
+  // Even a frame without a face gets the mismatch: nothing was analysed.
+  auto r = service_->verify_frame("olga", blank("blank"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::kModelMismatch);
+  EXPECT_NE(r.error().message().find("re-enrol"), std::string::npos) << r.error().message();
+}
+
 TEST_F(FaceServiceTest, IdentifiesNobodyInAnEmptyStore) {
   auto r = service_->identify(frame(kAliceProbe), 3);
   ASSERT_TRUE(r.has_value()) << r.error().to_string();

@@ -335,12 +335,6 @@ TEST_F(ServerTest, EnrolLogInUseTheSessionAndDeleteTheAccount) {
   }
   EXPECT_NE(metrics.raw.find("facelogin_decisions_total{flow=\"login\",outcome=\"ok\"} 1"),
             std::string::npos);
-  // Her clear matches were decided on the first pass (the default recogniser has one).
-  if (deps_.engine->recognizer().first_pass_margin > 0.f) {
-    EXPECT_NE(metrics.raw.find("facelogin_login_frames_total{decided_by=\"first_pass\"}"),
-              std::string::npos)
-        << metrics.raw;
-  }
 
   // A cookie session needs the CSRF header for anything that changes state.
   const std::string cookie =

@@ -16,6 +16,9 @@ struct FaceTemplate {
   std::vector<float> embedding;
   // Quality score of the frame it came from, 0..1 (informational).
   float quality = 0.f;
+  // Made by compose_first_pass_template (no mirror images) for an early decision: compared,
+  // never enrolled (FaceService refuses it). Not stored.
+  bool first_pass = false;
 };
 
 }  // namespace facelogin

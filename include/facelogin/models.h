@@ -85,11 +85,13 @@ struct RecognizerSpec {
   // over G templates falsely matches someone with probability up to about G times this.
   double threshold_fmr = 1e-5;
   // Early decision: a frame's first-pass template (compose_first_pass_template: the crop alone,
-  // no mirror image, so one network pass per model instead of two) scores within this much of
-  // its full template against any enrolled template, so a decision whose first-pass score is at
-  // least this far from the threshold is the full template's decision. 1.3 x the largest
-  // difference over every ordered pair of the calibration images, rounded up to 0.005
-  // (`facelogin eval lfw` prints that difference). 0: no early decision (nothing is flipped).
+  // no mirror image, so one network pass per model instead of two) scored within this much of
+  // its full template against every enrolled template of the calibration set, so a decision
+  // whose first-pass score is at least this far from the threshold is taken as the full
+  // template's decision. An empirical bound, not a guarantee: 1.3 x the largest difference over
+  // every ordered pair of the calibration images, rounded up to 0.005 (`facelogin eval lfw`
+  // prints that difference; docs/models.md has a held-out check). 0: no early decision (nothing
+  // is flipped).
   float first_pass_margin = 0.f;
 
   // The threshold as a cosine similarity.

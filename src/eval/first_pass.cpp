@@ -83,6 +83,7 @@ Result<FirstPassCheck> check_first_pass(std::span<const float> first, std::span<
                                  : std::max(1u, std::thread::hardware_concurrency());
   want = std::max<std::size_t>(1, std::min({want, tiles, std::size_t{64}}));
   std::vector<std::thread> workers;
+  workers.reserve(want);  // so that only starting a thread can throw below
   try {
     for (std::size_t i = 1; i < want; ++i) {
       workers.emplace_back(work);

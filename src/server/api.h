@@ -4,6 +4,7 @@
 // One table (routes()) drives both the router and the OpenAPI document, so the document cannot
 // list a route the server does not have, or miss one it has.
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 
 #include "facelogin/auth.h"
 #include "facelogin/server.h"
+#include "server/delayed_replies.h"
 #include "server/flows.h"
 #include "server/http.h"
 #include "server/metrics.h"
@@ -35,6 +37,8 @@ struct Call {
   bool via_cookie = false;
   Reply reply;
   std::string route;  // the route's pattern, for metrics
+  // A job's reply is sent no earlier than this (see DelayedReplies); default: at once.
+  std::chrono::steady_clock::time_point reply_not_before{};
 };
 
 struct Route {
@@ -145,6 +149,7 @@ class Api final : public Handler {
   Authenticator auth_;
   FlowRegistry<EnrollFlow> enrollments_;
   FlowRegistry<LoginFlow> logins_;
+  DelayedReplies delayed_;
 };
 
 }  // namespace facelogin::server

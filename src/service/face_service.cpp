@@ -199,6 +199,14 @@ Result<UserInfo> FaceService::enroll_templates(std::string_view name,
     return make_error(ErrorCode::kInvalidArgument,
                       "enrolment needs at least one face, each with its source");
   }
+  for (std::size_t i = 0; i < templates.size(); ++i) {
+    if (templates[i].first_pass) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("{}: a first-pass template (made for a comparison) cannot "
+                                    "be enrolled",
+                                    sources[i]));
+    }
+  }
   // A face that already belongs to someone else must not become a second identity. The other
   // user is not named: the caller may not be entitled to know who it is.
   auto gallery = store_.all_templates(engine_->recognizer().id);
@@ -303,6 +311,19 @@ Result<VerifyResult> FaceService::verify_frame(std::string_view name, const Labe
   if (user->disabled) {
     return make_error(ErrorCode::kNotFound, fmt::format("user '{}' is disabled", name));
   }
+  // Templates that can never be compared fail before the frame is analysed, as an unknown user
+  // does, so that a login on such an account costs what one on an unknown account costs.
+  if (enrolled->empty()) {
+    return make_error(ErrorCode::kNotFound, fmt::format("user '{}' has no enrolled face", name));
+  }
+  for (const auto& t : *enrolled) {
+    if (t.face.model_id != engine_->recognizer().id) {
+      return make_error(ErrorCode::kModelMismatch,
+                        fmt::format("user '{}' was enrolled with '{}', which cannot be compared "
+                                    "with '{}': re-enrol the user with the current recogniser",
+                                    name, t.face.model_id, engine_->recognizer().id));
+    }
+  }
   VerifyResult result;
   const float threshold = this->threshold();
   result.decision.threshold = threshold;
@@ -366,6 +387,7 @@ Result<IdentifyResult> FaceService::identify_frame(const LabeledImage& image, st
         return false;
       }
       r.candidates.resize(std::min(k, r.candidates.size()));
+      r.match = one && !r.candidates.empty();
       early = std::move(r);
       return true;
     };

@@ -282,6 +282,7 @@ Result<FaceTemplate> compose(const RecognizerSpec& spec, const FaceViews& views,
     }
   }
   normalise(tmpl.embedding);
+  tmpl.first_pass = first_pass;
   return tmpl;
 }
 
