@@ -580,6 +580,54 @@ TEST_F(Cli, EvalGalleryComparesTheSearchesOnLfwIdentities) {
   EXPECT_NE(none.err.find("nothing to probe"), std::string::npos) << none;
 }
 
+TEST_F(Cli, EvalCalibrateScoresEveryPairOfAnyIdentityFolders) {
+  // Webcam frames in their own names (not LFW's): two of alice (NUAA 0005), two of bob (0007),
+  // one of carol (0003), plus a file that is not an image and a hidden one, both ignored.
+  const fs::path images = *root_ / "calibrate-images";
+  const std::vector<std::pair<std::string, std::string>> files{
+      {"alice", kAliceEnrol[0]}, {"alice", kAliceProbe}, {"bob", kBobProbe},
+      {"bob", "0007/0007_01_00_01_280.jpg"}, {"carol", "0003/0003_01_00_01_0.jpg"}};
+  for (const auto& [person, frame] : files) {
+    if (!fs::exists(*nuaa_ / frame)) {
+      GTEST_SKIP() << *nuaa_ / frame << " not found";
+    }
+    fs::create_directories(images / person);
+    fs::copy_file(*nuaa_ / frame, images / person / fs::path(frame).filename(),
+                  fs::copy_options::skip_existing);
+  }
+  std::ofstream(images / "carol" / "notes.txt") << "not an image";
+  std::ofstream(images / "carol" / ".hidden.jpg") << "not an image either";
+
+  const CliRun r = run({"--json", "eval", "calibrate", "--images", images.string(), "--no-cache"});
+  ASSERT_EQ(r.exit_code, kExitOk) << r;
+  const json doc = r.doc();
+  EXPECT_EQ(doc.value("images", 0), 5);
+  EXPECT_EQ(doc.value("identities", 0), 3);
+  EXPECT_EQ(doc.value("genuine_pairs", 0), 2);   // alice's pair, bob's pair
+  EXPECT_EQ(doc.value("impostor_pairs", 0), 8);  // 2x2 + 2x1 + 2x1
+  // Distinct people, the same people's frames: nobody is taken for someone else.
+  EXPECT_EQ(doc.value("false_matches", -1), 0) << doc.dump();
+  EXPECT_DOUBLE_EQ(doc.value("fnmr", -1.0), 0.0) << doc.dump();
+  ASSERT_EQ(doc["operating_points"].size(), 3u);
+  for (const json& p : doc["operating_points"]) {
+    EXPECT_FALSE(p.value("resolvable", true)) << "8 pairs resolve no FMR below 1/8: " << p.dump();
+  }
+
+  // One person alone has no different-person pair: a clear error, as is a folder of no images.
+  const fs::path alone = *root_ / "calibrate-alone";
+  fs::create_directories(alone / "alice");
+  fs::copy_file(images / "alice" / fs::path(kAliceProbe).filename(),
+                alone / "alice" / fs::path(kAliceProbe).filename(),
+                fs::copy_options::skip_existing);
+  const CliRun one = run({"eval", "calibrate", "--images", alone.string(), "--no-cache"});
+  EXPECT_EQ(one.exit_code, kExitUsage) << one;
+  const fs::path empty = *root_ / "calibrate-empty";
+  fs::create_directories(empty / "nobody");
+  const CliRun none = run({"eval", "calibrate", "--images", empty.string(), "--no-cache"});
+  EXPECT_EQ(none.exit_code, kExitUsage) << none;
+  EXPECT_NE(none.err.find("no JPEG or PNG"), std::string::npos) << none;
+}
+
 TEST_F(Cli, LivenessOnVideosPassesTheLiveRecordingAndRefusesThePhoneReplay) {
   if (!liveness_models_present()) {
     GTEST_SKIP() << "liveness models not in " << *models_ << ": skipping";

@@ -79,6 +79,12 @@ struct PairsProtocol {
 // followed. Errors: kNotFound if `dir` is not a directory, kIoError if it cannot be listed.
 [[nodiscard]] Result<std::vector<std::string>> list_lfw_images(const std::filesystem::path& dir);
 
+// The key ("<identity>/<file>") of every JPEG or PNG image in identity folders below `dir`
+// (`dir/<identity>/<any name>.jpg|.jpeg|.png`, any case; hidden files skipped), sorted: a
+// deployment's own calibration set. Symlinks are not followed. Errors: as list_lfw_images.
+[[nodiscard]] Result<std::vector<std::string>> list_identity_images(
+    const std::filesystem::path& dir);
+
 // ---------------------------------------------------------------------------------------------
 // Presentation-attack (spoof) data and rates, ISO/IEC 30107-3 terms
 

@@ -549,6 +549,137 @@ struct VariantResult {
   double build_s = 0;
 };
 
+// eval calibrate: the recogniser's scores on a deployment's own faces (any identity-folder
+// layout), every pair: what the default threshold does there, and the thresholds that would hold
+// each FMR target on that population.
+int run_eval_calibrate(Context& ctx, const EvalOptions& opts) {
+  auto keys = eval::list_identity_images(opts.images);
+  if (!keys) {
+    return ctx.fail(keys.error());
+  }
+  if (keys->empty()) {
+    return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                           fmt::format("no JPEG or PNG images in identity folders below {} "
+                                       "(expected DIR/<person>/<image>)",
+                                       opts.images)));
+  }
+  const std::string recognizer_id =
+      ctx.recognizer.empty() ? std::string(default_recognizer_id()) : ctx.recognizer;
+  const RecognizerSpec* spec = find_recognizer(recognizer_id);
+  if (spec == nullptr) {
+    return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                           fmt::format("unknown recogniser '{}': see `facelogin models list`",
+                                       recognizer_id)));
+  }
+  const int threads = opts.threads > 0
+                          ? opts.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  ViewsLayout layout;
+  auto views = compute_views(ctx, opts, *keys, spec->id, threads, &layout);
+  if (!views) {
+    return ctx.fail(views.error());
+  }
+  std::vector<float> matrix;
+  std::vector<int> identities;
+  std::map<std::string, int, std::less<>> ids;
+  std::size_t no_face = 0;
+  const std::size_t dim = static_cast<std::size_t>(recognizer_embedding_size(*spec));
+  for (const auto& key : *keys) {
+    const auto& flat = views->entries.at(key);
+    if (!flat) {
+      ++no_face;
+      continue;
+    }
+    auto tmpl = compose_template(*spec, unflatten(layout, *flat));
+    if (!tmpl) {
+      return ctx.fail(tmpl.error());
+    }
+    auto [it, inserted] =
+        ids.try_emplace(std::string(eval::key_identity(key)), static_cast<int>(ids.size()));
+    identities.push_back(it->second);
+    matrix.insert(matrix.end(), tmpl->embedding.begin(), tmpl->embedding.end());
+  }
+  auto all = eval::all_pairs_scores(matrix, dim, identities, threads);
+  if (!all) {
+    return ctx.fail(all.error());
+  }
+  if (all->genuine.empty() || all->impostor.empty()) {
+    return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                           "calibration needs at least two people, one of them with two images "
+                           "with a face"));
+  }
+  const std::vector<double> targets{1e-3, 1e-4, 1e-5};
+  auto points = eval::operating_points(all->genuine, all->impostor, targets);
+  if (!points) {
+    return ctx.fail(points.error());
+  }
+  const float threshold = std::isnan(ctx.threshold) ? spec->cosine_threshold() : ctx.threshold;
+  const auto at_or_above = [threshold](const std::vector<float>& v) {
+    return static_cast<std::size_t>(
+        std::count_if(v.begin(), v.end(), [threshold](float x) { return x >= threshold; }));
+  };
+  const std::size_t false_matches = at_or_above(all->impostor);
+  const std::size_t genuine_accepted = at_or_above(all->genuine);
+  const double fmr =
+      static_cast<double>(false_matches) / static_cast<double>(all->impostor.size());
+  const double fnmr = 1.0 - static_cast<double>(genuine_accepted) /
+                                static_cast<double>(all->genuine.size());
+
+  nlohmann::json ops = nlohmann::json::array();
+  for (const auto& p : *points) {
+    ops.push_back({{"target_fmr", p.target_fmr},
+                   {"threshold", p.threshold},
+                   {"fmr", p.fmr},
+                   {"fnmr", p.fnmr},
+                   {"false_matches", p.false_matches},
+                   {"resolvable", p.resolvable}});
+  }
+  ctx.emit_json({{"ok", true},
+                 {"recognizer", spec->id},
+                 {"images", keys->size()},
+                 {"images_without_face", no_face},
+                 {"identities", ids.size()},
+                 {"genuine_pairs", all->genuine.size()},
+                 {"impostor_pairs", all->impostor.size()},
+                 {"threshold", threshold},
+                 {"false_matches", false_matches},
+                 {"fmr", fmr},
+                 {"fnmr", fnmr},
+                 {"operating_points", ops}});
+  if (ctx.json) {
+    return kExitOk;
+  }
+  std::cout << fmt::format(
+      "{} on {}: {} images ({} without a face), {} people; {} same-person and {} "
+      "different-person pairs\n\n",
+      spec->id, opts.images, keys->size(), no_face, ids.size(), all->genuine.size(),
+      all->impostor.size());
+  std::cout << fmt::format(
+      "At the {} threshold {:.4f}: {} false match(es), FMR {:.2e} (calibrated for {:.0e} on "
+      "LFW); FNMR {:.2f}%\n\n",
+      std::isnan(ctx.threshold) ? "recogniser's" : "given", threshold, false_matches, fmr,
+      spec->threshold_fmr, 100 * fnmr);
+  std::cout << "Thresholds that would hold each FMR on these people:\n";
+  for (const auto& p : *points) {
+    if (p.resolvable) {
+      std::cout << fmt::format("  FMR {:.0e}: threshold {:.4f}, FNMR {:.2f}% ({} false match(es) "
+                               "allowed)\n",
+                               p.target_fmr, p.threshold, 100 * p.fnmr, p.false_matches);
+    } else {
+      std::cout << fmt::format(
+          "  FMR {:.0e}: not measurable with {} different-person pairs (needs {:.0f})\n",
+          p.target_fmr, all->impostor.size(), std::ceil(1 / p.target_fmr));
+    }
+  }
+  if (fmr > spec->threshold_fmr && false_matches > 0) {
+    std::cout << fmt::format(
+        "\nThese people match each other more often than LFW's did at this threshold. Run the "
+        "server with a higher --threshold (the highest resolvable row above, or higher), and "
+        "measure again on more people.\n");
+  }
+  return kExitOk;
+}
+
 int run_eval_gallery(Context& ctx, const EvalOptions& opts) {
   if (!std::filesystem::is_directory(opts.images)) {
     return ctx.fail(
@@ -788,6 +919,26 @@ void register_eval_commands(CLI::App& app, Context& ctx, int& exit_code) {
       ->check(CLI::Range(0, 256));
   gallery->callback(
       [&ctx, &exit_code, gallery_opts] { exit_code = run_eval_gallery(ctx, *gallery_opts); });
+
+  auto calibrate_opts = std::make_shared<EvalOptions>();
+  calibrate_opts->cache_dir = ".cache/eval";
+  auto* calibrate = eval_cmd->add_subcommand(
+      "calibrate",
+      "The recogniser on your own people: false matches at its threshold, and the thresholds "
+      "that would hold FMR 1e-3/1e-4/1e-5 on them");
+  calibrate
+      ->add_option("--images", calibrate_opts->images,
+                   "Folder holding <person>/<image>.jpg|.png, one folder per person")
+      ->required();
+  calibrate->add_option("--cache-dir", calibrate_opts->cache_dir, "Where embeddings are cached")
+      ->capture_default_str();
+  calibrate->add_flag("--no-cache", calibrate_opts->no_cache,
+                      "Neither read nor write the embedding cache");
+  calibrate->add_option("--threads", calibrate_opts->threads, "Worker threads (default: all cores)")
+      ->check(CLI::Range(0, 256));
+  calibrate->callback([&ctx, &exit_code, calibrate_opts] {
+    exit_code = run_eval_calibrate(ctx, *calibrate_opts);
+  });
 }
 
 }  // namespace facelogin::cli

@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <iterator>
@@ -216,20 +217,17 @@ std::vector<std::string> unique_image_keys(std::span<const Pair> pairs) {
   return keys;
 }
 
-Result<std::vector<std::string>> list_lfw_images(const std::filesystem::path& dir) {
+namespace {
+
+// "<identity>/<file>" for every regular file of every identity folder below `dir` that `accept`
+// takes (identity name, file name), sorted; symlinks are not followed.
+template <typename Accept>
+Result<std::vector<std::string>> list_by_identity(const std::filesystem::path& dir,
+                                                  const Accept& accept) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
     return make_error(ErrorCode::kNotFound, fmt::format("{} is not a directory", dir.string()));
   }
-  const auto is_image_of = [](std::string_view name, std::string_view file) {
-    // name + "_" + 4 digits + ".jpg"
-    if (file.size() != name.size() + 9 || !file.starts_with(name) ||
-        file[name.size()] != '_' || !file.ends_with(".jpg")) {
-      return false;
-    }
-    const std::string_view digits = file.substr(name.size() + 1, 4);
-    return std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
-  };
   std::vector<std::string> keys;
   for (std::filesystem::directory_iterator person(dir, ec), end; !ec && person != end;
        person.increment(ec)) {
@@ -241,7 +239,7 @@ Result<std::vector<std::string>> list_lfw_images(const std::filesystem::path& di
     for (std::filesystem::directory_iterator file(person->path(), ec); !ec && file != end;
          file.increment(ec)) {
       const std::string f = file->path().filename().string();
-      if (is_image_of(name, f) && file->is_regular_file(kind)) {
+      if (accept(name, f) && !file->is_symlink(kind) && file->is_regular_file(kind)) {
         keys.push_back(name + "/" + f);
       }
     }
@@ -252,6 +250,30 @@ Result<std::vector<std::string>> list_lfw_images(const std::filesystem::path& di
   }
   std::sort(keys.begin(), keys.end());
   return keys;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> list_lfw_images(const std::filesystem::path& dir) {
+  return list_by_identity(dir, [](std::string_view name, std::string_view file) {
+    // name + "_" + 4 digits + ".jpg"
+    if (file.size() != name.size() + 9 || !file.starts_with(name) ||
+        file[name.size()] != '_' || !file.ends_with(".jpg")) {
+      return false;
+    }
+    const std::string_view digits = file.substr(name.size() + 1, 4);
+    return std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+  });
+}
+
+Result<std::vector<std::string>> list_identity_images(const std::filesystem::path& dir) {
+  return list_by_identity(dir, [](std::string_view, std::string_view file) {
+    std::string lower(file);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return !lower.starts_with(".") &&
+           (lower.ends_with(".jpg") || lower.ends_with(".jpeg") || lower.ends_with(".png"));
+  });
 }
 
 }  // namespace facelogin::eval
