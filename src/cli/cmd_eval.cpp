@@ -574,8 +574,18 @@ int run_eval_calibrate(Context& ctx, const EvalOptions& opts) {
   const int threads = opts.threads > 0
                           ? opts.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Image keys are only "<person>/<file>", which two calibration folders may share: each folder
+  // gets its own cache, beside (not over) the LFW one.
+  EvalOptions local = opts;
+  {
+    std::error_code ec;
+    const std::string folder = std::filesystem::weakly_canonical(opts.images, ec).string();
+    local.cache_dir = (std::filesystem::path(opts.cache_dir) /
+                       fmt::format("calibrate-{:016x}", std::hash<std::string>{}(folder)))
+                          .string();
+  }
   ViewsLayout layout;
-  auto views = compute_views(ctx, opts, *keys, spec->id, threads, &layout);
+  auto views = compute_views(ctx, local, *keys, spec->id, threads, &layout);
   if (!views) {
     return ctx.fail(views.error());
   }
@@ -930,7 +940,10 @@ void register_eval_commands(CLI::App& app, Context& ctx, int& exit_code) {
       ->add_option("--images", calibrate_opts->images,
                    "Folder holding <person>/<image>.jpg|.png, one folder per person")
       ->required();
-  calibrate->add_option("--cache-dir", calibrate_opts->cache_dir, "Where embeddings are cached")
+  calibrate
+      ->add_option("--cache-dir", calibrate_opts->cache_dir,
+                   "Where embeddings are cached (one cache per --images folder, by file name: "
+                   "use --no-cache after replacing images)")
       ->capture_default_str();
   calibrate->add_flag("--no-cache", calibrate_opts->no_cache,
                       "Neither read nor write the embedding cache");
