@@ -414,7 +414,7 @@ TEST_F(EngineOnPhotos, AnEarlyDecisionStopsAfterTheFirstPassOnlyWhenTheCallerSay
   plain.enforce_quality = false;
   auto full = worker_->analyze(image, plain);
   ASSERT_TRUE(full.has_value() && full->face.has_value() && full->subject);
-  EXPECT_FALSE(full->first_pass);
+  EXPECT_FALSE(full->face->first_pass);
   auto views = worker_->embed_views(image, full->faces[*full->subject]);
   ASSERT_TRUE(views.has_value()) << views.error().to_string();
   auto expected_first = compose_first_pass_template(spec, *views);
@@ -432,7 +432,7 @@ TEST_F(EngineOnPhotos, AnEarlyDecisionStopsAfterTheFirstPassOnlyWhenTheCallerSay
   auto decided = worker_->analyze(image, early);
   ASSERT_TRUE(decided.has_value() && decided->face.has_value());
   EXPECT_EQ(calls, 1);
-  EXPECT_TRUE(decided->first_pass);
+  EXPECT_TRUE(decided->face->first_pass);
   EXPECT_EQ(decided->face->embedding, expected_first->embedding);
   EXPECT_NE(decided->face->embedding, full->face->embedding);
   // Its score against the full template is within the recogniser's margin.
@@ -449,7 +449,7 @@ TEST_F(EngineOnPhotos, AnEarlyDecisionStopsAfterTheFirstPassOnlyWhenTheCallerSay
   auto rest = worker_->analyze(image, undecided);
   ASSERT_TRUE(rest.has_value() && rest->face.has_value());
   EXPECT_EQ(calls, 2);
-  EXPECT_FALSE(rest->first_pass);
+  EXPECT_FALSE(rest->face->first_pass);
   EXPECT_EQ(rest->face->embedding, full->face->embedding);
 }
 

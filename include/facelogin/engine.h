@@ -97,7 +97,7 @@ struct AnalyzeOptions {
   // Early decision, for comparisons only (never for enrolment). When set, and the recogniser
   // averages mirror images (RecognizerSpec::first_pass_margin > 0), the engine first embeds the
   // crop alone, composes the first-pass template (compose_first_pass_template) and calls this
-  // with it; if it returns true the analysis ends with that template (FrameAnalysis::first_pass)
+  // with it; if it returns true the analysis ends with that template (FaceTemplate::first_pass)
   // and the mirror-image passes are skipped, otherwise they run and the full template is
   // returned. The caller returns true only when its decision on the first-pass template is at
   // least first_pass_margin from its threshold.
@@ -117,10 +117,10 @@ struct FrameAnalysis {
   std::vector<DetectedFace> faces;     // every face found, best first
   std::optional<std::size_t> subject;  // index into faces
   QualityReport quality;               // of the subject
-  std::optional<FaceTemplate> face;    // set when embed was asked and the outcome is kOk
-  // face is the first-pass template (AnalyzeOptions::decided_by_first_pass returned true): good
-  // for the decision it was checked against, not for storing.
-  bool first_pass = false;
+  // Set when embed was asked and the outcome is kOk. face->first_pass: the first-pass template
+  // (AnalyzeOptions::decided_by_first_pass returned true), good for the decision it was checked
+  // against, not for storing.
+  std::optional<FaceTemplate> face;
   StageTimings timings;
   // Why the outcome is not kOk, in plain language.
   std::string message;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "facelogin/face_template.h"
@@ -18,6 +19,12 @@ namespace facelogin {
 // Errors: kModelMismatch (different recognisers: the user must re-enrol), kInvalidArgument
 // (different lengths or empty).
 [[nodiscard]] Result<float> similarity(const FaceTemplate& a, const FaceTemplate& b);
+
+// Ok when a probe of recogniser `model_id` can be compared with every template of `enrolled`.
+// Errors: kNotFound (no templates), kModelMismatch (a template of another recogniser: the user
+// must re-enrol). verify() checks this first; callers may check it before making a probe.
+[[nodiscard]] Status check_comparable(std::string_view model_id,
+                                      std::span<const StoredTemplate> enrolled);
 
 struct VerifyDecision {
   bool match = false;

@@ -47,6 +47,24 @@ std::vector<std::string> model_ids(const RecognizerSpec& spec) {
   return ids;
 }
 
+// --threads, or every core.
+int eval_threads(const EvalOptions& opts) {
+  return opts.threads > 0 ? opts.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// --recognizer, or the default. Errors: kInvalidArgument for an unknown id.
+Result<const RecognizerSpec*> chosen_recognizer(const Context& ctx) {
+  const std::string id =
+      ctx.recognizer.empty() ? std::string(default_recognizer_id()) : ctx.recognizer;
+  const RecognizerSpec* spec = find_recognizer(id);
+  if (spec == nullptr) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("unknown recogniser '{}': see `facelogin models list`", id));
+  }
+  return spec;
+}
+
 // The views cache holds, per image, both views of every model of the carrier recogniser, laid
 // out model by model (sorted ids), original then mirrored. Its fingerprint covers everything
 // else that changes an embedding: the model files and the pipeline (detector, subject choice,
@@ -356,9 +374,7 @@ int run_eval_lfw(Context& ctx, const EvalOptions& opts) {
     std::set_union(keys.begin(), keys.end(), all->begin(), all->end(), std::back_inserter(merged));
     keys = std::move(merged);
   }
-  const int threads = opts.threads > 0
-                          ? opts.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = eval_threads(opts);
   std::vector<std::string> recognizers = opts.recognizers;
   if (recognizers.empty()) {
     recognizers.push_back(ctx.recognizer.empty() ? std::string(default_recognizer_id())
@@ -563,17 +579,12 @@ int run_eval_calibrate(Context& ctx, const EvalOptions& opts) {
                                        "(expected DIR/<person>/<image>)",
                                        opts.images)));
   }
-  const std::string recognizer_id =
-      ctx.recognizer.empty() ? std::string(default_recognizer_id()) : ctx.recognizer;
-  const RecognizerSpec* spec = find_recognizer(recognizer_id);
-  if (spec == nullptr) {
-    return ctx.fail(Status(ErrorCode::kInvalidArgument,
-                           fmt::format("unknown recogniser '{}': see `facelogin models list`",
-                                       recognizer_id)));
+  auto chosen = chosen_recognizer(ctx);
+  if (!chosen) {
+    return ctx.fail(chosen.error());
   }
-  const int threads = opts.threads > 0
-                          ? opts.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const RecognizerSpec* spec = *chosen;
+  const int threads = eval_threads(opts);
   // Image keys are only "<person>/<file>", which two calibration folders may share: each folder
   // gets its own cache, beside (not over) the LFW one.
   EvalOptions local = opts;
@@ -700,17 +711,12 @@ int run_eval_gallery(Context& ctx, const EvalOptions& opts) {
     return ctx.fail(keys.error());
   }
   std::sort(keys->begin(), keys->end());
-  const std::string recognizer_id =
-      ctx.recognizer.empty() ? std::string(default_recognizer_id()) : ctx.recognizer;
-  const RecognizerSpec* spec = find_recognizer(recognizer_id);
-  if (spec == nullptr) {
-    return ctx.fail(Status(ErrorCode::kInvalidArgument,
-                           fmt::format("unknown recogniser '{}': see `facelogin models list`",
-                                       recognizer_id)));
+  auto chosen = chosen_recognizer(ctx);
+  if (!chosen) {
+    return ctx.fail(chosen.error());
   }
-  const int threads = opts.threads > 0
-                          ? opts.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const RecognizerSpec* spec = *chosen;
+  const int threads = eval_threads(opts);
   ViewsLayout layout;
   auto views = compute_views(ctx, opts, *keys, spec->id, threads, &layout);
   if (!views) {

@@ -34,16 +34,18 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.add_option("--home", ctx.home, "Where the database and key live (env FACELOGIN_HOME)");
   app.add_option("--models", ctx.models, "Model directory (env FACELOGIN_MODEL_DIR)");
-  if (const char* env = std::getenv("FACELOGIN_DATABASE"); env != nullptr && *env != '\0') {
-    ctx.database = env;
-  }
+  // Options whose default comes from the environment; the command line wins.
+  const auto from_env = [](const char* name, std::string& value) {
+    if (const char* env = std::getenv(name); env != nullptr && *env != '\0') {
+      value = env;
+    }
+  };
+  from_env("FACELOGIN_DATABASE", ctx.database);
   app.add_option("--database", ctx.database,
                  "PostgreSQL connection (\"postgresql://user@host/db\" or \"host=... dbname=...\"; "
                  "env FACELOGIN_DATABASE) instead of the SQLite file in --home; the template key "
                  "still comes from --home or FACELOGIN_KEY");
-  if (const char* env = std::getenv("FACELOGIN_DATABASE_SCHEMA"); env != nullptr && *env != '\0') {
-    ctx.database_schema = env;
-  }
+  from_env("FACELOGIN_DATABASE_SCHEMA", ctx.database_schema);
   app.add_option("--database-schema", ctx.database_schema,
                  "Schema of --database that holds facelogin's tables (default facelogin; env "
                  "FACELOGIN_DATABASE_SCHEMA), so that several installations can share one "

@@ -1,6 +1,8 @@
 #include "facelogin/matching.h"
 
 #include <algorithm>
+#include <string_view>
+#include <utility>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -16,14 +18,18 @@ float dot(const std::vector<float>& a, const std::vector<float>& b) {
   return s;
 }
 
+Status model_mismatch(std::string_view enrolled, std::string_view probe) {
+  return Status(ErrorCode::kModelMismatch,
+                fmt::format("template made by '{}' cannot be compared with one made by '{}': "
+                            "re-enrol the user with the current recogniser",
+                            enrolled, probe));
+}
+
 }  // namespace
 
 Result<float> similarity(const FaceTemplate& a, const FaceTemplate& b) {
   if (a.model_id != b.model_id) {
-    return make_error(ErrorCode::kModelMismatch,
-                      fmt::format("template made by '{}' cannot be compared with one made by "
-                                  "'{}': re-enrol the user with the current recogniser",
-                                  b.model_id, a.model_id));
+    return make_error(model_mismatch(b.model_id, a.model_id));
   }
   if (a.embedding.empty() || a.embedding.size() != b.embedding.size()) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -33,10 +39,22 @@ Result<float> similarity(const FaceTemplate& a, const FaceTemplate& b) {
   return dot(a.embedding, b.embedding);
 }
 
+Status check_comparable(std::string_view model_id, std::span<const StoredTemplate> enrolled) {
+  if (enrolled.empty()) {
+    return Status(ErrorCode::kNotFound, "the user has no enrolled face");
+  }
+  for (const auto& t : enrolled) {
+    if (t.face.model_id != model_id) {
+      return model_mismatch(t.face.model_id, model_id);
+    }
+  }
+  return Status::Ok();
+}
+
 Result<VerifyDecision> verify(const FaceTemplate& probe, std::span<const StoredTemplate> enrolled,
                               float threshold) {
-  if (enrolled.empty()) {
-    return make_error(ErrorCode::kNotFound, "the user has no enrolled face");
+  if (Status s = check_comparable(probe.model_id, enrolled); !s.ok()) {
+    return make_error(std::move(s));
   }
   VerifyDecision d;
   d.threshold = threshold;

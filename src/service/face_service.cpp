@@ -48,7 +48,7 @@ Result<FaceTemplate> FaceService::usable_face(const LabeledImage& image, ImageRe
   report->message = analysis->message;
   report->quality = analysis->quality;
   report->timings = analysis->timings;
-  report->first_pass = analysis->first_pass;
+  report->first_pass = analysis->face && analysis->face->first_pass;
   if (analysis->subject) {
     report->box = analysis->faces[*analysis->subject].box;
     report->landmarks = analysis->faces[*analysis->subject].landmarks;
@@ -313,16 +313,8 @@ Result<VerifyResult> FaceService::verify_frame(std::string_view name, const Labe
   }
   // Templates that can never be compared fail before the frame is analysed, as an unknown user
   // does, so that a login on such an account costs what one on an unknown account costs.
-  if (enrolled->empty()) {
-    return make_error(ErrorCode::kNotFound, fmt::format("user '{}' has no enrolled face", name));
-  }
-  for (const auto& t : *enrolled) {
-    if (t.face.model_id != engine_->recognizer().id) {
-      return make_error(ErrorCode::kModelMismatch,
-                        fmt::format("user '{}' was enrolled with '{}', which cannot be compared "
-                                    "with '{}': re-enrol the user with the current recogniser",
-                                    name, t.face.model_id, engine_->recognizer().id));
-    }
+  if (Status s = check_comparable(engine_->recognizer().id, *enrolled); !s.ok()) {
+    return make_error(std::move(s));
   }
   VerifyResult result;
   const float threshold = this->threshold();

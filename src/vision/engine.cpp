@@ -91,11 +91,10 @@ class WorkerImpl final : public Worker {
   // Adds the mirror images the recogniser averages to views made with Mirrors::kNone.
   Status add_mirrors(const std::vector<cv::Mat>& crops, FaceViews& views, StageTimings* timings);
   // The recogniser's template; with `decided` (AnalyzeOptions::decided_by_first_pass) the
-  // first-pass template when that settles it, and then *first_pass is set.
+  // first-pass template when that settles it.
   Result<FaceTemplate> embed_mat(const cv::Mat& frame, const DetectedFace& face,
                                  StageTimings* timings,
-                                 const std::function<bool(const FaceTemplate&)>& decided = {},
-                                 bool* first_pass = nullptr);
+                                 const std::function<bool(const FaceTemplate&)>& decided = {});
 
   std::shared_ptr<const EngineImpl> engine_;
   std::unique_ptr<vision::FaceDetector> detector_;
@@ -206,8 +205,7 @@ Status WorkerImpl::add_mirrors(const std::vector<cv::Mat>& crops, FaceViews& vie
 
 Result<FaceTemplate> WorkerImpl::embed_mat(const cv::Mat& frame, const DetectedFace& face,
                                            StageTimings* timings,
-                                           const std::function<bool(const FaceTemplate&)>& decided,
-                                           bool* first_pass) {
+                                           const std::function<bool(const FaceTemplate&)>& decided) {
   const RecognizerSpec& spec = engine_->recognizer();
   const bool early = decided && spec.first_pass_margin > 0.f;
   std::vector<cv::Mat> crops;
@@ -222,9 +220,6 @@ Result<FaceTemplate> WorkerImpl::embed_mat(const cv::Mat& frame, const DetectedF
       return make_error(quick.error());
     }
     if (decided(*quick)) {
-      if (first_pass != nullptr) {
-        *first_pass = true;
-      }
       return quick;
     }
     if (Status s = add_mirrors(crops, *views, timings); !s.ok()) {
@@ -291,8 +286,7 @@ Result<FrameAnalysis> WorkerImpl::analyze(const Image& frame, const AnalyzeOptio
   }
   result.outcome = FrameOutcome::kOk;
   if (options.embed) {
-    auto tmpl = embed_mat(mat, subject, &result.timings, options.decided_by_first_pass,
-                          &result.first_pass);
+    auto tmpl = embed_mat(mat, subject, &result.timings, options.decided_by_first_pass);
     if (!tmpl) {
       return make_error(tmpl.error());
     }
