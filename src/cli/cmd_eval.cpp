@@ -67,8 +67,9 @@ Result<const RecognizerSpec*> chosen_recognizer(const Context& ctx) {
 
 // The views cache holds, per image, both views of every model of the carrier recogniser, laid
 // out model by model (sorted ids), original then mirrored. Its fingerprint covers everything
-// else that changes an embedding: the model files and the pipeline (detector, subject choice,
-// alignment); bump kPipelineVersion when any of those changes behaviour.
+// else that changes an embedding: the model files and their preprocessing (ModelSpec) and the
+// pipeline (detector, subject choice, alignment method); bump kPipelineVersion when the
+// pipeline changes behaviour.
 struct ViewsLayout {
   std::vector<std::pair<std::string, std::size_t>> models;  // id, embedding size
   std::size_t dim = 0;
@@ -87,7 +88,14 @@ ViewsLayout views_layout(const RecognizerSpec& carrier, const std::string& detec
     layout.models.emplace_back(id, size);
     layout.dim += 2 * size;
     layout.cache_id += "-" + id;
-    layout.fingerprint += fmt::format("|{}:{}", id, m->sha256);
+    // The file and how a crop is made of it: a change of colour order, normalisation, input
+    // size or alignment template changes every embedding as surely as other weights do.
+    layout.fingerprint += fmt::format("|{}:{}:{}x{}:{}:{}/{}/{}*{}", id, m->sha256, m->input_width,
+                                      m->input_height, m->color == ColorOrder::kRgb ? "rgb" : "bgr",
+                                      m->mean[0], m->mean[1], m->mean[2], m->scale);
+    for (const auto& p : m->alignment) {
+      layout.fingerprint += fmt::format(":{},{}", p.x, p.y);
+    }
   }
   return layout;
 }
