@@ -431,7 +431,7 @@ TEST_F(Cli, ListsTheModelsAndRecognisersAsJson) {
   }
   ASSERT_TRUE(doc["models"].is_array());
   for (const auto& m : doc["models"]) {
-    for (const char* field : {"id", "kind", "file", "sha256", "present", "licence"}) {
+    for (const char* field : {"id", "kind", "file", "sha256", "present", "candidate", "licence"}) {
       EXPECT_TRUE(m.contains(field)) << field << " in " << m.dump();
     }
   }

@@ -89,6 +89,28 @@ TEST(EngineLoad, FailsWithAModelErrorNamingTheMissingFile) {
       << engine.error().message();
 }
 
+TEST(EngineLoad, AMissingCandidateSaysHowToMakeIt) {
+  // Candidate networks (measured, not chosen) are made only on request; an engine asked for
+  // one without its file says which flag makes it. The default's models never name the flag.
+  TempDir empty("facelogin-engine-candidate");
+  int candidates = 0;
+  for (const auto& m : model_catalog()) {
+    const Status s = verify_model_file(empty.path, m);
+    ASSERT_FALSE(s.ok()) << m.id;
+    EXPECT_EQ(s.code(), ErrorCode::kModelError);
+    EXPECT_EQ(s.message().find("--candidates") != std::string::npos, m.candidate) << s.message();
+    candidates += m.candidate ? 1 : 0;
+  }
+  EXPECT_GE(candidates, 1);
+  const RecognizerSpec* default_spec = find_recognizer(default_recognizer_id());
+  ASSERT_NE(default_spec, nullptr);
+  for (const auto& c : default_spec->components) {
+    const ModelSpec* m = find_model(c.model_id);
+    ASSERT_NE(m, nullptr);
+    EXPECT_FALSE(m->candidate) << "the default must not need a candidate network: " << m->id;
+  }
+}
+
 TEST(EngineLoad, FailsWithAModelErrorNamingACorruptRecogniserFile) {
   const auto models = testing::model_dir();
   if (!models) {

@@ -56,15 +56,19 @@ _PLAIN_DTYPES = {"float32": np.float32, "int32": np.int32}
 
 
 def load_weight_map(manifest_path):
-    """Reads a tfjs weights manifest and its shards into {name: float32 ndarray}.
+    """Reads a tfjs weights manifest file and its shards into {name: float32 ndarray}.
 
     Mirrors tfjs' io.decodeWeights: the shards of a group are concatenated in order, tensors are
     packed back to back, and uint8/uint16 values decode as q * scale + min.
     """
-    base = os.path.dirname(manifest_path)
     with open(manifest_path, encoding="utf-8") as f:
         manifest = json.load(f)
+    return load_weights_manifest(manifest, os.path.dirname(manifest_path))
 
+
+def load_weights_manifest(manifest, base):
+    """The weights of a parsed tfjs weights manifest (a list of groups) whose shard paths are
+    relative to `base`; also used for graph models, whose JSON embeds the manifest."""
     weights = {}
     for group in manifest:
         blob = b"".join(_read_bytes(os.path.join(base, p)) for p in group["paths"])
@@ -78,6 +82,7 @@ def load_weight_map(manifest_path):
                 if qdtype not in _QUANTISED_BYTES:
                     raise ValueError(f"{spec['name']}: unsupported quantisation {qdtype}")
                 nbytes = count * _QUANTISED_BYTES[qdtype]
+                _check_room(spec, offset, nbytes, blob)
                 raw = np.frombuffer(blob, dtype=np.dtype(qdtype).newbyteorder("<"),
                                     count=count, offset=offset)
                 if qdtype == "float16":
@@ -91,16 +96,20 @@ def load_weight_map(manifest_path):
                 if dtype is None:
                     raise ValueError(f"{spec['name']}: unsupported dtype {spec['dtype']}")
                 nbytes = count * np.dtype(dtype).itemsize
+                _check_room(spec, offset, nbytes, blob)
                 values = np.frombuffer(blob, dtype=np.dtype(dtype).newbyteorder("<"),
                                        count=count, offset=offset).astype(np.float32)
-            if offset + nbytes > len(blob):
-                raise ValueError(f"{spec['name']}: weight data ends past the shard(s)")
             weights[spec["name"]] = values.reshape(shape)
             offset += nbytes
         if offset != len(blob):
             raise ValueError(f"{len(blob) - offset} unused bytes after the last weight of "
                              f"{group['paths']}: the manifest does not match the shard(s)")
     return weights
+
+
+def _check_room(spec, offset, nbytes, blob):
+    if offset + nbytes > len(blob):
+        raise ValueError(f"{spec['name']}: weight data ends past the shard(s)")
 
 
 def _read_bytes(path):

