@@ -243,6 +243,7 @@ class _Builder:
         self.nodes, self.inits = [], []
         self.rank = {}  # ONNX tensor name -> rank (4 means NCHW)
         self.names = {}  # tf node name -> ONNX tensor name
+        self.hw = {}  # ONNX tensor name -> (H, W) of a 4-D tensor
 
     def const(self, name, array):
         self.inits.append(numpy_helper.from_array(
@@ -250,8 +251,14 @@ class _Builder:
         return name
 
     def node(self, op, inputs, name, rank, **attrs):
+        """Adds a node; a 4-D result keeps the spatial size of its first 4-D input unless the
+        caller (Conv, Pad) sets another."""
         self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
         self.rank[name] = rank
+        if rank == 4:
+            hw = next((self.hw[i] for i in inputs if i in self.hw), None)
+            if hw is not None:
+                self.hw[name] = hw
         return name
 
     def operand(self, tf_name, like_rank):
@@ -315,7 +322,7 @@ class _Builder:
             return self.node("PRelu", [y, self.const(name + "/alpha", alpha)], name, 4)
         raise ValueError(f"fused activation {act} not supported")
 
-    def conv(self, name, node, x, weight_tf, depthwise):
+    def conv(self, name, node, x, weight_tf, bias_tf, depthwise):
         w = self.g.const(weight_tf)
         if w is None:
             raise ValueError(f"{name}: conv weights are not a constant")
@@ -330,25 +337,32 @@ class _Builder:
             weight = w.transpose(3, 2, 0, 1)
             group = 1
         attrs = {"kernel_shape": [kh, kw], "strides": strides[1:3], "group": group}
+        h, wd = self.hw[x]
         if padding == "SAME":
-            h, wd = self.hw[x]
             (t, b), (l, r) = _pad_same(h, kh, strides[1]), _pad_same(wd, kw, strides[2])
             attrs["pads"] = [t, l, b, r]
-        elif padding != "VALID":
+            out_hw = (-(-h // strides[1]), -(-wd // strides[2]))
+        elif padding == "VALID":
+            out_hw = ((h - kh) // strides[1] + 1, (wd - kw) // strides[2] + 1)
+        else:
             raise ValueError(f"{name}: padding {padding} not supported")
-        return self.node("Conv", [x, self.const(name + "/weight", weight)], name, 4, **attrs)
+        inputs = [x, self.const(name + "/weight", weight)]
+        if bias_tf is not None:
+            inputs.append(self.const(name + "/bias", self.g.const(bias_tf).reshape(-1)))
+        y = self.node("Conv", inputs, name, 4, **attrs)
+        self.hw[y] = out_hw
+        return y
 
     def build(self, output):
         g = self.g
         h, w = g.input_shape[1:3]
-        self.hw = {"image": (h, w)}
+        self.hw["image"] = (h, w)
         self.rank["image"] = 4
         self.names[g.input] = "image"
-        skip = set()
         for name in g.upstream(output):
             node = g.nodes[name]
             op = node["op"]
-            if op == "Placeholder" or name in skip:
+            if op == "Placeholder":
                 continue
             ins = g.inputs(name)
             # The activation this node works on: its first input that is not a constant.
@@ -360,13 +374,11 @@ class _Builder:
             if op in ("Add", "AddV2") and (p := self.prelu_pattern(name)) is not None:
                 x, gamma = p
                 y = self.activation(self.names[x], "Prelu", name, gamma)
-                self.hw[y] = self.hw[self.names[x]]
             elif op in ("Maximum", "Minimum") and (c := self.clip_pattern(name)) is not None:
                 # OpenCV 4.6 takes Max/Min only between two activations: a bound is a Clip.
                 x, lo, hi = c
                 y = self.node("Clip", [self.names[x]], name, self.rank[self.names[x]],
                               min=lo, max=hi)
-                self.hw[y] = self.hw.get(self.names[x])
             elif op in ("Sub", "Mul", "Add", "AddV2", "BiasAdd", "Maximum", "Minimum"):
                 onnx_op = {"Sub": "Sub", "Mul": "Mul", "Add": "Add", "AddV2": "Add",
                            "BiasAdd": "Add", "Maximum": "Max", "Minimum": "Min"}[op]
@@ -392,22 +404,13 @@ class _Builder:
                 self.hw[y] = (hh + p[1].sum(), ww + p[2].sum())
             elif op in ("Conv2D", "DepthwiseConv2dNative", "_FusedConv2D",
                         "FusedDepthwiseConv2dNative"):
-                depthwise = "Depthwise" in op
-                y = self.conv(name + "/conv", node, first, ins[1], depthwise)
                 fused = _fused_ops(node)
-                if fused and fused[0] == "BiasAdd":
-                    bias = g.const(ins[2]).reshape(-1)
-                    # Conv's own bias input: rebuild the node with it.
-                    last = self.nodes.pop()
-                    y = self.node("Conv", [first, last.input[1],
-                                           self.const(name + "/bias", bias)], name + "/conv",
-                                  4, **{a.name: helper.get_attribute_value(a)
-                                        for a in last.attribute})
-                    fused = fused[1:]
-                for i, act in enumerate(fused):
+                has_bias = bool(fused) and fused[0] == "BiasAdd"
+                y = self.conv(name + "/conv", node, first, ins[1],
+                              ins[2] if has_bias else None, "Depthwise" in op)
+                for i, act in enumerate(fused[1:] if has_bias else fused):
                     y = self.activation(y, act, f"{name}/act{i}",
                                         ins[3] if act == "Prelu" else None)
-                self.hw[y] = self._conv_out_hw(first, node, g.const(ins[1]).shape[:2])
             elif op == "Mean":
                 axes = [int(a) for a in np.atleast_1d(g.const(ins[1]))]
                 if sorted(axes) != [1, 2] or rank != 4:
@@ -441,17 +444,8 @@ class _Builder:
                     y = self.activation(y, act, f"{name}/act{i}")
             else:
                 raise ValueError(f"op {op} (node {name}) not supported")
-            if rank == 4 and y not in self.hw and self.rank[y] == 4:
-                self.hw[y] = self.hw[first]
             self.names[name] = y
         return self.names[output]
-
-    def _conv_out_hw(self, x, node, k):
-        h, w = self.hw[x]
-        strides = _attr_ints(node, "strides")
-        if _attr_str(node, "padding") == "SAME":
-            return -(-h // strides[1]), -(-w // strides[2])
-        return (h - k[0]) // strides[1] + 1, (w - k[1]) // strides[2] + 1
 
 
 def _scalar_and_other(g, name):
@@ -467,13 +461,9 @@ def _scalar_and_other(g, name):
 
 
 def _zero_and_other(g, name):
-    """For a binary node with one constant all-zero input, the other input's name."""
-    a, b = g.inputs(name)
-    for c, other in ((a, b), (b, a)):
-        v = g.const(c)
-        if v is not None and v.size == 1 and float(v.reshape(-1)[0]) == 0.0:
-            return other
-    return None
+    """For a binary node with a constant 0 as one input, the other input's name."""
+    bound = _scalar_and_other(g, name)
+    return bound[1] if bound is not None and bound[0] == 0.0 else None
 
 
 def _prune(b):
