@@ -24,7 +24,12 @@
 #include <thread>
 #include <vector>
 
+#include <sqlite3.h>
+
+#include "facelogin/auth.h"
+#include "facelogin/auth_store.h"
 #include "facelogin/models.h"
+#include "facelogin/store.h"
 #include "test_data.h"
 #include "test_engine.h"
 
@@ -691,6 +696,92 @@ TEST_F(Cli, LoginFromAVideoAcceptsAliceAndRefusesHerPrintedPhoto) {
   const CliRun not_a_video =
       run({"login", "--user", "alice", "--video", write_file("x.webm", "no video").string()});
   EXPECT_EQ(not_a_video.exit_code, kExitBadInput) << not_a_video;
+}
+
+// Files of this process that are open but deleted: a WAL or shared-memory file unlinked under a
+// running server shows up here as "... (deleted)".
+std::vector<std::string> deleted_open_files(const fs::path& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd", ec)) {
+    const fs::path target = fs::read_symlink(entry.path(), ec);
+    if (!ec && target.string().starts_with(dir.string()) &&
+        target.string().ends_with(" (deleted)")) {
+      out.push_back(target.string());
+    }
+  }
+  return out;
+}
+
+// Issue 17 (high): `serve` keeps a store and an auth store open on one SQLite file; CLI commands
+// on the same home must neither delete the WAL under it nor lose either side's writes. Before the
+// fix, opening the second store closed a descriptor of the file and dropped the first's locks, so
+// the CLI's exit took the server for gone and unlinked its -wal and -shm files.
+TEST(CliAndServer, ShareOneHomeWithoutLosingWrites) {
+  const fs::path root = testing::make_temp_dir("facelogin-cli-shared");
+  const fs::path home = root / "home";
+  const fs::path models = root / "models";  // these commands load no model
+  fs::create_directories(models);
+  // The stores as `serve` opens them (src/cli/context.cpp): the template store, then the
+  // authentication store, each with its own connection.
+  auto key = load_or_create_key(home / "template.key");
+  ASSERT_TRUE(key) << key.error().to_string();
+  SqliteStoreOptions options;
+  options.key = *key;
+  auto store = open_sqlite_store(home / "facelogin.db", options);
+  ASSERT_TRUE(store) << store.error().to_string();
+  auto auth = open_sqlite_auth_store(home / "facelogin.db");
+  ASSERT_TRUE(auth) << auth.error().to_string();
+
+  const auto add_key = [&](const std::string& name) {
+    ApiKeyRecord record;
+    record.name = name;
+    record.scopes = {"login"};
+    return (*auth)->create_api_key(record, token_hash(name));
+  };
+  const auto cli_key_names = [&] {
+    const CliRun r = run_cli(home, models, {"--json", "apikeys", "list"});
+    EXPECT_EQ(r.exit_code, kExitOk) << r;
+    std::vector<std::string> names;
+    for (const auto& k : r.doc().value("keys", json::array())) {
+      names.push_back(k.value("name", ""));
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+
+  ASSERT_TRUE(add_key("server-before"));
+  // The CLI sees the server's write, and the server sees the CLI's.
+  EXPECT_EQ(cli_key_names(), std::vector<std::string>{"server-before"});
+  const CliRun created =
+      run_cli(home, models, {"--json", "apikeys", "create", "from-cli", "--scopes", "login"});
+  ASSERT_EQ(created.exit_code, kExitOk) << created;
+  auto listed = (*auth)->list_api_keys();
+  ASSERT_TRUE(listed) << listed.error().to_string();
+  EXPECT_EQ(listed->size(), 2u);
+  EXPECT_EQ(deleted_open_files(home), std::vector<std::string>{})
+      << "the CLI unlinked files the server still has open";
+
+  // A write of the server after the CLI has gone must reach the file others read.
+  ASSERT_TRUE(add_key("server-after"));
+  EXPECT_EQ(cli_key_names(),
+            (std::vector<std::string>{"from-cli", "server-after", "server-before"}));
+  EXPECT_EQ(deleted_open_files(home), std::vector<std::string>{});
+
+  // And the file is whole once the server has closed it.
+  auth->reset();
+  store->reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((home / "facelogin.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+            SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), "ok");
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  std::error_code ec;
+  fs::remove_all(root, ec);
 }
 
 }  // namespace

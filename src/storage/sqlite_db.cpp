@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 #include "storage/file_util.h"
 #include "storage/sqlite_schema.h"
@@ -271,9 +272,18 @@ Result<DbHandle> open_database(const fs::path& path, int busy_timeout_ms,
   }
   // Create the file ourselves so that it is 0600 from the start (SQLite would use 0644); SQLite
   // gives its -wal and -shm files the database file's permissions.
+  //
+  // Only ever a file that does not exist yet (O_EXCL): closing a descriptor of a file drops every
+  // POSIX lock this process holds on it, including those of SQLite connections already open on
+  // it (the server's, when it opens a second store). A process that lost its locks looks gone to
+  // the next one that closes the database, which then deletes the WAL the first still writes to
+  // (issue 17). The mutex keeps another thread of this process from opening the file between
+  // our create and close.
   {
-    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600));
-    if (!fd) {
+    static std::mutex create_mu;
+    std::lock_guard lock(create_mu);
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600));
+    if (!fd && errno != EEXIST) {
       return make_error(ErrorCode::kIoError, fmt::format("cannot open database {}: {}",
                                                          path.string(), std::strerror(errno)));
     }
