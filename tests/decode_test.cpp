@@ -332,6 +332,49 @@ TEST(Decode, RefusesAJpegWhoseFrameHeaderClaims20000By20000) {
   EXPECT_TRUE(contains(decoded.error().message(), "20000x20000")) << describe(decoded);
 }
 
+// Issue 17: a progressive JPEG decodes its whole image once per scan, so a small file that
+// repeats a scan thousands of times held a server worker for half a minute.
+TEST(Decode, RefusesAJpegScanBombBeforeDecodingIt) {
+  const std::string bomb = testing::jpeg_scan_bomb(64, 64, 200);
+  ASSERT_FALSE(bomb.empty());
+  const Bytes bytes(bomb.begin(), bomb.end());
+  const Result<Image> refused = decode_image(bytes);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kImageTooLarge) << describe(refused);
+  EXPECT_TRUE(contains(refused.error().message(), "scans")) << describe(refused);
+  // The file is a JPEG the decoder would otherwise work through, every scan of it.
+  DecodeLimits loose;
+  loose.max_jpeg_scans = 1000;
+  const Result<Image> decoded = decode_image(bytes, loose);
+  ASSERT_TRUE(decoded) << describe(decoded);
+  EXPECT_EQ(decoded->width, 64);
+  // An ordinary progressive JPEG (about 10 scans) is well inside the default.
+  const Bytes progressive = encode(make_pattern(64, 64), ".jpg", {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+  EXPECT_TRUE(decode_image(progressive)) << describe(decode_image(progressive));
+}
+
+// Inserts `count` empty private ancillary chunks ("prVt", which decoders skip after checking
+// their CRC) after the IHDR of an encoded PNG.
+Bytes with_empty_chunks(Bytes png, int count) {
+  Bytes chunk = {0, 0, 0, 0, 'p', 'r', 'V', 't', 0, 0, 0, 0};
+  const std::uint32_t crc = crc32(std::span<const std::uint8_t>(chunk).subspan(4, 4));
+  put_be32(chunk, 8, crc);
+  constexpr std::ptrdiff_t kAfterIhdr = 8 + 25;
+  for (int i = 0; i < count; ++i) {
+    png.insert(png.begin() + kAfterIhdr, chunk.begin(), chunk.end());
+  }
+  return png;
+}
+
+TEST(Decode, RefusesAPngOfManyChunks) {
+  const Bytes png = encode(make_pattern(32, 32), ".png");
+  EXPECT_TRUE(decode_image(with_empty_chunks(png, 100)));
+  const Result<Image> refused = decode_image(with_empty_chunks(png, 9000));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kImageTooLarge) << describe(refused);
+  EXPECT_TRUE(contains(refused.error().message(), "chunks")) << describe(refused);
+}
+
 TEST(Decode, AppliesTheCallersSideAndPixelLimits) {
   const Bytes png = encode(make_pattern(64, 48), ".png");
   DecodeLimits exact;

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <random>
+#include <vector>
 
 namespace facelogin::testing {
 namespace fs = std::filesystem;
@@ -64,6 +67,36 @@ std::vector<std::pair<int, fs::path>> recording_frames(const fs::path& dir,
   }
   std::sort(frames.begin(), frames.end());
   return frames;
+}
+
+std::string jpeg_scan_bomb(int width, int height, int repeats) {
+  // A flat image: its scans are a few bytes each, so thousands of them fit in a camera frame's
+  // byte limit, while each still makes the decoder walk every block of the image.
+  const cv::Mat flat(height, width, CV_8UC3, cv::Scalar(90, 120, 160));
+  std::vector<std::uint8_t> jpeg;
+  if (!cv::imencode(".jpg", flat, jpeg, {cv::IMWRITE_JPEG_PROGRESSIVE, 1}) || jpeg.size() < 4) {
+    return {};
+  }
+  // Entropy-coded data stuffs every 0xFF with 0x00, so FF DA only ever starts a scan header: the
+  // last one begins the last scan, which runs to the end-of-image marker (FF D9) at the end.
+  std::size_t last_sos = std::string::npos;
+  for (std::size_t i = 0; i + 1 < jpeg.size(); ++i) {
+    if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xDA) {
+      last_sos = i;
+    }
+  }
+  if (last_sos == std::string::npos || jpeg[jpeg.size() - 2] != 0xFF ||
+      jpeg[jpeg.size() - 1] != 0xD9) {
+    return {};
+  }
+  const std::string head(jpeg.begin(), jpeg.begin() + static_cast<std::ptrdiff_t>(last_sos));
+  const std::string scan(jpeg.begin() + static_cast<std::ptrdiff_t>(last_sos), jpeg.end() - 2);
+  std::string out = head;
+  for (int i = 0; i <= repeats; ++i) {
+    out += scan;
+  }
+  out += "\xFF\xD9";
+  return out;
 }
 
 }  // namespace facelogin::testing

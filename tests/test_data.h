@@ -23,6 +23,10 @@ std::vector<std::pair<int, std::filesystem::path>> recording_frames(
     const std::filesystem::path& dir, const std::string& prefix);
 // Path of the built `facelogin` CLI binary.
 std::filesystem::path cli_path();
+// A valid progressive JPEG (width x height, one flat colour) whose last scan is repeated `repeats` more
+// times: decoders process every copy, so decoding work grows with `repeats` while the file stays
+// small (a "scan bomb", issue 17). Empty if OpenCV cannot write a progressive JPEG.
+std::string jpeg_scan_bomb(int width, int height, int repeats);
 
 }  // namespace facelogin::testing
 

@@ -30,6 +30,13 @@ struct DecodeLimits {
   std::size_t max_bytes = 25u << 20;
   std::int64_t max_pixels = 50'000'000;
   int max_side = 16'384;
+  // Decoding work is bounded by more than pixels: a progressive JPEG decodes its whole image once
+  // per scan, so a small file repeating a scan thousands of times holds a core for seconds (a
+  // JPEG scan bomb, issue 17). Encoders write 1 scan (baseline) or about 10 (progressive).
+  int max_jpeg_scans = 64;
+  // PNG chunks of any kind; libpng's own default writes 8 KiB IDAT chunks, so a 25 MiB PNG has
+  // about 3,200. Many tiny chunks cost a CRC and a call each.
+  int max_png_chunks = 8192;
 };
 
 enum class ImageFormat { kUnknown, kJpeg, kPng };

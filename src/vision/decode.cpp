@@ -134,11 +134,17 @@ Result<Dimensions> read_png_header(Bytes bytes) {
   return Dimensions{width, height};
 }
 
-// Walks the chunks after the signature up to IEND, checking every length against the buffer.
-Status check_png_structure(Bytes bytes) {
+// Walks the chunks after the signature up to IEND, checking every length against the buffer and
+// their number against the limit.
+Status check_png_structure(Bytes bytes, int max_chunks) {
   std::size_t pos = kPngSignature.size();
   bool seen_idat = false;
+  int chunks = 0;
   while (fits(bytes, pos, 8)) {
+    if (++chunks > max_chunks) {
+      return Status(ErrorCode::kImageTooLarge,
+                    fmt::format("PNG has more than {} chunks; refusing to decode it", max_chunks));
+    }
     const std::uint32_t length = read_be32(bytes, pos);
     if (length > kPngMaxLength) {
       return Status(ErrorCode::kBadImage, "malformed PNG: chunk length out of range");
@@ -269,9 +275,10 @@ Result<JpegFrame> read_jpeg_header(Bytes bytes) {
 
 // Walks the rest of the file from the end of the frame header: scan headers, the entropy-coded
 // data after them, tables between scans, up to the end-of-image marker. Bytes after it (some
-// phones append data there) are allowed.
-Status check_jpeg_structure(Bytes bytes, std::size_t pos) {
+// phones append data there) are allowed. Counts the scans against the limit.
+Status check_jpeg_structure(Bytes bytes, std::size_t pos, int max_scans) {
   bool seen_scan = false;
+  int scans = 0;
   for (;;) {
     const std::optional<std::uint8_t> m = next_marker(bytes, pos);
     if (!m) {
@@ -299,6 +306,12 @@ Status check_jpeg_structure(Bytes bytes, std::size_t pos) {
     }
     if (*m == marker::kSos) {
       seen_scan = true;
+      if (++scans > max_scans) {
+        return Status(ErrorCode::kImageTooLarge,
+                      fmt::format("JPEG has more than {} scans; refusing to decode it (each scan "
+                                  "decodes the whole image again)",
+                                  max_scans));
+      }
     }
     pos += *length;
   }
@@ -332,7 +345,7 @@ Result<Dimensions> validate(Bytes bytes, ImageFormat format, const DecodeLimits&
     if (Status s = check_limits(*dims, limits); !s.ok()) {
       return make_error(std::move(s));
     }
-    if (Status s = check_png_structure(bytes); !s.ok()) {
+    if (Status s = check_png_structure(bytes, limits.max_png_chunks); !s.ok()) {
       return make_error(std::move(s));
     }
     return dims;
@@ -344,7 +357,7 @@ Result<Dimensions> validate(Bytes bytes, ImageFormat format, const DecodeLimits&
   if (Status s = check_limits(frame->dimensions, limits); !s.ok()) {
     return make_error(std::move(s));
   }
-  if (Status s = check_jpeg_structure(bytes, frame->end); !s.ok()) {
+  if (Status s = check_jpeg_structure(bytes, frame->end, limits.max_jpeg_scans); !s.ok()) {
     return make_error(std::move(s));
   }
   return frame->dimensions;

@@ -35,9 +35,19 @@ Result<std::vector<DetectedFace>> YunetDetector::detect(const cv::Mat& frame) {
     return make_error(ErrorCode::kInternal, "detector needs a non-empty 8-bit BGR image");
   }
   double back = 1.0;
-  const cv::Mat small = shrink_for_detection(frame, max_side_, &back);
+  cv::Mat small = shrink_for_detection(frame, max_side_, &back);
   const double back_x = static_cast<double>(frame.cols) / small.cols;
   const double back_y = static_cast<double>(frame.rows) / small.rows;
+  // YuNet pools its input down by 32 and more: a side under 64 px makes OpenCV's shape check
+  // throw (a 16x16 frame was a 500, issue 17). Padding at the right and bottom keeps every
+  // coordinate; a face that small is not found anyway.
+  constexpr int kMinSide = 64;
+  if (small.cols < kMinSide || small.rows < kMinSide) {
+    cv::Mat padded;
+    cv::copyMakeBorder(small, padded, 0, std::max(0, kMinSide - small.rows), 0,
+                       std::max(0, kMinSide - small.cols), cv::BORDER_CONSTANT, cv::Scalar::all(0));
+    small = std::move(padded);
+  }
 
   cv::Mat raw;
   try {
