@@ -187,6 +187,53 @@ TEST_P(AuthTest, ProgressiveLockoutPerAccountAndAddress) {
   EXPECT_EQ(*after, 0);  // counting starts again after a success
 }
 
+// Issue 17: the lockout model. An address's own failures lock it; strangers' failures on an
+// account lock that account's face login from strangers' contexts only; recovery codes are held
+// per address and (account, address), never for the account as a whole.
+TEST_P(AuthTest, StrangersCannotLockTheOwnerOutOfAKnownContextOrRecovery) {
+  const int free = AuthOptions{}.free_failures;
+  // alice has logged in from 192.0.2.1: that address is a known context for her.
+  ASSERT_TRUE(auth_->issue_session("alice", "cookie", "192.0.2.1", ""));
+  EXPECT_TRUE(*auth_->known_context("alice", "192.0.2.1"));
+  EXPECT_FALSE(*auth_->known_context("alice", "198.51.100.1"));
+  EXPECT_FALSE(*auth_->known_context("bob", "192.0.2.1"));
+
+  // Face failures from many strangers' addresses, one each: no address or pair is locked...
+  for (int i = 0; i <= free; ++i) {
+    ASSERT_TRUE(auth_->record_failure("alice", "198.51.100." + std::to_string(i)));
+  }
+  // ...but the account is, for any address she has not used,
+  EXPECT_GT(*auth_->locked_for_ms("alice", "203.0.113.9"), 0);
+  // not for her own address, and not for her recovery code from anywhere.
+  EXPECT_EQ(*auth_->locked_for_ms("alice", "192.0.2.1"), 0);
+  EXPECT_EQ(*auth_->locked_for_ms("alice", "203.0.113.9", AttemptKind::kRecovery), 0);
+  EXPECT_EQ(*auth_->locked_for_ms("bob", "203.0.113.9"), 0);
+
+  // Her own failures from her known address feed the pair, not the account-wide counter.
+  const auto before = auth_store_->failure_state("user:alice")->failures;
+  ASSERT_TRUE(auth_->record_failure("alice", "192.0.2.1"));
+  EXPECT_EQ(auth_store_->failure_state("user:alice")->failures, before);
+  EXPECT_EQ(auth_store_->failure_state("pair:192.0.2.1/alice")->failures, 1);
+
+  // Wrong recovery codes count for the address and the pair only.
+  for (int i = 0; i <= free; ++i) {
+    ASSERT_TRUE(auth_->record_failure("bob", "203.0.113.50", AttemptKind::kRecovery));
+  }
+  EXPECT_EQ(auth_store_->failure_state("user:bob")->failures, 0);
+  EXPECT_GT(*auth_->locked_for_ms("bob", "203.0.113.50", AttemptKind::kRecovery), 0);
+  EXPECT_EQ(*auth_->locked_for_ms("bob", "203.0.113.51", AttemptKind::kRecovery), 0);
+  EXPECT_EQ(*auth_->locked_for_ms("bob", "203.0.113.51"), 0);
+
+  // A success clears the account's counter and the pair's, not the address's.
+  ASSERT_TRUE(auth_->record_success("bob", "203.0.113.50").ok());
+  EXPECT_EQ(auth_store_->failure_state("pair:203.0.113.50/bob")->failures, 0);
+  EXPECT_GT(auth_store_->failure_state("addr:203.0.113.50")->failures, 0);
+
+  // A context is known for known_context_ttl after the session was given.
+  now_ms_ += std::chrono::milliseconds(AuthOptions{}.known_context_ttl).count() + 1000;
+  EXPECT_FALSE(*auth_->known_context("alice", "192.0.2.1"));
+}
+
 TEST_P(AuthTest, ConcurrentFailuresAreAllCounted) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {

@@ -7,9 +7,16 @@
 //   stored only as their SHA-256, so a database copy opens no session. Token checks compare
 //   hashes in constant time.
 // - Lockout is progressive and counted in the AuthStore (shared by every server on the database):
-//   after `free_failures` consecutive failed attempts on an account, or from an address, each
-//   further failure locks it for base_lock doubling up to max_lock. Every way in (1:1, 1:N, API
-//   clients, recovery codes) checks and counts through here.
+//   after `free_failures` consecutive failures on a counter, each further failure locks it for
+//   base_lock doubling up to max_lock. Every way in (1:1, 1:N, API clients, recovery codes)
+//   checks and counts through here. Three counters, so that an attacker elsewhere cannot lock
+//   the owner out (issue 17; docs/server.md, "Lockout"):
+//     addr:A     everything address A does; locks A out of every account;
+//     pair:A/U   attempts on account U from address A; locks U from A only;
+//     user:U     face attempts on U from contexts its owner has not used (an address U had no
+//                session from in the last known_context_ttl); locks U's face login from such
+//                contexts only. The owner's known addresses and recovery codes are not held by
+//                it: a correct recovery code works from any address that is not itself locked.
 // - Every decision is appended to the audit log: who, when, from where, outcome, scores; never
 //   images, templates or tokens.
 
@@ -18,6 +25,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "facelogin/auth_store.h"
 #include "facelogin/store.h"
@@ -41,7 +49,15 @@ struct AuthOptions {
   std::chrono::milliseconds max_lock{std::chrono::hours(1)};
   // A failure counter untouched this long (and not locked) starts again from zero.
   std::chrono::milliseconds forget_failures_after{std::chrono::hours(24)};
+  // An address the account was given a session from within this long is a known context: the
+  // account-wide counter neither counts its failures nor holds it.
+  std::chrono::seconds known_context_ttl{std::chrono::hours(24 * 30)};
 };
+
+// What an attempt tries: the face (1:1 or 1:N) or a recovery code. Recovery codes are long
+// random secrets, so guessing them is bounded per address and per (account, address), never for
+// the account as a whole (which would let anyone lock the owner out of recovery).
+enum class AttemptKind { kFace, kRecovery };
 
 struct IssuedSession {
   std::int64_t id = 0;
@@ -62,15 +78,20 @@ class Authenticator {
 
   Authenticator(Store& store, AuthStore& auth_store, AuthOptions options = {}, Clock now_ms = {});
 
-  // How long (ms) the account or the address is still locked; 0 if neither is.
-  [[nodiscard]] Result<std::int64_t> locked_for_ms(std::string_view user,
-                                                   std::string_view address) const;
-  // Counts a failed attempt against the account (if named) and the address; returns how long
-  // the stricter of the two is now locked (0: not locked).
+  // How long (ms) `address` may not make this kind of attempt on `user` (empty: face-only, no
+  // account named yet): the address's lock, the pair's, and for face attempts from an unknown
+  // context the account's. 0 if none holds.
+  [[nodiscard]] Result<std::int64_t> locked_for_ms(std::string_view user, std::string_view address,
+                                                   AttemptKind kind = AttemptKind::kFace) const;
+  // Counts a failed attempt on the counters above; returns how long the same attempt is now
+  // locked (0: not locked).
   [[nodiscard]] Result<std::int64_t> record_failure(std::string_view user,
-                                                    std::string_view address);
-  // A successful login resets the account's counter (the address keeps its own).
-  [[nodiscard]] Status record_success(std::string_view user);
+                                                    std::string_view address,
+                                                    AttemptKind kind = AttemptKind::kFace);
+  // A successful login resets the account's counter and the pair's (the address keeps its own).
+  [[nodiscard]] Status record_success(std::string_view user, std::string_view address = {});
+  // Whether `user` has had a session from `address` within known_context_ttl.
+  [[nodiscard]] Result<bool> known_context(std::string_view user, std::string_view address) const;
 
   // A new session for an enabled user. kind: "cookie" or "bearer".
   [[nodiscard]] Result<IssuedSession> issue_session(std::string_view user, std::string_view kind,
@@ -95,6 +116,9 @@ class Authenticator {
 
  private:
   std::int64_t lock_for(int failures) const;
+  // The counters an attempt of `kind` on (user, address) is held by, and counts on.
+  Result<std::vector<std::string>> counters(std::string_view user, std::string_view address,
+                                            AttemptKind kind) const;
 
   Store& store_;
   AuthStore& auth_store_;

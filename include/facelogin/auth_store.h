@@ -79,7 +79,7 @@ struct ApiKeyRecord {
   }
 };
 
-// Failed attempts for one key ("user:alice", "addr:192.0.2.1").
+// Failed attempts for one key ("user:alice", "addr:192.0.2.1", "pair:192.0.2.1/alice").
 struct FailureState {
   int failures = 0;                  // consecutive, since the last success or expiry
   std::int64_t locked_until_ms = 0;  // Unix ms; 0 or past: not locked
@@ -124,6 +124,11 @@ class AuthStore {
   // Live (not revoked, not expired at `now`) sessions of a user, newest first.
   [[nodiscard]] virtual Result<std::vector<SessionRecord>> user_sessions(
       std::string_view user, std::int64_t now) const = 0;
+  // Whether `user` was given a session (any kind, ended or not) from `address` at or after
+  // `since` (Unix seconds): the address is a context the account's owner has logged in from.
+  [[nodiscard]] virtual Result<bool> has_session_from(std::string_view user,
+                                                      std::string_view address,
+                                                      std::int64_t since) const = 0;
 
   [[nodiscard]] virtual Status append_audit(const AuditEvent& event) = 0;
   [[nodiscard]] virtual Result<std::vector<AuditEvent>> list_audit(

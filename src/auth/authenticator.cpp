@@ -32,6 +32,10 @@ std::int64_t system_now_ms() {
 
 std::string user_key(std::string_view user) { return fmt::format("user:{}", user); }
 std::string address_key(std::string_view address) { return fmt::format("addr:{}", address); }
+// Addresses hold no '/', so the pair key is unambiguous.
+std::string pair_key(std::string_view user, std::string_view address) {
+  return fmt::format("pair:{}/{}", address, user);
+}
 
 }  // namespace
 
@@ -86,15 +90,45 @@ std::int64_t Authenticator::lock_for(int failures) const {
   return std::min(lock, static_cast<std::int64_t>(options_.max_lock.count()));
 }
 
-Result<std::int64_t> Authenticator::locked_for_ms(std::string_view user,
-                                                  std::string_view address) const {
+Result<bool> Authenticator::known_context(std::string_view user, std::string_view address) const {
+  if (user.empty() || address.empty()) {
+    return false;
+  }
+  const std::int64_t since = now_ms_() / 1000 - options_.known_context_ttl.count();
+  return auth_store_.has_session_from(user, address, since);
+}
+
+Result<std::vector<std::string>> Authenticator::counters(std::string_view user,
+                                                         std::string_view address,
+                                                         AttemptKind kind) const {
+  std::vector<std::string> keys;
+  if (!address.empty()) {
+    keys.push_back(address_key(address));
+  }
+  if (!user.empty() && !address.empty()) {
+    keys.push_back(pair_key(user, address));
+  }
+  if (!user.empty() && kind == AttemptKind::kFace) {
+    auto known = known_context(user, address);
+    if (!known) {
+      return make_error(known.error());
+    }
+    if (!*known) {
+      keys.push_back(user_key(user));
+    }
+  }
+  return keys;
+}
+
+Result<std::int64_t> Authenticator::locked_for_ms(std::string_view user, std::string_view address,
+                                                  AttemptKind kind) const {
+  auto keys = counters(user, address, kind);
+  if (!keys) {
+    return make_error(keys.error());
+  }
   const std::int64_t now = now_ms_();
   std::int64_t remaining = 0;
-  for (const std::string& key : {user.empty() ? std::string() : user_key(user),
-                                 address.empty() ? std::string() : address_key(address)}) {
-    if (key.empty()) {
-      continue;
-    }
+  for (const std::string& key : *keys) {
     auto state = auth_store_.failure_state(key);
     if (!state) {
       return make_error(state.error());
@@ -105,15 +139,15 @@ Result<std::int64_t> Authenticator::locked_for_ms(std::string_view user,
 }
 
 Result<std::int64_t> Authenticator::record_failure(std::string_view user,
-                                                   std::string_view address) {
+                                                   std::string_view address, AttemptKind kind) {
+  auto keys = counters(user, address, kind);
+  if (!keys) {
+    return make_error(keys.error());
+  }
   const std::int64_t now = now_ms_();
   const LockoutRule rule = [this](int failures) { return lock_for(failures); };
   std::int64_t locked_until = 0;
-  for (const std::string& key : {user.empty() ? std::string() : user_key(user),
-                                 address.empty() ? std::string() : address_key(address)}) {
-    if (key.empty()) {
-      continue;
-    }
+  for (const std::string& key : *keys) {
     auto state = auth_store_.record_failure(key, now, options_.forget_failures_after.count(), rule);
     if (!state) {
       return make_error(state.error());
@@ -123,8 +157,11 @@ Result<std::int64_t> Authenticator::record_failure(std::string_view user,
   return std::max<std::int64_t>(locked_until - now, 0);
 }
 
-Status Authenticator::record_success(std::string_view user) {
-  return auth_store_.clear_failures(user_key(user));
+Status Authenticator::record_success(std::string_view user, std::string_view address) {
+  if (Status s = auth_store_.clear_failures(user_key(user)); !s.ok()) {
+    return s;
+  }
+  return address.empty() ? Status::Ok() : auth_store_.clear_failures(pair_key(user, address));
 }
 
 Result<IssuedSession> Authenticator::issue_session(std::string_view user, std::string_view kind,

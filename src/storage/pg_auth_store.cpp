@@ -209,6 +209,30 @@ class PostgresAuthStore final : public AuthStore {
     return out;
   }
 
+  Result<bool> has_session_from(std::string_view user, std::string_view address,
+                                std::int64_t since) const override {
+    if (!could_be_user(user)) {
+      return false;
+    }
+    auto tx = begin(PgTransaction::Kind::kRead);
+    if (!tx) {
+      return make_error(tx.error());
+    }
+    auto rows = tx->exec(
+        "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id "
+        "WHERE u.name = $1 AND s.address = $2 AND s.created_at >= $3 LIMIT 1",
+        {PgParam::text(user), PgParam::text(address), PgParam::int64(since)},
+        "cannot look up the sessions");
+    if (!rows) {
+      return make_error(rows.error());
+    }
+    const bool found = rows->size() > 0;
+    if (Status s = tx->commit(); !s.ok()) {
+      return make_error(std::move(s));
+    }
+    return found;
+  }
+
   Status append_audit(const AuditEvent& event) override {
     if (event.event.empty() || event.outcome.empty()) {
       return Status(ErrorCode::kInvalidArgument, "an audit event needs an event and an outcome");

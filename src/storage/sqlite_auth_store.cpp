@@ -182,6 +182,24 @@ class SqliteAuthStore final : public AuthStore {
     return out;
   }
 
+  Result<bool> has_session_from(std::string_view user, std::string_view address,
+                                std::int64_t since) const override {
+    std::lock_guard lock(mu_);
+    auto stmt = Statement::prepare(
+        db(),
+        "SELECT EXISTS (SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id "
+        "WHERE u.name = ?1 AND s.address = ?2 AND s.created_at >= ?3)");
+    if (!stmt) {
+      return make_error(stmt.error());
+    }
+    stmt->bind(1, user).bind(2, address).bind(3, since);
+    auto row = stmt->step();
+    if (!row) {
+      return make_error(row.error());
+    }
+    return *row && stmt->int64(0) != 0;
+  }
+
   Status append_audit(const AuditEvent& event) override {
     if (event.event.empty() || event.outcome.empty()) {
       return Status(ErrorCode::kInvalidArgument, "an audit event needs an event and an outcome");
