@@ -23,6 +23,8 @@
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <thread>
 
 #include "facelogin/auth.h"
@@ -408,15 +410,18 @@ TEST_F(ServerTest, ImpostorPhotoAndUnknownNameAreRefusedThenLockedOut) {
   ASSERT_EQ(unknown.status, 200u) << unknown.raw;
   EXPECT_EQ(unknown.body["reason"], "no_match");
 
-  // Failures on alice: 2 so far. Three more and the next start is refused for a while, even
-  // with her own face.
-  auto st = auth_store_->failure_state("user:alice");
+  // Failures on alice from this address: 2 so far, counted for the address and the pair. The
+  // address is one alice enrolled from (a known context), so the account-wide counter, which
+  // only strangers' attempts feed, has none.
+  auto st = auth_store_->failure_state("pair:127.0.0.1/alice");
   ASSERT_TRUE(st);
   EXPECT_EQ(st->failures, 2);
+  EXPECT_EQ(auth_store_->failure_state("user:alice")->failures, 0);
+  // Three more and the next start from here is refused for a while, even with her own face.
   for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(auth_store_->record_failure("user:alice", 0, 1, {}));
+    ASSERT_TRUE(auth_store_->record_failure("pair:127.0.0.1/alice", 0, 1, {}));
   }
-  ASSERT_TRUE(auth_store_->record_failure("user:alice",
+  ASSERT_TRUE(auth_store_->record_failure("pair:127.0.0.1/alice",
                                           std::chrono::duration_cast<std::chrono::milliseconds>(
                                               std::chrono::system_clock::now().time_since_epoch())
                                               .count(),
@@ -424,7 +429,7 @@ TEST_F(ServerTest, ImpostorPhotoAndUnknownNameAreRefusedThenLockedOut) {
   Reply locked = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}});
   EXPECT_EQ(locked.status, 429u) << locked.raw;
   EXPECT_FALSE(locked.headers["Retry-After"].empty());
-  // The recovery code path is locked too.
+  // The recovery code path is locked too, from this address.
   Reply recovery = post_json(port_, "/api/v1/login/recovery",
                              {{"user", "alice"}, {"code", std::string(64, '0')}});
   EXPECT_EQ(recovery.status, 429u);
@@ -698,6 +703,13 @@ TEST_F(ServerTest, WebSocketAbuseIsRefused) {
   EXPECT_EQ(handshake("/api/v1/login/attempts/nope/socket", ""), 404u);
   EXPECT_EQ(handshake("/api/v1/account", ""), 404u);
   EXPECT_EQ(call(port_, http::verb::get, socket_path(bearer_attempt)).status, 400u);
+  // Each case below takes a flow's one socket: a fresh attempt for each.
+  const auto fresh_attempt = [&] {
+    Reply r = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}, {"session", "bearer"}},
+                        key_for("bearer"));
+    EXPECT_EQ(r.status, 201u) << r.raw;
+    return r;
+  };
 
   // Frames before the nonce, a message over the limit, and junk text.
   {
@@ -721,7 +733,7 @@ TEST_F(ServerTest, WebSocketAbuseIsRefused) {
     beast::websocket::stream<beast::tcp_stream> ws(ioc);
     beast::get_lowest_layer(ws).connect(
         net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
-    ws.handshake("127.0.0.1", socket_path(bearer_attempt));
+    ws.handshake("127.0.0.1", socket_path(fresh_attempt()));
     ws.binary(true);
     beast::error_code ec;
     ws.write(net::buffer(std::string(200 * 1024, 'x')), ec);
@@ -734,7 +746,7 @@ TEST_F(ServerTest, WebSocketAbuseIsRefused) {
     beast::websocket::stream<beast::tcp_stream> ws(ioc);
     beast::get_lowest_layer(ws).connect(
         net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
-    ws.handshake("127.0.0.1", socket_path(bearer_attempt));
+    ws.handshake("127.0.0.1", socket_path(fresh_attempt()));
     ws.text(true);
     ws.write(net::buffer(std::string("{\"nonce\": 42}")));
     beast::flat_buffer buffer;
@@ -782,7 +794,7 @@ TEST_F(ServerTest, NoPathAroundTheLockoutOrTheNamesOfAccounts) {
                 "junk", "image/jpeg", {{"X-Attempt-Nonce", capped.body["nonce"]}});
   }
   EXPECT_EQ(over.status, 429u) << over.raw;
-  auto failures = auth_store_->failure_state("user:alice");
+  auto failures = auth_store_->failure_state("pair:127.0.0.1/alice");
   ASSERT_TRUE(failures);
   EXPECT_EQ(failures->failures, 1);
 
@@ -798,8 +810,10 @@ TEST_F(ServerTest, AFaceOnlyLoginCannotEnterALockedAccount) {
   const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();
-  ASSERT_TRUE(
-      auth_store_->record_failure("user:alice", now_ms, 86'400'000, [](int) { return 600'000; }));
+  // Locked for alice from this address (the pair's counter): the face-only attempt names her
+  // only at the decision, and is refused there.
+  ASSERT_TRUE(auth_store_->record_failure("pair:127.0.0.1/alice", now_ms, 86'400'000,
+                                          [](int) { return 600'000; }));
   Reply face_only = login("", recording("ClientRaw/0001", "0001_00_00_02_"));
   ASSERT_EQ(face_only.status, 200u) << face_only.raw;
   EXPECT_EQ(face_only.body["state"], "rejected");
@@ -837,6 +851,272 @@ TEST_F(ServerTest, RecoveryCodeLogsInOnce) {
       post_json(port_, "/api/v1/login/recovery",
                 {{"user", "alice"}, {"code", code}, {"session", "bearer"}}, key_for("bearer"));
   EXPECT_EQ(again.status, 401u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 17: the findings of the adversarial review, each with the test that failed before it.
+
+// Medium 1: an enrol-only key with liveness off, sent along with a cookie-session login, must
+// not switch liveness off for that login (a printed photo got in).
+TEST_F(ServerTest, AKeysLivenessPolicyAppliesOnlyToItsOwnScopes) {
+  start();
+  ASSERT_EQ(enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_")).status, 201u);
+  const std::string enrol_only = make_key("signup-kiosk", {"enroll"}, "off");
+  Reply start = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}, {"session", "cookie"}},
+                          {{"X-API-Key", enrol_only}});
+  ASSERT_EQ(start.status, 201u) << start.raw;
+  EXPECT_EQ(start.body["liveness"], true) << start.raw;
+  EXPECT_EQ(start.body["policy"], "passive") << start.raw;
+  Reply last;
+  for (const auto& f : recording("ImposterRaw/0001", "0001_00_01_02_")) {
+    last = call(port_, http::verb::post,
+                "/api/v1/login/attempts/" + start.body["id"].get<std::string>() + "/frames",
+                read_file(f), "image/jpeg",
+                {{"X-Attempt-Nonce", start.body["nonce"]}, {"X-API-Key", enrol_only}});
+    if (last.body.value("state", "") != "pending") {
+      break;
+    }
+  }
+  EXPECT_EQ(last.body["state"], "rejected") << last.raw;
+  EXPECT_EQ(last.body["reason"], "not_live") << last.raw;
+  // The same key does set the policy of what it may do: an enrolment.
+  Reply enrolment = post_json(port_, "/api/v1/enrollments", {{"user", "kiosk-user"}},
+                              {{"X-API-Key", enrol_only}});
+  ASSERT_EQ(enrolment.status, 201u) << enrolment.raw;
+  EXPECT_EQ(enrolment.body["liveness"], false);
+}
+
+// Medium 2: strangers at other addresses cannot lock the owner out.
+TEST_F(ServerTest, StrangersElsewhereCannotLockTheOwnerOut) {
+  options_.starts_per_minute = 3;
+  start();
+  // alice enrols from 127.0.0.1, which makes it a known context for her account.
+  Reply enrolled = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"), "cookie");
+  ASSERT_EQ(enrolled.status, 201u) << enrolled.raw;
+  const std::string code = enrolled.body["recovery_code"];
+  const auto post_from = [&](const std::string& source, const std::string& target,
+                             const json& body) {
+    return call(port_, http::verb::post, target, body.dump(), "application/json", {}, source);
+  };
+  const json wrong = {{"user", "alice"}, {"code", std::string(64, '0')}};
+
+  // Wrong recovery codes from six addresses: each is refused as wrong, none locks the account.
+  for (int i = 2; i <= 7; ++i) {
+    EXPECT_EQ(post_from(fmt::format("127.0.0.{}", i), "/api/v1/login/recovery", wrong).status,
+              401u);
+  }
+  EXPECT_EQ(auth_store_->failure_state("user:alice")->failures, 0);
+  // One address guessing on: after the free failures it is locked out of alice's recovery...
+  unsigned status = 0;
+  for (int i = 0; i < 8 && status != 429u; ++i) {
+    status = post_from("127.0.0.2", "/api/v1/login/recovery", wrong).status;
+  }
+  EXPECT_EQ(status, 429u);
+  // ...and the owner's correct code from a fresh address still works.
+  Reply recovered = post_from("127.0.0.8", "/api/v1/login/recovery",
+                              {{"user", "alice"}, {"code", code}});
+  EXPECT_EQ(recovered.status, 200u) << recovered.raw;
+
+  // Starts: the account's own rate (3 a minute here, one taken by her enrolment, which came from
+  // an address she had no session from yet) holds for strangers' addresses...
+  for (int i = 10; i <= 11; ++i) {
+    EXPECT_EQ(post_from(fmt::format("127.0.0.{}", i), "/api/v1/login/attempts", {{"user", "alice"}})
+                  .status,
+              201u);
+  }
+  Reply limited = post_from("127.0.0.12", "/api/v1/login/attempts", {{"user", "alice"}});
+  EXPECT_EQ(limited.status, 429u) << limited.raw;
+  EXPECT_NE(limited.raw.find("account"), std::string::npos) << limited.raw;
+  // ...but not for an address alice has logged in from.
+  EXPECT_EQ(post_from("127.0.0.1", "/api/v1/login/attempts", {{"user", "alice"}}).status, 201u);
+
+  // Face failures from strangers' addresses lock her face login for strangers' addresses only.
+  const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+  ASSERT_TRUE(auth_store_->record_failure("user:alice", now_ms, 86'400'000,
+                                          [](int) { return 600'000; }));
+  Reply stranger = post_from("127.0.0.14", "/api/v1/login/attempts", {{"user", "alice"}});
+  EXPECT_EQ(stranger.status, 429u) << stranger.raw;
+  EXPECT_EQ(post_from("127.0.0.8", "/api/v1/login/attempts", {{"user", "alice"}}).status, 201u)
+      << "the address of her recovery login is a known context now";
+}
+
+// Low: a disabled account's recovery code is not used up by a refusal.
+TEST_F(ServerTest, RecoveryForADisabledAccountKeepsTheCode) {
+  start();
+  Reply enrolled = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"), "cookie");
+  ASSERT_EQ(enrolled.status, 201u) << enrolled.raw;
+  const std::string code = enrolled.body["recovery_code"];
+  ASSERT_TRUE(store_->set_disabled("alice", true).ok());
+  Reply refused = post_json(port_, "/api/v1/login/recovery", {{"user", "alice"}, {"code", code}});
+  EXPECT_EQ(refused.status, 401u) << refused.raw;  // like an unknown account
+  ASSERT_TRUE(store_->set_disabled("alice", false).ok());
+  Reply ok = post_json(port_, "/api/v1/login/recovery", {{"user", "alice"}, {"code", code}});
+  EXPECT_EQ(ok.status, 200u) << ok.raw;
+}
+
+// Low: only the owner's web session may replace the recovery code; ids are parsed strictly.
+TEST_F(ServerTest, RecoveryCodeChangesNeedTheWebSessionAndIdsAreStrict) {
+  start();
+  Reply enrolled = enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"), "bearer");
+  ASSERT_EQ(enrolled.status, 201u) << enrolled.raw;
+  const std::map<std::string, std::string> bearer = {
+      {"Authorization", "Bearer " + enrolled.body["session"]["token"].get<std::string>()}};
+  Reply by_app = call(port_, http::verb::post, "/api/v1/account/recovery-code", "", "", bearer);
+  EXPECT_EQ(by_app.status, 403u) << by_app.raw;
+  // The old code still works, so it was not replaced.
+  Reply recovered = post_json(port_, "/api/v1/login/recovery",
+                              {{"user", "alice"}, {"code", enrolled.body["recovery_code"]}});
+  ASSERT_EQ(recovered.status, 200u) << recovered.raw;
+  const std::string cookie =
+      recovered.headers["Set-Cookie"].substr(0, recovered.headers["Set-Cookie"].find(';'));
+  const std::map<std::string, std::string> web = {
+      {"Cookie", cookie}, {"X-CSRF-Token", recovered.body["session"]["csrf"]}};
+  Reply by_owner = call(port_, http::verb::post, "/api/v1/account/recovery-code", "", "", web);
+  EXPECT_EQ(by_owner.status, 200u) << by_owner.raw;
+  EXPECT_FALSE(by_owner.body.value("recovery_code", "").empty());
+
+  auto account = call(port_, http::verb::get, "/api/v1/account", "", "", bearer);
+  ASSERT_EQ(account.status, 200u) << account.raw;
+  const std::int64_t face = account.body["faces"][0]["id"];
+  for (const std::string& bad : {std::to_string(face) + "abc", "+" + std::to_string(face),
+                                 "-" + std::to_string(face), std::string("0x1"),
+                                 std::string("99999999999999999999")}) {
+    Reply r = call(port_, http::verb::delete_, "/api/v1/account/faces/" + bad, "", "", bearer);
+    EXPECT_EQ(r.status, 400u) << bad << ": " << r.raw;
+  }
+  EXPECT_EQ(call(port_, http::verb::get, "/api/v1/account", "", "", bearer).body["faces"].size(),
+            account.body["faces"].size());
+}
+
+// Low: wrong JSON types and tiny images are the client's fault (400), not the server's (500).
+TEST_F(ServerTest, WrongTypesAndTinyImagesAreBadRequests) {
+  start();
+  for (const json& body : {json{{"user", "x"}, {"session", 5}}, json{{"user", "x"}, {"add", "yes"}},
+                           json{{"user", 7}}, json{{"user", "x"}, {"session", json::array()}}}) {
+    Reply r = post_json(port_, "/api/v1/enrollments", body);
+    EXPECT_EQ(r.status, 400u) << body.dump() << ": " << r.raw;
+  }
+  Reply login_start = post_json(port_, "/api/v1/login/attempts", {{"user", "x"}, {"session", 5}});
+  EXPECT_EQ(login_start.status, 400u) << login_start.raw;
+  Reply recovery =
+      post_json(port_, "/api/v1/login/recovery", {{"user", "x"}, {"code", "y"}, {"session", 5}});
+  EXPECT_EQ(recovery.status, 400u) << recovery.raw;
+
+  Reply enrolment = post_json(port_, "/api/v1/enrollments", {{"user", "tiny"}});
+  ASSERT_EQ(enrolment.status, 201u) << enrolment.raw;
+  const std::string frames = "/api/v1/enrollments/" + enrolment.body["id"].get<std::string>() +
+                             "/frames";
+  std::vector<std::uint8_t> jpeg;
+  std::vector<std::uint8_t> png;
+  cv::imencode(".jpg", cv::Mat(16, 16, CV_8UC3, cv::Scalar(90, 120, 200)), jpeg);
+  cv::imencode(".png", cv::Mat(2, 2, CV_8UC3, cv::Scalar(90, 120, 200)), png);
+  for (const auto& [bytes, type] : {std::pair{jpeg, "image/jpeg"}, std::pair{png, "image/png"}}) {
+    Reply r = call(port_, http::verb::post, frames, std::string(bytes.begin(), bytes.end()), type);
+    EXPECT_TRUE(r.status == 200u || r.status == 400u || r.status == 422u) << type << ": " << r.raw;
+    EXPECT_NE(r.status, 500u);
+  }
+}
+
+// Low: one body limit, answered with 413 whether the body is sized or chunked.
+TEST_F(ServerTest, BodiesOverTheLimitGet413AndUnderItAreRead) {
+  start();
+  Reply enrolment = post_json(port_, "/api/v1/enrollments", {{"user", "big"}});
+  ASSERT_EQ(enrolment.status, 201u) << enrolment.raw;
+  const std::string frames = "/api/v1/enrollments/" + enrolment.body["id"].get<std::string>() +
+                             "/frames";
+  // 1.5 MiB is under the 2 MiB frame limit: read, and refused for what it is (not an image).
+  Reply under = call(port_, http::verb::post, frames, std::string(1536 * 1024, 'x'), "image/jpeg");
+  EXPECT_EQ(under.status, 400u) << under.raw;
+  Reply over = call(port_, http::verb::post, frames,
+                    std::string(options_.max_frame_bytes + 1, 'x'), "image/jpeg");
+  EXPECT_EQ(over.status, 413u) << over.raw;
+  EXPECT_EQ(over.body["error"]["code"], "image_too_large") << over.raw;
+  // Chunked, without a Content-Length: the same limit, the same answer.
+  net::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  stream.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+  http::request<http::string_body> req(http::verb::post, frames, 11);
+  req.set(http::field::host, "127.0.0.1");
+  req.set(http::field::content_type, "image/jpeg");
+  req.chunked(true);
+  req.body() = std::string(options_.max_frame_bytes + 1, 'x');
+  beast::error_code ec;
+  http::write(stream, req, ec);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(stream, buffer, res, ec);
+  EXPECT_EQ(res.result_int(), 413u) << ec.message();
+}
+
+// Medium 3: a progressive JPEG that repeats its scans is refused before decoding.
+TEST_F(ServerTest, AJpegScanBombIsRefusedAtOnce) {
+  start();
+  const std::string bomb = testing::jpeg_scan_bomb(640, 480, 2000);
+  ASSERT_FALSE(bomb.empty());
+  ASSERT_LT(bomb.size(), options_.max_frame_bytes);  // within the body limit: only the scans tell
+  Reply enrolment = post_json(port_, "/api/v1/enrollments", {{"user", "bomber"}});
+  ASSERT_EQ(enrolment.status, 201u) << enrolment.raw;
+  const auto t0 = std::chrono::steady_clock::now();
+  Reply r = call(port_, http::verb::post,
+                 "/api/v1/enrollments/" + enrolment.body["id"].get<std::string>() + "/frames", bomb,
+                 "image/jpeg");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.status, 413u) << r.raw;
+  EXPECT_NE(r.raw.find("scans"), std::string::npos) << r.raw;
+  EXPECT_LT(seconds, 5.0) << "the refusal must not decode the scans";
+}
+
+// Medium 4: a flow has one WebSocket, which closes when the flow ends or when it carries no
+// message for the idle timeout (pings do not keep it open).
+TEST_F(ServerTest, WebSocketsEndWithTheirFlowAndWhenIdle) {
+  options_.socket_idle_timeout = std::chrono::seconds(1);
+  start();
+  const auto open_socket = [&](const std::string& path, beast::error_code& ec) {
+    auto ioc = std::make_shared<net::io_context>();
+    auto ws = std::make_shared<beast::websocket::stream<beast::tcp_stream>>(*ioc);
+    beast::get_lowest_layer(*ws).connect(
+        net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+    beast::websocket::response_type res;
+    ws->handshake(res, "127.0.0.1", path, ec);
+    return std::pair{ioc, ws};
+  };
+  // Reads until the socket closes (true) or `limit` passes (false), pinging meanwhile.
+  const auto closes_within = [](beast::websocket::stream<beast::tcp_stream>& ws,
+                                std::chrono::seconds limit) {
+    beast::get_lowest_layer(ws).expires_after(limit);
+    beast::error_code ec;
+    beast::flat_buffer buffer;
+    ws.ping({}, ec);
+    ws.read(buffer, ec);
+    return ec && ec != beast::error::timeout;
+  };
+
+  Reply enrolment = post_json(port_, "/api/v1/enrollments", {{"user", "sockets"}});
+  ASSERT_EQ(enrolment.status, 201u) << enrolment.raw;
+  const std::string id = enrolment.body["id"];
+  const std::string path = "/api/v1/enrollments/" + id + "/socket";
+  beast::error_code ec;
+  auto first = open_socket(path, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  beast::error_code second_ec;
+  auto second = open_socket(path, second_ec);
+  EXPECT_TRUE(second_ec) << "a second socket on one flow must be refused";
+
+  // Ending the flow closes its socket.
+  ASSERT_EQ(call(port_, http::verb::delete_, "/api/v1/enrollments/" + id).status, 200u);
+  EXPECT_TRUE(closes_within(*first.second, std::chrono::seconds(5)));
+
+  // A socket that sends nothing is closed after the idle timeout although the client pings.
+  Reply other = post_json(port_, "/api/v1/enrollments", {{"user", "idle"}});
+  ASSERT_EQ(other.status, 201u) << other.raw;
+  auto idle =
+      open_socket("/api/v1/enrollments/" + other.body["id"].get<std::string>() + "/socket", ec);
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(closes_within(*idle.second, std::chrono::seconds(5)));
+  EXPECT_EQ(call(port_, http::verb::get, "/healthz").status, 200u);
 }
 
 TEST_F(ServerTest, BadInputGetsClearErrorsAndChangesNothing) {
@@ -1228,7 +1508,7 @@ TEST_P(TwoServersTest, EnrolmentsSessionsLockoutsRateLimitsAndGalleriesHoldAcros
   ASSERT_EQ(bob_by_face.body["state"], "accepted") << bob_by_face.raw;
   EXPECT_EQ(bob_by_face.body["session"]["user"], "bob");
 
-  // Wrong recovery codes on alternate servers lock her account on both.
+  // Wrong recovery codes on alternate servers lock this address out of her account on both.
   unsigned last = 0;
   for (int i = 0; i < 6; ++i) {
     last = post_json(ports_[static_cast<std::size_t>(i % 2)], "/api/v1/login/recovery",

@@ -39,6 +39,8 @@ struct ServerOptions {
   std::size_t max_frame_bytes = 2 * 1024 * 1024;  // a camera frame (JPEG or PNG)
   std::size_t max_json_bytes = 16 * 1024;
   std::chrono::seconds request_timeout{15};  // to read one request, headers and body
+  // A WebSocket with no message (a frame or the nonce) this long is closed; pings do not count.
+  std::chrono::seconds socket_idle_timeout{15};
   // HTTPS: a PEM certificate chain and its private key (read from files, never from options).
   // Both or neither; with them cookies are secure as below. TLS 1.2 or newer.
   std::filesystem::path tls_cert_file;

@@ -91,6 +91,45 @@ std::string query_param(const Request& request, std::string_view name) {
   return {};
 }
 
+// An optional field of a JSON request body: its value, `fallback` when absent or null, and a
+// clear error (400) when it has another type (never nlohmann's type_error, a 500).
+Result<std::string> string_field(const json& body, const char* name, std::string fallback) {
+  const auto it = body.find(name);
+  if (it == body.end() || it->is_null()) {
+    return fallback;
+  }
+  if (!it->is_string()) {
+    return make_error(ErrorCode::kInvalidArgument, fmt::format("{} must be a string", name));
+  }
+  return it->get<std::string>();
+}
+
+Result<bool> bool_field(const json& body, const char* name, bool fallback) {
+  const auto it = body.find(name);
+  if (it == body.end() || it->is_null()) {
+    return fallback;
+  }
+  if (!it->is_boolean()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("{} must be true or false", name));
+  }
+  return it->get<bool>();
+}
+
+// A numeric id from a path or query ("12"): digits only, no sign, prefix or suffix ("11abc" is
+// not 11), within int64.
+std::optional<std::int64_t> parse_id(std::string_view text) {
+  if (text.empty() || text.size() > 18 ||
+      !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  std::int64_t value = 0;
+  for (char c : text) {
+    value = value * 10 + (c - '0');
+  }
+  return value;
+}
+
 std::string header(const Request& request, std::string_view name) {
   auto it = request.find(name);
   return it == request.end() ? std::string() : std::string(it->value());
@@ -189,11 +228,15 @@ void add_challenge_audit(const LoginAttempt& attempt, nlohmann::json* details) {
   }
 }
 
-// A camera frame: nothing a webcam or phone camera sends is larger than 4096 px a side.
+// A camera frame, far tighter than a file on the command line: a login needs no more than a
+// 1920x1200 frame (the web app sends 640x480), and every pixel is decoding work a stranger can
+// ask for (issue 17, the decode limits in docs/server.md).
 DecodeLimits frame_limits() {
   DecodeLimits limits;
-  limits.max_pixels = 4096 * 3072;
-  limits.max_side = 4096;
+  limits.max_pixels = 1920 * 1200;
+  limits.max_side = 2048;
+  limits.max_jpeg_scans = 32;
+  limits.max_png_chunks = 1024;
   return limits;
 }
 
@@ -621,9 +664,18 @@ bool Api::rate_limited(Call& call, const std::string& user) {
   if (take("addr:" + call.exchange.address, "from this address")) {
     return true;
   }
+  if (user.empty()) {
+    return false;
+  }
   // Per account too, so that many addresses cannot hammer one account faster than one could
-  // (the lockout then stops them after a few failures).
-  return !user.empty() && take("user:" + user, "for this account");
+  // (the lockout then stops them after a few failures); but not from an address the owner has
+  // logged in from, or strangers' starts elsewhere would keep the owner out (issue 17).
+  auto known = auth_.known_context(user, call.exchange.address);
+  if (!known) {
+    reply_error(call, known.error());
+    return true;
+  }
+  return !*known && take("user:" + user, "for this account");
 }
 
 bool Api::too_many_flows(Call& call) {
@@ -660,7 +712,12 @@ bool Api::bearer_allowed(Call& call, const std::string& kind, const char* scope)
 }
 
 bool Api::set_up_flow(Call& call, const json& body, const char* scope, FlowBase* flow) {
-  flow->session_kind = body.value("session", std::string("cookie"));
+  auto kind = string_field(body, "session", "cookie");
+  if (!kind) {
+    reply_error(call, kind.error());
+    return false;
+  }
+  flow->session_kind = std::move(*kind);
   if (flow->session_kind != "cookie" && flow->session_kind != "bearer") {
     reply_error(call,
                 Status(ErrorCode::kInvalidArgument, "session must be \"cookie\" or \"bearer\""));
@@ -669,7 +726,7 @@ bool Api::set_up_flow(Call& call, const json& body, const char* scope, FlowBase*
   if (!bearer_allowed(call, flow->session_kind, scope)) {
     return false;
   }
-  flow->policy = liveness_policy(call);
+  flow->policy = liveness_policy(call, scope);
   flow->live_check = flow->policy != LivenessPolicy::kOff;
   if (flow->live_check && deps_.liveness == nullptr) {
     // Never run a flow without the liveness it was promised.
@@ -681,8 +738,10 @@ bool Api::set_up_flow(Call& call, const json& body, const char* scope, FlowBase*
   return true;
 }
 
-LivenessPolicy Api::liveness_policy(const Call& call) const {
-  if (call.api_key && !call.api_key->liveness.empty()) {
+LivenessPolicy Api::liveness_policy(const Call& call, const char* scope) const {
+  // A key changes the policy only of what its scopes allow: an enrol-only key with liveness off
+  // must not switch liveness off for a login it merely accompanies (issue 17).
+  if (call.api_key && call.api_key->has(scope) && !call.api_key->liveness.empty()) {
     if (auto policy = parse_liveness_policy(call.api_key->liveness)) {
       return *policy;
     }
@@ -701,8 +760,8 @@ std::string Api::actor(const Call& call, bool admin) {
   return "anonymous";
 }
 
-bool Api::locked_out(Call& call, const std::string& user) {
-  auto locked = auth_.locked_for_ms(user, call.exchange.address);
+bool Api::locked_out(Call& call, const std::string& user, AttemptKind kind) {
+  auto locked = auth_.locked_for_ms(user, call.exchange.address, kind);
   if (!locked) {
     reply_error(call, locked.error());
     return true;
@@ -851,7 +910,11 @@ void Api::start_enrollment(Call& call) {
     return reply_error(call, body.error());
   }
   auto flow = std::make_shared<EnrollFlow>();
-  flow->add = body->value("add", false);
+  auto add = bool_field(*body, "add", false);
+  if (!add) {
+    return reply_error(call, add.error());
+  }
+  flow->add = *add;
   if (!set_up_flow(call, *body, "enroll", flow.get())) {
     return;
   }
@@ -1330,7 +1393,7 @@ void Api::login_frame(Call& call) {
     }
     if (state == "accepted") {
       logins_.erase(flow->id);
-      if (Status s = auth_.record_success(user); !s.ok()) {
+      if (Status s = auth_.record_success(user, c.exchange.address); !s.ok()) {
         return reply_error(c, s);
       }
       auto session = open_session(c, user, flow->session_kind, &headers);
@@ -1372,7 +1435,11 @@ void Api::recovery_login(Call& call) {
   }
   const std::string user = (*body)["user"].get<std::string>();
   const std::string code = (*body)["code"].get<std::string>();
-  const std::string kind = body->value("session", std::string("cookie"));
+  auto session_kind = string_field(*body, "session", "cookie");
+  if (!session_kind) {
+    return reply_error(call, session_kind.error());
+  }
+  const std::string kind = std::move(*session_kind);
   if (Status s = validate_user_name(user); !s.ok()) {
     return reply_error(call, s);
   }
@@ -1383,15 +1450,25 @@ void Api::recovery_login(Call& call) {
   if (!bearer_allowed(call, kind, "login")) {
     return;
   }
-  if (rate_limited(call, user) || locked_out(call, user)) {
+  // Only the address's start rate, and the address's and the pair's locks: a recovery code is a
+  // long random secret, so strangers' wrong guesses elsewhere must not keep its owner out.
+  if (rate_limited(call, "") || locked_out(call, user, AttemptKind::kRecovery)) {
     return;
   }
-  auto used = deps_.auth_store->consume_recovery_code(user, token_hash(code));
+  // A disabled account cannot log in, so its code is not used up on the way to a refusal; it
+  // is refused like an unknown account (as the face login does), so names are not told apart.
+  auto info = deps_.store->get_user(user);
+  if (!info && info.error().code() != ErrorCode::kNotFound) {
+    return reply_error(call, info.error());
+  }
+  const bool may_log_in = info && !info->disabled;
+  auto used = may_log_in ? deps_.auth_store->consume_recovery_code(user, token_hash(code))
+                         : Result<bool>(false);
   if (!used) {
     return reply_error(call, used.error());
   }
   if (!*used) {
-    auto locked = auth_.record_failure(user, call.exchange.address);
+    auto locked = auth_.record_failure(user, call.exchange.address, AttemptKind::kRecovery);
     audit(call, "recovery_login", "anonymous", user, "wrong_code",
           {{"locked_for_s", locked ? *locked / 1000 : 0}});
     return reply_error(call, Status(ErrorCode::kUnauthenticated,
@@ -1402,7 +1479,7 @@ void Api::recovery_login(Call& call) {
   if (!session) {
     return reply_error(call, session.error());
   }
-  if (Status s = auth_.record_success(user); !s.ok()) {
+  if (Status s = auth_.record_success(user, call.exchange.address); !s.ok()) {
     return reply_error(call, s);
   }
   audit(call, "recovery_login", user, user, "ok");
@@ -1473,12 +1550,11 @@ void Api::delete_account(Call& call) {
 
 void Api::delete_face(Call& call) {
   const std::string& name = call.session->user.name;
-  std::int64_t id = 0;
-  try {
-    id = std::stoll(call.params[0]);
-  } catch (const std::exception&) {
+  const std::optional<std::int64_t> parsed = parse_id(call.params[0]);
+  if (!parsed) {
     return reply_error(call, Status(ErrorCode::kInvalidArgument, "face id must be a number"));
   }
+  const std::int64_t id = *parsed;
   if (call.session->user.template_count <= 1) {
     return reply_error(call, Status(ErrorCode::kForbidden,
                                     "this is your last face: delete the account instead, or add "
@@ -1493,12 +1569,11 @@ void Api::delete_face(Call& call) {
 
 void Api::revoke_session(Call& call) {
   const std::string& name = call.session->user.name;
-  std::int64_t id = 0;
-  try {
-    id = std::stoll(call.params[0]);
-  } catch (const std::exception&) {
+  const std::optional<std::int64_t> parsed = parse_id(call.params[0]);
+  if (!parsed) {
     return reply_error(call, Status(ErrorCode::kInvalidArgument, "session id must be a number"));
   }
+  const std::int64_t id = *parsed;
   if (Status s = deps_.auth_store->revoke_session(name, id); !s.ok()) {
     return reply_error(call, s);
   }
@@ -1508,6 +1583,14 @@ void Api::revoke_session(Call& call) {
 
 void Api::new_recovery_code(Call& call) {
   const std::string& name = call.session->user.name;
+  // The recovery code is the owner's way back in: only the owner's own web session (a face
+  // login in the browser, with its CSRF check) may replace it, never an application's bearer
+  // token, which could otherwise swap the code silently and keep a way in after logout.
+  if (!call.via_cookie || call.session->session.kind != "cookie") {
+    return reply_error(call, Status(ErrorCode::kForbidden,
+                                    "recovery codes are changed from the web app's account page "
+                                    "(a cookie session), not with a bearer token"));
+  }
   auto code = random_token();
   if (!code) {
     return reply_error(call, code.error());
@@ -1590,14 +1673,16 @@ void Api::admin_delete(Call& call) {
 void Api::admin_audit(Call& call) {
   AuditQuery query;
   query.subject = query_param(call.exchange.request, "subject");
-  try {
-    const std::string before = query_param(call.exchange.request, "before");
-    const std::string limit = query_param(call.exchange.request, "limit");
-    query.before_id = before.empty() ? 0 : std::stoll(before);
-    query.limit = limit.empty() ? 100 : std::stoi(limit);
-  } catch (const std::exception&) {
-    return reply_error(call, Status(ErrorCode::kInvalidArgument, "before and limit are numbers"));
+  const std::string before = query_param(call.exchange.request, "before");
+  const std::string limit = query_param(call.exchange.request, "limit");
+  const auto before_id = before.empty() ? std::optional<std::int64_t>(0) : parse_id(before);
+  const auto limit_n = limit.empty() ? std::optional<std::int64_t>(100) : parse_id(limit);
+  if (!before_id || !limit_n || *limit_n > 1000) {
+    return reply_error(call, Status(ErrorCode::kInvalidArgument,
+                                    "before and limit are numbers (limit 1 to 1000)"));
   }
+  query.before_id = *before_id;
+  query.limit = static_cast<int>(*limit_n);
   auto events = deps_.auth_store->list_audit(query);
   if (!events) {
     return reply_error(call, events.error());
@@ -1671,22 +1756,48 @@ std::optional<Response> Api::accept_socket(const Exchange& upgrade) {
   if (!origin.empty() && origin != "http://" + host && origin != "https://" + host) {
     return refuse(Status(ErrorCode::kForbidden, "WebSocket from another origin"));
   }
+  std::shared_ptr<FlowBase> flow;
   if (login) {
-    auto flow = logins_.find(params[0], upgrade.address);
-    if (!flow) {
+    auto attempt = logins_.find(params[0], upgrade.address);
+    if (!attempt) {
       return refuse(Status(ErrorCode::kNotFound, "no such login attempt: start again"));
     }
-    if (flow->session_kind != "bearer") {
+    if (attempt->session_kind != "bearer") {
       // A WebSocket cannot set the session cookie: the web app posts its frames.
       return refuse(Status(ErrorCode::kInvalidArgument,
                            "cookie-session attempts send frames with POST; the WebSocket is for "
                            "bearer sessions"));
     }
-  } else if (!enrollments_.find(params[0], upgrade.address)) {
-    return refuse(Status(ErrorCode::kNotFound, "no such enrolment: start again"));
+    flow = std::move(attempt);
+  } else {
+    flow = enrollments_.find(params[0], upgrade.address);
+    if (!flow) {
+      return refuse(Status(ErrorCode::kNotFound, "no such enrolment: start again"));
+    }
+  }
+  // One socket per flow, ever: idle sockets on one flow cannot fill the connection slots.
+  if (flow->socket_taken.exchange(true)) {
+    return refuse(Status(ErrorCode::kAlreadyExists,
+                         "this flow already has its WebSocket: one per enrolment or attempt"));
   }
   metrics_.count("facelogin_http_requests_total", "route=\"socket\",status=\"101\"");
   return std::nullopt;
+}
+
+void Api::socket_opened(const Exchange& upgrade, std::function<void()> close) {
+  std::vector<std::string> params;
+  const std::string_view path = path_of(upgrade.request);
+  std::shared_ptr<FlowBase> flow;
+  if (match("/api/v1/login/attempts/{id}/socket", path, &params)) {
+    flow = logins_.find(params[0], upgrade.address);
+  } else if (match("/api/v1/enrollments/{id}/socket", path, &params)) {
+    flow = enrollments_.find(params[0], upgrade.address);
+  }
+  if (flow == nullptr) {
+    close();  // the flow ended between the upgrade and now
+    return;
+  }
+  flow->set_socket_closer(std::move(close));
 }
 
 void Api::socket_message(const Exchange& upgrade, std::string message, bool binary,

@@ -58,6 +58,7 @@ class Api final : public Handler {
   void handle(Exchange exchange, Reply reply) override;
   void finish(Response& response) const override;
   std::optional<Response> accept_socket(const Exchange& upgrade) override;
+  void socket_opened(const Exchange& upgrade, std::function<void()> close) override;
   std::size_t socket_message_limit() const override { return options_.max_frame_bytes; }
   void socket_message(const Exchange& upgrade, std::string message, bool binary, std::string& state,
                       std::function<void(std::string text, bool close)> reply) override;
@@ -121,13 +122,13 @@ class Api final : public Handler {
   // The session kind, liveness and actor of a flow this call starts (`scope`: the API key scope
   // a bearer session needs). Answers and returns false when the call may not start it.
   bool set_up_flow(Call& call, const nlohmann::json& body, const char* scope, FlowBase* flow);
-  // Whether liveness runs for flows this call starts: the API key's policy, else the server's.
-  // The API key's liveness policy, else the deployment's.
-  LivenessPolicy liveness_policy(const Call& call) const;
+  // The liveness policy of a flow this call starts: the API key's when the key has `scope` (the
+  // operation's) and sets one, else the deployment's.
+  LivenessPolicy liveness_policy(const Call& call, const char* scope) const;
   // Who acts, for the audit log: "admin:NAME", "apikey:NAME" or the user's name.
   static std::string actor(const Call& call, bool admin);
   // Refuses (and answers) when the account or address is locked out.
-  bool locked_out(Call& call, const std::string& user);
+  bool locked_out(Call& call, const std::string& user, AttemptKind kind = AttemptKind::kFace);
   // A session for `user` as a JSON object, with the cookie header when kind is "cookie".
   Result<nlohmann::json> open_session(Call& call, const std::string& user, const std::string& kind,
                                       std::vector<std::pair<std::string, std::string>>* headers);

@@ -172,6 +172,7 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
   double lock_max_s = std::chrono::duration<double>(options->auth.max_lock).count();
   double deadline_s = std::chrono::duration<double>(options->login.liveness.deadline).count();
   std::int64_t request_timeout_s = options->request_timeout.count();
+  std::int64_t socket_idle_timeout_s = options->socket_idle_timeout.count();
   std::int64_t flow_ttl_s = options->flow_ttl.count();
   std::int64_t cookie_ttl_s = options->auth.cookie_session_ttl.count();
   std::int64_t bearer_ttl_s = options->auth.bearer_session_ttl.count();
@@ -201,6 +202,7 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
   results.push_back(
       limits.get("max_connections_per_address", &options->max_connections_per_address, 1, 100000));
   results.push_back(limits.get("request_timeout_s", &request_timeout_s, 1, 600));
+  results.push_back(limits.get("socket_idle_timeout_s", &socket_idle_timeout_s, 1, 600));
   results.push_back(limits.get("max_frame_kib", &frame_kib, 16, 65536));
   results.push_back(limits.get("starts_per_minute", &options->starts_per_minute, 1, 100000));
   results.push_back(limits.get("max_flows", &options->max_flows, 1, 1000000));
@@ -298,6 +300,7 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
     *database_schema = database_schema_text;
   }
   options->request_timeout = std::chrono::seconds(request_timeout_s);
+  options->socket_idle_timeout = std::chrono::seconds(socket_idle_timeout_s);
   options->flow_ttl = std::chrono::seconds(flow_ttl_s);
   options->max_frame_bytes = frame_kib * 1024;
   options->auth.cookie_session_ttl = std::chrono::seconds(cookie_ttl_s);

@@ -5,6 +5,8 @@
 // time. They live in this process: a client keeps talking to the server that started its flow.
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -34,6 +36,34 @@ struct FlowBase {
   int frames = 0;
   // Held while a frame is processed: frames of one flow are taken one at a time.
   std::mutex busy;
+
+  // The flow's WebSocket, if one was opened: at most one in its life, closed when it ends.
+  std::atomic<bool> socket_taken{false};
+  void set_socket_closer(std::function<void()> close) {
+    std::lock_guard lock(socket_mu_);
+    if (ended_) {
+      close();
+    } else {
+      close_socket_ = std::move(close);
+    }
+  }
+  // Ends the flow's socket (the registry calls it when the flow is removed).
+  void end() {
+    std::function<void()> close;
+    {
+      std::lock_guard lock(socket_mu_);
+      ended_ = true;
+      close.swap(close_socket_);
+    }
+    if (close) {
+      close();
+    }
+  }
+
+ private:
+  std::mutex socket_mu_;
+  std::function<void()> close_socket_;
+  bool ended_ = false;
 };
 
 struct EnrollFlow : FlowBase {
@@ -72,21 +102,36 @@ class FlowRegistry {
     }
     return it->second;
   }
+  // Removes the flow and closes its socket.
   void erase(const std::string& id) {
-    std::lock_guard lock(mu_);
-    flows_.erase(id);
-  }
-  // Removes and returns the expired flows.
-  std::vector<std::shared_ptr<Flow>> take_expired(SteadyClock::time_point now) {
-    std::lock_guard lock(mu_);
-    std::vector<std::shared_ptr<Flow>> out;
-    for (auto it = flows_.begin(); it != flows_.end();) {
-      if (it->second->expires < now) {
-        out.push_back(it->second);
-        it = flows_.erase(it);
-      } else {
-        ++it;
+    std::shared_ptr<Flow> removed;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = flows_.find(id); it != flows_.end()) {
+        removed = std::move(it->second);
+        flows_.erase(it);
       }
+    }
+    if (removed) {
+      removed->end();
+    }
+  }
+  // Removes and returns the expired flows (their sockets closed).
+  std::vector<std::shared_ptr<Flow>> take_expired(SteadyClock::time_point now) {
+    std::vector<std::shared_ptr<Flow>> out;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = flows_.begin(); it != flows_.end();) {
+        if (it->second->expires < now) {
+          out.push_back(it->second);
+          it = flows_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (const auto& flow : out) {
+      flow->end();
     }
     return out;
   }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
@@ -28,33 +29,78 @@ template <typename Stream>
 class SocketSession : public std::enable_shared_from_this<SocketSession<Stream>> {
  public:
   SocketSession(Stream&& stream, Handler& handler, Exchange upgrade,
-                std::shared_ptr<ConnectionCount> count)
+                std::shared_ptr<ConnectionCount> count, std::chrono::seconds idle_timeout)
       : ws_(std::move(stream)),
         handler_(handler),
         upgrade_(std::move(upgrade)),
-        count_(std::move(count)) {
+        count_(std::move(count)),
+        idle_timer_(ws_.get_executor()),
+        idle_timeout_(idle_timeout) {
     count_->acquire_unchecked(upgrade_.address);  // the HTTP connection releases its own
   }
   ~SocketSession() { count_->release(upgrade_.address); }
 
   void run() {
-    // The WebSocket keeps its own timeouts (handshake, idle with pings).
+    // The WebSocket keeps its own timeouts (handshake, transport idle); pings keep a socket
+    // alive there, so an idle timer of our own counts only application messages.
     beast::get_lowest_layer(ws_).expires_never();
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
     ws_.read_message_max(handler_.socket_message_limit());
+    std::weak_ptr<SocketSession> weak = this->shared_from_this();
+    handler_.socket_opened(upgrade_, [weak] {
+      if (auto self = weak.lock()) {
+        net::post(self->ws_.get_executor(), [self] { self->end(); });
+      }
+    });
+    arm_idle_timer();
     ws_.async_accept(upgrade_.request, [self = this->shared_from_this()](beast::error_code ec) {
       if (!ec) {
         self->read();
+      } else {
+        self->idle_timer_.cancel();
       }
     });
   }
 
  private:
+  // Closes the socket (on its executor): the flow ended, or no message came in time. A message
+  // still with the handler gets its answer first (the decision that ended the flow, typically).
+  void end() {
+    if (ended_) {
+      return;
+    }
+    if (busy_) {
+      end_after_reply_ = true;
+      return;
+    }
+    ended_ = true;
+    idle_timer_.cancel();
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
+    beast::get_lowest_layer(ws_).close();
+  }
+
+  void arm_idle_timer() {
+    idle_timer_.expires_after(idle_timeout_);
+    idle_timer_.async_wait([weak = std::weak_ptr<SocketSession>(this->shared_from_this())](
+                               beast::error_code ec) {
+      if (ec) {
+        return;  // re-armed or cancelled
+      }
+      if (auto self = weak.lock()) {
+        self->end();
+      }
+    });
+  }
+
   void read() {
     ws_.async_read(buffer_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       if (ec) {
+        self->idle_timer_.cancel();
         return;  // closed, timed out, or a message over the limit: the socket is done
       }
+      self->arm_idle_timer();
+      self->busy_ = true;
       std::string message = beast::buffers_to_string(self->buffer_.data());
       self->buffer_.consume(self->buffer_.size());
       self->handler_.socket_message(self->upgrade_, std::move(message), self->ws_.got_binary(),
@@ -68,6 +114,8 @@ class SocketSession : public std::enable_shared_from_this<SocketSession<Stream>>
   }
 
   void write(std::string text, bool close) {
+    busy_ = false;
+    close = close || end_after_reply_;
     auto message = std::make_shared<std::string>(std::move(text));
     ws_.text(true);
     ws_.async_write(net::buffer(*message), [self = this->shared_from_this(), message, close](
@@ -89,6 +137,12 @@ class SocketSession : public std::enable_shared_from_this<SocketSession<Stream>>
   Exchange upgrade_;
   std::string state_;  // the handler's per-socket state (the attempt's nonce)
   std::shared_ptr<ConnectionCount> count_;
+  net::steady_timer idle_timer_;
+  std::chrono::seconds idle_timeout_;
+  // On the socket's strand only: a message is with the handler; end() waits for its answer.
+  bool busy_ = false;
+  bool end_after_reply_ = false;
+  bool ended_ = false;
 };
 
 // One connection: read a request, hand it to the handler, write its answer, repeat while the
@@ -129,6 +183,10 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   void read_header() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+    // No body limit while the header is read: Beast would otherwise check Content-Length
+    // against its 1 MiB default during the header and drop the connection without a word. The
+    // route's own limit is set (and answered with 413) once the header is in.
+    parser_->body_limit(boost::none);
     beast::get_lowest_layer(stream_).expires_after(limits_.request_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
@@ -138,7 +196,8 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
 
   void on_header(beast::error_code ec) {
     if (ec) {
-      return close(ec == http::error::header_limit ? http::status::request_header_fields_too_large
+      return close(ec == http::error::header_limit  ? http::status::request_header_fields_too_large
+                   : ec == http::error::body_limit ? http::status::payload_too_large
                                                    : http::status::unknown);
     }
     const Request& header = parser_->get();
@@ -168,7 +227,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
         return write(std::move(*refusal));
       }
       std::make_shared<SocketSession<Stream>>(std::move(stream_), handler_, std::move(exchange),
-                                              count_)
+                                              count_, limits_.socket_idle_timeout)
           ->run();
       return;  // the socket session owns the stream now
     }

@@ -46,6 +46,9 @@ class Handler {
   // WebSocket. An upgrade request is first offered here: nullopt accepts it, a response refuses
   // it (sent, then the connection closes).
   virtual std::optional<Response> accept_socket(const Exchange& upgrade) = 0;
+  // Called when a socket accepted here is open: `close` ends it, from any thread, at most once
+  // usefully (a socket must not outlive the flow it streams to).
+  virtual void socket_opened(const Exchange& upgrade, std::function<void()> close) = 0;
   // The largest message a socket takes (a bigger one closes it).
   virtual std::size_t socket_message_limit() const = 0;
   // One message on an accepted socket; `state` lives as long as the socket. The reply is one
@@ -63,6 +66,8 @@ struct HttpLimits {
   std::vector<std::string> trusted_proxies;
   std::chrono::seconds request_timeout{15};
   std::size_t max_header_bytes = 16 * 1024;
+  // A WebSocket that carries no message this long is closed (transport pings do not count).
+  std::chrono::seconds socket_idle_timeout{15};
 };
 
 // Open connections, in all and per client address. Thread-safe.

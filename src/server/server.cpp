@@ -61,6 +61,7 @@ class ServerImpl final : public Server {
     limits.max_connections_per_address = options_.max_connections_per_address;
     limits.trusted_proxies = options_.trusted_proxies;
     limits.request_timeout = options_.request_timeout;
+    limits.socket_idle_timeout = options_.socket_idle_timeout;
     if (!options_.tls_cert_file.empty()) {
       tls_ = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
       tls_->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
