@@ -22,6 +22,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -31,7 +32,9 @@
 #include "facelogin/auth_store.h"
 #include "facelogin/liveness.h"
 #include "server/api.h"
+#include "facelogin/models.h"
 #include "store_backends.h"
+#include "synthetic_faces.h"
 #include "test_data.h"
 #include "test_engine.h"
 
@@ -460,6 +463,64 @@ TEST_F(ServerTest, FaceOnlyLoginFindsAliceWhileTheGalleryIsSmall) {
   Reply refused = post_json(port_, "/api/v1/login/attempts", json::object());
   EXPECT_EQ(refused.status, 403u) << refused.raw;
   EXPECT_NE(refused.raw.find("user name"), std::string::npos);
+}
+
+// Issue 15: face-only login is offered while the enrolled population's bound allows it, and the
+// audit log records the operating threshold when it moves.
+TEST_F(ServerTest, FaceOnlyLoginFollowsThePopulationAndThresholdChangesAreAudited) {
+  options_.identify_max_fmr = 4e-5;
+  start();
+  std::mt19937 rng(9);
+  const std::string model = deps_.engine->recognizer().id;
+  const auto shared = testing::random_direction(
+      static_cast<std::size_t>(recognizer_embedding_size(deps_.engine->recognizer())), rng);
+  const auto add = [&](const std::string& name, float likeness, int faces) {
+    ASSERT_TRUE(store_->create_user(name, testing::synthetic_person(model, shared, likeness,
+                                                                    faces, rng)));
+  };
+  const auto threshold_events = [&] {
+    std::vector<json> out;
+    auto events = auth_store_->list_audit({.subject = "", .before_id = 0, .limit = 1000});
+    EXPECT_TRUE(events);
+    for (const auto& e : *events) {
+      if (e.event == "operating_threshold") {
+        out.push_back(json::parse(e.detail));
+      }
+    }
+    return out;  // newest first
+  };
+  // Three people of one face each: too few for an estimate; LFW's rate x 3 faces = 3e-5.
+  for (int i = 0; i < 3; ++i) add("stranger" + std::to_string(i), 0.f, 1);
+  Reply allowed = post_json(port_, "/api/v1/login/attempts", json::object());
+  EXPECT_EQ(allowed.status, 201u) << allowed.raw;
+  auto events = threshold_events();
+  ASSERT_EQ(events.size(), 1u);  // the first value this server saw
+  const float base = deps_.engine->recognizer().cosine_threshold();
+  EXPECT_FLOAT_EQ(events[0]["operating_threshold"].get<float>(), base);
+
+  // Five: the population's bound, 5 people x 1e-5 per claim, is over the 4e-5 allowed.
+  for (int i = 3; i < 5; ++i) add("stranger" + std::to_string(i), 0.f, 1);
+  Reply refused = post_json(port_, "/api/v1/login/attempts", json::object());
+  EXPECT_EQ(refused.status, 403u) << refused.raw;
+  EXPECT_NE(refused.raw.find("enrolled people"), std::string::npos) << refused.raw;
+
+  // Look-alikes raise the operating threshold; the next start records the change.
+  for (int i = 0; i < 6; ++i) add("twin" + std::to_string(i), 0.92f, 3);
+  EXPECT_EQ(post_json(port_, "/api/v1/login/attempts", {{"user", "stranger0"}}).status, 201u);
+  events = threshold_events();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_GT(events[0]["operating_threshold"].get<float>(), base + 0.02f) << events[0].dump();
+  EXPECT_EQ(events[0]["users"], 11);
+  // The admin overview shows the same.
+  ASSERT_TRUE(auth_store_->set_admin("stranger0", true).ok());
+  const std::string admin_key = make_key("ops", {"admin"});
+  Reply stats = call(port_, http::verb::get, "/api/v1/admin/stats", "", "",
+                     {{"X-API-Key", admin_key}});
+  ASSERT_EQ(stats.status, 200u) << stats.raw;
+  EXPECT_EQ(stats.body["recognition"]["operating_threshold"], events[0]["operating_threshold"]);
+  Reply metrics = call(port_, http::verb::get, "/metrics");
+  EXPECT_NE(metrics.raw.find("facelogin_threshold_operating"), std::string::npos);
+  EXPECT_NE(metrics.raw.find("facelogin_population_users 11"), std::string::npos) << metrics.raw;
 }
 
 TEST_F(ServerTest, AdminRoutesAreForAdminsOnly) {

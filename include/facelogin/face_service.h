@@ -79,6 +79,23 @@ struct ServiceOptions {
   // "Early decision"). identify (top-k for people to read) and enrolment always use full
   // templates.
   bool early_decision = true;
+  // Decide at the threshold the enrolled population needs (issue 15): the base threshold
+  // (calibrated or overridden) raised, never lowered, to the one that holds the gallery's
+  // PopulationOptions::target_fmr on the impostor claims among the enrolled users, once there
+  // are PopulationOptions::min_users of them. Off: the base threshold alone.
+  bool population_threshold = true;
+};
+
+// What the enrolled population says about the threshold now.
+struct PopulationStatus {
+  bool enabled = false;       // ServiceOptions::population_threshold
+  float base_threshold = 0;   // calibrated on LFW, or the override
+  float operating_threshold = 0;  // what decisions use
+  PopulationEstimate estimate;    // for the gallery's target FMR
+  // The estimated per-claim false-match rate at the base threshold on this population.
+  std::optional<double> fmr_at_base;
+  // ... and at the operating threshold.
+  std::optional<double> fmr_at_operating;
 };
 
 // Not thread-safe (owns one Worker); the Store may be shared.
@@ -87,7 +104,15 @@ class FaceService {
   FaceService(std::shared_ptr<const Engine> engine, std::unique_ptr<Worker> worker, Store& store,
               ServiceOptions options = {});
 
+  // The base threshold: the recogniser's calibrated one, or the override.
   float threshold() const;
+  // The threshold 1:1 and 1:N decisions and the duplicate check use: threshold(), raised to the
+  // population's (ServiceOptions::population_threshold). Errors: those of the store.
+  [[nodiscard]] Result<float> decision_threshold();
+  // The population's estimate and both thresholds. Unlike the rest of this class it may be
+  // called from any thread beside the worker's own use: it reads only the shared gallery and
+  // store. Errors: those of the store.
+  [[nodiscard]] Result<PopulationStatus> population_status();
   // The score any two faces of one enrolment must reach: the recogniser's same_person_threshold,
   // or threshold() if that is lower (an override).
   float same_person_threshold() const;

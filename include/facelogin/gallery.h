@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "facelogin/matching.h"
+#include "facelogin/population.h"
 #include "facelogin/status.h"
 #include "facelogin/store.h"
 
@@ -128,6 +129,10 @@ struct GalleryOptions {
   // in the background (exact search meanwhile) and extended as users enrol; 0: always exact.
   std::size_t approximate_above = 0;
   ApproximateParams approximate;
+  // Keep the impostor scores of the enrolled population (issue 15), updated incrementally at
+  // each rebuild from the users whose templates changed; entries then carry them.
+  bool estimate_population = true;
+  PopulationOptions population;
 };
 
 // The gallery of each model as the store has it now, shared by every worker of a process: before
@@ -149,6 +154,10 @@ class GalleryCache {
     std::vector<std::int64_t> alive;  // with `index`: the store's template ids now, sorted
     std::unordered_map<std::int64_t, std::string> names;  // user id -> name
     std::int64_t generation = -1;
+    // The enrolled population's impostor scores at this generation (empty when
+    // GalleryOptions::estimate_population is off).
+    ImpostorScores population;
+    PopulationEstimate population_estimate;  // population.estimate(), computed once
 
     // The k users whose best template is closest to `probe`, best first.
     std::vector<Candidate> search(const FaceTemplate& probe, std::size_t k) const;
@@ -174,7 +183,16 @@ class GalleryCache {
   // Starts a background build of `model_id`'s index from `templates`, unless one is running.
   // Called with mu_ held.
   void start_index_build(std::string model_id, std::vector<StoredTemplate> templates);
+  // Brings `model_id`'s population up to `templates` (users added, changed or gone since the last
+  // rebuild) and returns its scores. Called with rebuild_mu_ held.
+  ImpostorScores update_population(std::string_view model_id,
+                                   std::span<const StoredTemplate> templates);
 
+  struct Population {
+    std::unique_ptr<ImpostorPopulation> scores;
+    std::map<std::int64_t, std::vector<std::int64_t>> template_ids;  // per user, as scored
+  };
+  std::map<std::string, Population, std::less<>> populations_;  // guarded by rebuild_mu_
   GalleryOptions options_;
   mutable std::mutex mu_;       // guards entries_, indexes_, builder state
   std::mutex rebuild_mu_;       // one rebuild at a time

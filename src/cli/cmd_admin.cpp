@@ -114,6 +114,77 @@ int run_users_remove(Context& ctx, const std::string& name) {
   return kExitOk;
 }
 
+// users calibration: what the enrolled people say about the threshold (issue 15).
+int run_users_calibration(Context& ctx) {
+  auto store = ctx.open_store();
+  if (!store) {
+    return ctx.fail(store.error());
+  }
+  auto service = ctx.open_service(**store);
+  if (!service) {
+    return ctx.fail(service.error());
+  }
+  auto status = service->population_status();
+  if (!status) {
+    return ctx.fail(status.error());
+  }
+  const PopulationEstimate& e = status->estimate;
+  const auto optional = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  };
+  ctx.emit_json({{"ok", true},
+                 {"population_threshold", status->enabled},
+                 {"users", e.users},
+                 {"templates", e.templates},
+                 {"impostor_claims", e.claims},
+                 {"sampled", e.sampled},
+                 {"usable", e.usable},
+                 {"target_fmr", e.target_fmr},
+                 {"method", e.method},
+                 {"estimate", e.threshold ? nlohmann::json(*e.threshold) : nlohmann::json(nullptr)},
+                 {"base_threshold", status->base_threshold},
+                 {"fmr_at_base", optional(status->fmr_at_base)},
+                 {"operating_threshold", status->operating_threshold},
+                 {"fmr_at_operating", optional(status->fmr_at_operating)},
+                 {"tail", {{"start", e.tail_start},
+                           {"share", e.tail_share},
+                           {"shape", e.tail_shape},
+                           {"scale", e.tail_scale}}}});
+  if (ctx.json) {
+    return kExitOk;
+  }
+  std::cout << fmt::format(
+      "Population: {} users, {} templates, {} impostor claims (a template against another "
+      "user's best){}\n",
+      e.users, e.templates, e.claims, e.sampled ? ", probes sampled" : "");
+  if (!status->enabled) {
+    std::cout << fmt::format("Population threshold: off (--no-population-threshold); decisions "
+                             "use {:.4f}.\n",
+                             status->base_threshold);
+    return kExitOk;
+  }
+  if (!e.usable) {
+    std::cout << fmt::format(
+        "Too few people for an estimate ({} enrolled, {} needed): decisions use the "
+        "recogniser's threshold {:.4f}, calibrated on LFW press photos.\n",
+        e.users, PopulationOptions{}.min_users, status->base_threshold);
+    return kExitOk;
+  }
+  const auto rate = [](const std::optional<double>& v) {
+    return v ? fmt::format("{:.2g}", *v) : std::string("unknown");
+  };
+  std::cout << fmt::format("Base threshold:      {:.4f} (estimated FMR here {} per claim)\n",
+                           status->base_threshold, rate(status->fmr_at_base));
+  std::cout << fmt::format("Population estimate: {:.4f} for FMR {:.0e} ({})\n", *e.threshold,
+                           e.target_fmr, e.method);
+  std::cout << fmt::format("Operating threshold: {:.4f} (estimated FMR here {} per claim){}\n",
+                           status->operating_threshold, rate(status->fmr_at_operating),
+                           status->operating_threshold > status->base_threshold
+                               ? ": raised, these people look more alike than LFW's"
+                               : "");
+  return kExitOk;
+}
+
 std::string_view kind_name(ModelKind kind) {
   switch (kind) {
     case ModelKind::kDetector:
@@ -363,6 +434,11 @@ void register_admin_commands(CLI::App& app, Context& ctx, int& exit_code) {
   auto* remove = users->add_subcommand("remove", "Delete a user and all of their templates");
   remove->add_option("name", *name, "User name")->required();
   remove->callback([&ctx, &exit_code, name] { exit_code = run_users_remove(ctx, *name); });
+  users
+      ->add_subcommand("calibration",
+                       "The enrolled people's impostor scores: the threshold that holds FMR 1e-5 "
+                       "on them, and the one decisions use")
+      ->callback([&] { exit_code = run_users_calibration(ctx); });
   auto revoke = std::make_shared<bool>(false);
   auto* admin = users->add_subcommand(
       "admin", "Make an enrolled user an administrator of the server (or --revoke it)");

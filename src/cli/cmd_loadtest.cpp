@@ -386,6 +386,7 @@ int run_loadtest(Context& ctx, const LoadArgs& args) {
     deps.engine = *engine;
     deps.service.threshold_override = ctx.threshold;
     deps.service.early_decision = !ctx.no_early_decision;
+    deps.service.population_threshold = !ctx.no_population_threshold;
     if (options.login.liveness.policy != LivenessPolicy::kOff) {
       auto liveness = LivenessModels::load(ctx.models);
       if (!liveness) {

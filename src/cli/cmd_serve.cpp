@@ -116,6 +116,7 @@ int run_serve(Context& ctx, const ServeArgs& args) {
   deps.service.analyze.enforce_quality = true;
   deps.service.threshold_override = ctx.threshold;
   deps.service.early_decision = !ctx.no_early_decision;
+  deps.service.population_threshold = !ctx.no_population_threshold;
   // Loaded even under policy off when present: an API key may ask for liveness.
   if (auto liveness = LivenessModels::load(ctx.models)) {
     deps.liveness = *liveness;

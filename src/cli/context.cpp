@@ -103,6 +103,7 @@ Result<FaceService> Context::open_service(Store& store) const {
   ServiceOptions options;
   options.analyze.enforce_quality = !no_quality;
   options.early_decision = !no_early_decision;
+  options.population_threshold = !no_population_threshold;
   options.threshold_override = threshold;
   return FaceService(*engine, std::move(*worker), store, options);
 }

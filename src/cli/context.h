@@ -48,6 +48,8 @@ struct Context {
   bool json = false;
   bool no_quality = false;       // --no-quality: skip the quality gate (datasets, tests)
   bool no_early_decision = false;  // --no-early-decision: always the full template
+  // --no-population-threshold: decide at the base threshold alone (issue 15)
+  bool no_population_threshold = false;
   float threshold = std::numeric_limits<float>::quiet_NaN();  // --threshold
 
   // Opens the engine with these options. Errors are printed by fail().

@@ -59,6 +59,9 @@ int main(int argc, char** argv) {
   app.add_flag("--json", ctx.json, "Machine-readable output on stdout");
   app.add_flag("--no-quality", ctx.no_quality,
                "Accept faces that fail the quality gate (for datasets; not for logins)");
+  app.add_flag("--no-population-threshold", ctx.no_population_threshold,
+               "Decide at the recogniser's threshold (or --threshold) alone, not raised to what "
+               "the enrolled people need for FMR 1e-5 (`users calibration` shows both)");
   app.add_flag("--no-early-decision", ctx.no_early_decision,
                "Decide every comparison on the full template (exact scores; about twice the "
                "embedding time of a clear decision)");

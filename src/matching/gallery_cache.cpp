@@ -111,6 +111,10 @@ Result<std::shared_ptr<const GalleryCache::Entry>> GalleryCache::current(
     return make_error(gallery.error());
   }
   entry->gallery = std::make_shared<const Gallery>(std::move(*gallery));
+  if (options_.estimate_population) {
+    entry->population = update_population(model_id, *templates);
+    entry->population_estimate = entry->population.estimate();
+  }
   std::lock_guard lock(mu_);
   auto& slot = entries_[std::string(model_id)];
   if (!slot || slot->generation < entry->generation) {
@@ -118,6 +122,48 @@ Result<std::shared_ptr<const GalleryCache::Entry>> GalleryCache::current(
   }
   ++rebuilds_;
   return std::shared_ptr<const Entry>(entry);
+}
+
+ImpostorScores GalleryCache::update_population(std::string_view model_id,
+                                               std::span<const StoredTemplate> templates) {
+  std::map<std::int64_t, std::vector<std::int64_t>> ids;
+  std::map<std::int64_t, std::vector<std::vector<float>>> vectors;
+  for (const StoredTemplate& t : templates) {
+    ids[t.user_id].push_back(t.id);
+    vectors[t.user_id].push_back(t.face.embedding);
+  }
+  for (auto& [user, user_ids] : ids) {
+    std::sort(user_ids.begin(), user_ids.end());  // compared as sets below
+  }
+  auto it = populations_.find(model_id);
+  if (it == populations_.end()) {
+    it = populations_.emplace(std::string(model_id), Population{}).first;
+  }
+  Population& pop = it->second;
+  const std::size_t dim = templates.empty() ? 0 : templates.front().face.embedding.size();
+  if (!pop.scores || (dim != 0 && pop.scores->dim() != dim)) {
+    // The first build (or a recogniser of another size): score everyone at once.
+    pop.scores = std::make_unique<ImpostorPopulation>(dim, options_.population);
+    pop.scores->reset(std::move(vectors));
+    pop.template_ids = std::move(ids);
+    return pop.scores->scores();
+  }
+  for (auto old = pop.template_ids.begin(); old != pop.template_ids.end();) {
+    if (!ids.contains(old->first)) {
+      pop.scores->remove_user(old->first);
+      old = pop.template_ids.erase(old);
+    } else {
+      ++old;
+    }
+  }
+  for (auto& [user, user_ids] : ids) {
+    auto known = pop.template_ids.find(user);
+    if (known == pop.template_ids.end() || known->second != user_ids) {
+      pop.scores->set_user(user, std::move(vectors[user]));
+      pop.template_ids[user] = user_ids;
+    }
+  }
+  return pop.scores->scores();
 }
 
 void GalleryCache::start_index_build(std::string model_id,

@@ -130,6 +130,23 @@ std::optional<std::int64_t> parse_id(std::string_view text) {
   return value;
 }
 
+// The enrolled population and the thresholds it gives, for the admin page and the audit log.
+json population_json(const PopulationStatus& p) {
+  const PopulationEstimate& e = p.estimate;
+  json out = {{"population_threshold", p.enabled},
+              {"base_threshold", p.base_threshold},
+              {"operating_threshold", p.operating_threshold},
+              {"users", e.users},
+              {"templates", e.templates},
+              {"impostor_claims", e.claims},
+              {"usable", e.usable},
+              {"target_fmr", e.target_fmr},
+              {"method", e.method}};
+  out["fmr_at_base"] = p.fmr_at_base ? json(*p.fmr_at_base) : json(nullptr);
+  out["fmr_at_operating"] = p.fmr_at_operating ? json(*p.fmr_at_operating) : json(nullptr);
+  return out;
+}
+
 std::string header(const Request& request, std::string_view name) {
   auto it = request.find(name);
   return it == request.end() ? std::string() : std::string(it->value());
@@ -447,6 +464,33 @@ Api::Api(const ServerOptions& options, ServerDeps deps, WorkerPool& pool, Metric
   metrics_.describe("facelogin_lockouts_total", "Attempts refused because of a lockout.");
   metrics_.gauge("facelogin_flows_open", "Enrolments and login attempts in progress.",
                  [this] { return static_cast<double>(enrollments_.size() + logins_.size()); });
+  // The enrolled population (issue 15); NaN when the store cannot be read.
+  const auto population = [this](auto field) {
+    return [this, field] {
+      auto status = pool_.any_service().population_status();
+      return status ? field(*status) : std::nan("");
+    };
+  };
+  metrics_.gauge("facelogin_threshold_base", "The recogniser's calibrated (or configured) threshold.",
+                 population([](const PopulationStatus& p) { return double{p.base_threshold}; }));
+  metrics_.gauge("facelogin_threshold_operating",
+                 "The threshold decisions use: the base raised to what the enrolled population "
+                 "needs for the target false-match rate.",
+                 population([](const PopulationStatus& p) { return double{p.operating_threshold}; }));
+  metrics_.gauge("facelogin_population_users", "Enrolled users the population estimate rests on.",
+                 population([](const PopulationStatus& p) {
+                   return static_cast<double>(p.estimate.users);
+                 }));
+  metrics_.gauge("facelogin_population_impostor_claims",
+                 "Impostor claims (a template against another user) scored in the population.",
+                 population([](const PopulationStatus& p) {
+                   return static_cast<double>(p.estimate.claims);
+                 }));
+  metrics_.gauge("facelogin_population_fmr_at_base",
+                 "Estimated per-claim false-match rate at the base threshold on this population.",
+                 population([](const PopulationStatus& p) {
+                   return p.fmr_at_base.value_or(std::nan(""));
+                 }));
 }
 
 std::size_t Api::body_limit(const Request& header) const {
@@ -1217,6 +1261,7 @@ void Api::start_login(Call& call) {
   flow->expires = flow->started + deadline;
   flow->attempt.emplace(std::move(*attempt));
   logins_.put(flow);
+  note_operating_threshold(call);
   const bool live = flow->live_check;
   reply_json(call, http::status::created,
              {{"id", flow->id},
@@ -1242,6 +1287,29 @@ Status Api::identification_allowed() const {
                   "face-only login is off: the configured threshold is below the calibrated one, "
                   "so its false-match rate is unknown; give your user name");
   }
+  // The enrolled population's own bound (issue 15): a face-only attempt is a claim against
+  // every user, so N users x the per-claim false-match rate at the operating threshold (never
+  // taken below the target the threshold was set for, which is as low as the estimate can
+  // resolve). Too few users for an estimate: LFW's per-comparison rate x the enrolled faces.
+  auto population = pool_.any_service().population_status();
+  if (!population) {
+    return population.error();
+  }
+  const PopulationEstimate& estimate = population->estimate;
+  if (population->enabled && estimate.usable) {
+    const double per_claim =
+        std::max(population->fmr_at_operating.value_or(0.0), estimate.target_fmr);
+    const double fmr = static_cast<double>(estimate.users) * per_claim;
+    if (options_.identify_max_fmr <= 0 || fmr > options_.identify_max_fmr) {
+      return Status(ErrorCode::kForbidden,
+                    fmt::format("face-only login is off here ({} enrolled people, each claim "
+                                "matching a stranger with an estimated rate of {:.1g} on this "
+                                "population, give {:.1g} per attempt, over the {:.1g} allowed): "
+                                "give your user name",
+                                estimate.users, per_claim, fmr, options_.identify_max_fmr));
+    }
+    return Status::Ok();
+  }
   auto templates = deps_.store->count_templates(recognizer.id);
   if (!templates) {
     return templates.error();
@@ -1255,6 +1323,20 @@ Status Api::identification_allowed() const {
                               *templates, fmr, options_.identify_max_fmr));
   }
   return Status::Ok();
+}
+
+void Api::note_operating_threshold(const Call& call) {
+  auto status = pool_.any_service().population_status();
+  if (!status) {
+    return;  // the decision itself reports the store's error
+  }
+  const float now = status->operating_threshold;
+  const float before = reported_threshold_.exchange(now);
+  if (before == now) {
+    return;
+  }
+  // The first value this process sees is recorded too: a restart may have moved it.
+  audit(call, "operating_threshold", "system", "", "changed", population_json(*status));
 }
 
 void Api::login_frame(Call& call) {
@@ -1717,6 +1799,10 @@ void Api::admin_stats(Call& call) {
   for (const auto& [key, n] : *counts) {
     last_day[key] = n;
   }
+  auto population = pool_.any_service().population_status();
+  if (!population) {
+    return reply_error(call, population.error());
+  }
   reply_json(call, http::status::ok,
              {{"users", users->size()},
               {"disabled", disabled},
@@ -1724,7 +1810,8 @@ void Api::admin_stats(Call& call) {
               {"last_24h", last_day},
               {"workers", pool_.size()},
               {"workers_busy", pool_.busy()},
-              {"flows_open", enrollments_.size() + logins_.size()}});
+              {"flows_open", enrollments_.size() + logins_.size()},
+              {"recognition", population_json(*population)}});
 }
 
 // ---------------------------------------------------------------------------------------------

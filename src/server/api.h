@@ -4,7 +4,9 @@
 // One table (routes()) drives both the router and the OpenAPI document, so the document cannot
 // list a route the server does not have, or miss one it has.
 
+#include <atomic>
 #include <chrono>
+#include <limits>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -141,6 +143,8 @@ class Api final : public Handler {
              std::string outcome, nlohmann::json detail = nlohmann::json::object());
   // Ok if face-only (1:N) login may be offered now; kForbidden with the reason otherwise.
   Status identification_allowed() const;
+  // Audits a change of the operating threshold (the population moved it) since last seen.
+  void note_operating_threshold(const Call& call);
   bool submit(Call& call, std::function<void(WorkerSlot&, Call&)> job);
 
   ServerOptions options_;
@@ -151,6 +155,7 @@ class Api final : public Handler {
   FlowRegistry<EnrollFlow> enrollments_;
   FlowRegistry<LoginFlow> logins_;
   DelayedReplies delayed_;
+  std::atomic<float> reported_threshold_{std::numeric_limits<float>::quiet_NaN()};
 };
 
 }  // namespace facelogin::server

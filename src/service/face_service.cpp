@@ -29,6 +29,42 @@ float FaceService::threshold() const {
                                                  : options_.threshold_override;
 }
 
+Result<PopulationStatus> FaceService::population_status() {
+  PopulationStatus status;
+  status.enabled = options_.population_threshold;
+  status.base_threshold = threshold();
+  status.operating_threshold = status.base_threshold;
+  if (!status.enabled) {
+    return status;
+  }
+  auto entry = gallery_->current(store_, engine_->recognizer().id);
+  if (!entry) {
+    return make_error(entry.error());
+  }
+  const ImpostorScores& scores = (*entry)->population;
+  status.estimate = (*entry)->population_estimate;
+  if (status.estimate.usable && status.estimate.threshold) {
+    status.operating_threshold = std::max(status.base_threshold, *status.estimate.threshold);
+  }
+  status.fmr_at_base = scores.fmr_at(status.base_threshold);
+  status.fmr_at_operating = scores.fmr_at(status.operating_threshold);
+  return status;
+}
+
+Result<float> FaceService::decision_threshold() {
+  const float base = threshold();
+  if (!options_.population_threshold) {
+    return base;
+  }
+  // Once per decision: a cheap generation check, and the estimate made when the gallery was.
+  auto entry = gallery_->current(store_, engine_->recognizer().id);
+  if (!entry) {
+    return make_error(entry.error());
+  }
+  const PopulationEstimate& e = (*entry)->population_estimate;
+  return e.usable && e.threshold ? std::max(base, *e.threshold) : base;
+}
+
 float FaceService::early_margin() const {
   return options_.early_decision ? engine_->recognizer().first_pass_margin : 0.f;
 }
@@ -241,13 +277,17 @@ Result<UserInfo> FaceService::enroll_templates(std::string_view name,
     }
     own_id = user->id;
   }
+  auto duplicate_threshold = decision_threshold();
+  if (!duplicate_threshold) {
+    return make_error(duplicate_threshold.error());
+  }
   for (std::size_t i = 0; i < templates.size(); ++i) {
     for (const auto& stored : *gallery) {
       if (own_id && stored.user_id == *own_id) {
         continue;
       }
       auto s = similarity(templates[i], stored.face);
-      if (s && *s >= threshold()) {
+      if (s && *s >= *duplicate_threshold) {
         return make_error(
             ErrorCode::kDuplicateFace,
             fmt::format("{}: this face is already enrolled under another user", sources[i]));
@@ -317,7 +357,11 @@ Result<VerifyResult> FaceService::verify_frame(std::string_view name, const Labe
     return make_error(std::move(s));
   }
   VerifyResult result;
-  const float threshold = this->threshold();
+  auto operating = decision_threshold();
+  if (!operating) {
+    return make_error(operating.error());
+  }
+  const float threshold = *operating;
   result.decision.threshold = threshold;
   std::function<bool(const FaceTemplate&)> decided;
   if (const float margin = early_margin(); margin > 0.f) {
@@ -343,7 +387,11 @@ Result<VerifyResult> FaceService::verify_frame(std::string_view name, const Labe
 
 Result<IdentifyResult> FaceService::identify(const LabeledImage& image, std::size_t k) {
   IdentifyResult result;
-  result.threshold = threshold();
+  auto operating = decision_threshold();
+  if (!operating) {
+    return make_error(operating.error());
+  }
+  result.threshold = *operating;
   auto probe = usable_face(image, &result.image);
   if (!probe) {
     return make_error(probe.error());
@@ -357,7 +405,11 @@ Result<IdentifyResult> FaceService::identify(const LabeledImage& image, std::siz
 Result<IdentifyResult> FaceService::identify_frame(const LabeledImage& image, std::size_t k,
                                                    float extra_yaw_degrees) {
   IdentifyResult result;
-  result.threshold = threshold();
+  auto operating = decision_threshold();
+  if (!operating) {
+    return make_error(operating.error());
+  }
+  result.threshold = *operating;
   // An early decision names one user at least the margin above the threshold while the next is
   // at least the margin below it, or finds nobody within the margin of it; anything closer is
   // left to the full template.
