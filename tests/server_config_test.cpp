@@ -139,7 +139,14 @@ TEST_F(ServerConfigTest, MistakesAreNamed) {
       {"listn = \"127.0.0.1:80\"\n", "unknown setting listn"},
       {"[liveness]\nthreshhold = 0.5\n", "unknown setting liveness.threshhold"},
       {"[livenes]\nthreshold = 0.5\n", "unknown section [livenes]"},
-      {"workers = \"two\"\n", "workers: expected a number"},
+      {"workers = \"two\"\n", "workers: expected a finite number"},
+      // Found by config_fuzzer (issue 17): nan passed every range check, and inf or 1e300 was
+      // converted to an integer before the range was checked.
+      {"[liveness]\nthreshold = nan\n", "liveness.threshold: expected a finite number"},
+      {"[login]\nidentify_max_fmr = nan\n", "login.identify_max_fmr: expected a finite number"},
+      {"[lockout]\nbase_lock_s = -nan\n", "lockout.base_lock_s: expected a finite number"},
+      {"workers = inf\n", "workers: expected a finite number"},
+      {"workers = 1e300\n", "workers: must be between"},
       {"workers = 2.5\n", "workers: expected a whole number"},
       {"[liveness]\nthreshold = 1.5\n", "liveness.threshold: must be between 0 and 1"},
       {"[liveness]\npolicy = \"strict\"\n", "liveness.policy: unknown liveness policy 'strict'"},

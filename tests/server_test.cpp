@@ -1429,6 +1429,10 @@ TEST(ClientAddress, OnlyATrustedProxyMayNameTheClient) {
   EXPECT_EQ(server::client_address(junk, "127.0.0.1", proxies), "127.0.0.1");
   server::Request none(http::verb::get, "/", 11);
   EXPECT_EQ(server::client_address(none, "127.0.0.1", proxies), "127.0.0.1");
+  // A proxy written in another form is still the proxy (auth_fuzzer, issue 17).
+  server::Request scoped(http::verb::get, "/", 11);
+  scoped.insert("X-Forwarded-For", "2001:db8::7, ::2%eth0, 0:0::2");
+  EXPECT_EQ(server::client_address(scoped, "::2", {"::2"}), "2001:db8::7");
 }
 
 TEST_F(ServerTest, BehindATrustedProxyLimitsApplyToTheRealClient) {

@@ -4,6 +4,8 @@
 // comes from FACELOGIN_KEY or its key file, the TLS key from its own file.
 
 #include <fmt/format.h>
+
+#include <cmath>
 #include <toml++/toml.h>
 
 #include <boost/asio/ip/address.hpp>
@@ -46,15 +48,18 @@ class Section {
     } else {
       // Integers and floats; an integer is accepted where a float is expected.
       std::optional<double> v = node->value<double>();
-      if (!v) {
-        return wrong(key, "a number");
+      // TOML has nan and inf, which pass every comparison below (nan) or overflow the integer
+      // conversion (both): refused first (found by config_fuzzer, issue 17).
+      if (!v || !std::isfinite(*v)) {
+        return wrong(key, "a finite number");
       }
-      if (std::is_integral_v<T> && *v != static_cast<double>(static_cast<long long>(*v))) {
-        return wrong(key, "a whole number");
-      }
+      // The range before the whole-number check: converting 1e300 to an integer is undefined.
       if (*v < min || *v > max) {
         return Status(ErrorCode::kInvalidArgument,
                       fmt::format("{}: must be between {} and {}", where(key), min, max));
+      }
+      if (std::is_integral_v<T> && *v != std::trunc(*v)) {
+        return wrong(key, "a whole number");
       }
       *out = static_cast<T>(*v);
       return Status::Ok();

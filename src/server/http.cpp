@@ -316,13 +316,24 @@ std::string client_address(const Request& request, const std::string& peer,
     }
   }
   for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
-    if (trusted(*it)) {
+    boost::system::error_code ec;
+    auto parsed = net::ip::make_address(*it, ec);
+    if (ec) {
+      // Not an IP address (garbage, "unknown"): the proxy's own address is the best we know.
+      return peer;
+    }
+    // Compared and returned in one form: "::2%eth0" or "0:0::2" is the proxy "::2", not a
+    // client (found by auth_fuzzer, issue 17).
+    if (parsed.is_v6()) {
+      auto v6 = parsed.to_v6();
+      v6.scope_id(0);
+      parsed = v6;
+    }
+    const std::string address = parsed.to_string();
+    if (trusted(address)) {
       continue;
     }
-    boost::system::error_code ec;
-    const auto parsed = net::ip::make_address(*it, ec);
-    // Not an IP address (garbage, "unknown"): the proxy's own address is the best we know.
-    return ec ? peer : parsed.to_string();
+    return address;
   }
   return peer;
 }
