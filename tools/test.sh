@@ -57,3 +57,13 @@ if ((sanitize)); then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j"$jobs"
 fi
+
+# Every libFuzzer target for a few seconds (tools/fuzz.sh, docs/fuzzing.md): their seeds and
+# whatever the corpus of earlier runs holds must not crash. FACELOGIN_FUZZ_SECONDS=0 skips it;
+# so does a machine without clang/libFuzzer where they cannot be installed (not root), as for
+# chromium above. CI runs as root, so it installs them and runs the step.
+fuzz_seconds="${FACELOGIN_FUZZ_SECONDS:-5}"
+if ((fuzz_seconds > 0)); then
+  echo "== fuzz targets, ${fuzz_seconds} s each"
+  bash tools/fuzz.sh --seconds "$fuzz_seconds" --skip-if-unavailable
+fi
