@@ -17,6 +17,21 @@ function button(label, className, onClick) {
   return b;
 }
 
+// The operating threshold and what the enrolled people say about it (issue 15).
+function describeThreshold(r) {
+  if (!r) return '';
+  const base = r.base_threshold.toFixed(4);
+  if (!r.population_threshold) return `Decision threshold ${base} (population estimate off).`;
+  if (!r.usable) {
+    return `Decision threshold ${base}, the recogniser's: ${r.users} people enrolled, too few to estimate their own.`;
+  }
+  const rate = (v) => (v === null ? 'unknown' : v.toExponential(1));
+  const raised = r.operating_threshold > r.base_threshold;
+  return `Decision threshold ${r.operating_threshold.toFixed(4)}` +
+    (raised ? `, raised from ${base} for these ${r.users} people` : ` (the recogniser's; ${r.users} people)`) +
+    `: estimated false-match rate ${rate(r.fmr_at_operating)} per claim, ${rate(r.fmr_at_base)} at ${base}.`;
+}
+
 async function load() {
   showError('');
   try {
@@ -29,6 +44,7 @@ async function load() {
     $('panel').classList.remove('hidden');
     const day = Object.entries(stats.last_24h).map(([k, n]) => `${k} ${n}`).join(' · ') || 'nothing';
     $('stats').textContent = `${stats.users} accounts (${stats.disabled} disabled), ${stats.faces} faces. ${day}.`;
+    $('recognition').textContent = describeThreshold(stats.recognition);
     $('users').replaceChildren(...users.users.map((u) => {
       const tr = document.createElement('tr');
       tr.append(cell(u.user + (u.admin ? ' (admin)' : '')), cell(String(u.faces)),
