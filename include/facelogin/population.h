@@ -54,8 +54,10 @@ struct PopulationOptions {
   double target_fmr = 1e-5;
   std::size_t min_users = 5;
   // Above this many claims a full computation samples probe templates instead (each sampled
-  // probe still against every other user), keeping the cost bounded at startup.
-  std::uint64_t max_claims = 50'000'000;
+  // probe still against every other user), keeping the cost bounded at startup: 5 million
+  // claims are about 25 million dot products (a few seconds of one core), far more than the
+  // tail fit needs. Measured: facelogin_population_bench, docs/models.md.
+  std::uint64_t max_claims = 5'000'000;
 };
 
 // The scores of one population at one moment: a histogram of its impostor claims and what they
