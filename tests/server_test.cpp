@@ -493,10 +493,6 @@ TEST_F(ServerTest, FaceOnlyLoginFollowsThePopulationAndThresholdChangesAreAudite
   for (int i = 0; i < 3; ++i) add("stranger" + std::to_string(i), 0.f, 1);
   Reply allowed = post_json(port_, "/api/v1/login/attempts", json::object());
   EXPECT_EQ(allowed.status, 201u) << allowed.raw;
-  auto events = threshold_events();
-  ASSERT_EQ(events.size(), 1u);  // the first value this server saw
-  const float base = deps_.engine->recognizer().cosine_threshold();
-  EXPECT_FLOAT_EQ(events[0]["operating_threshold"].get<float>(), base);
 
   // Five: the population's bound, 5 people x 1e-5 per claim, is over the 4e-5 allowed.
   for (int i = 3; i < 5; ++i) add("stranger" + std::to_string(i), 0.f, 1);
@@ -504,12 +500,16 @@ TEST_F(ServerTest, FaceOnlyLoginFollowsThePopulationAndThresholdChangesAreAudite
   EXPECT_EQ(refused.status, 403u) << refused.raw;
   EXPECT_NE(refused.raw.find("enrolled people"), std::string::npos) << refused.raw;
 
-  // Look-alikes raise the operating threshold; the next start records the change.
+  // Look-alikes raise the operating threshold; the next decision records it (someone else's
+  // face claiming stranger0, refused).
   for (int i = 0; i < 6; ++i) add("twin" + std::to_string(i), 0.92f, 3);
-  EXPECT_EQ(post_json(port_, "/api/v1/login/attempts", {{"user", "stranger0"}}).status, 201u);
-  events = threshold_events();
-  ASSERT_EQ(events.size(), 2u);
+  Reply decided = login("stranger0", recording("ClientRaw/0002", "0002_01_00_01_"), "bearer");
+  EXPECT_EQ(decided.body.value("state", ""), "rejected") << decided.raw;
+  const auto events = threshold_events();
+  ASSERT_EQ(events.size(), 1u);
+  const float base = deps_.engine->recognizer().cosine_threshold();
   EXPECT_GT(events[0]["operating_threshold"].get<float>(), base + 0.02f) << events[0].dump();
+  EXPECT_FLOAT_EQ(events[0]["base_threshold"].get<float>(), base);
   EXPECT_EQ(events[0]["users"], 11);
   // The admin overview shows the same.
   ASSERT_TRUE(auth_store_->set_admin("stranger0", true).ok());

@@ -111,8 +111,9 @@ class FaceService {
   [[nodiscard]] Result<float> decision_threshold();
   // The population's estimate and both thresholds. Unlike the rest of this class it may be
   // called from any thread beside the worker's own use: it reads only the shared gallery and
-  // store. Errors: those of the store.
-  [[nodiscard]] Result<PopulationStatus> population_status();
+  // store. `refresh` false: from the gallery built last, without waiting for a rebuild (the
+  // store is read only when there is none yet). Errors: those of the store.
+  [[nodiscard]] Result<PopulationStatus> population_status(bool refresh = true);
   // The score any two faces of one enrolment must reach: the recogniser's same_person_threshold,
   // or threshold() if that is lower (an override).
   float same_person_threshold() const;

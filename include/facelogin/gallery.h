@@ -173,6 +173,10 @@ class GalleryCache {
   // Errors: those of the store (kUnavailable, kCorrupt, ...), and of Gallery::build.
   [[nodiscard]] Result<std::shared_ptr<const Entry>> current(const Store& store,
                                                              std::string_view model_id);
+  // The entry built last for `model_id`, without asking the store whether it is still current
+  // (null before the first build): for readers that must not wait for a rebuild, such as the
+  // server's I/O thread.
+  std::shared_ptr<const Entry> latest(std::string_view model_id) const;
   // Rebuilds so far (for tests and metrics).
   int rebuilds() const;
   // Approximate indexes built or extended so far, and whether a build is running.

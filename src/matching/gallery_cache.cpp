@@ -189,6 +189,12 @@ void GalleryCache::start_index_build(std::string model_id,
   });
 }
 
+std::shared_ptr<const GalleryCache::Entry> GalleryCache::latest(std::string_view model_id) const {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(model_id);
+  return it == entries_.end() ? nullptr : it->second;
+}
+
 int GalleryCache::rebuilds() const {
   std::lock_guard lock(mu_);
   return rebuilds_;

@@ -467,7 +467,7 @@ Api::Api(const ServerOptions& options, ServerDeps deps, WorkerPool& pool, Metric
   // The enrolled population (issue 15); NaN when the store cannot be read.
   const auto population = [this](auto field) {
     return [this, field] {
-      auto status = pool_.any_service().population_status();
+      auto status = pool_.any_service().population_status(/*refresh=*/false);
       return status ? field(*status) : std::nan("");
     };
   };
@@ -1261,7 +1261,6 @@ void Api::start_login(Call& call) {
   flow->expires = flow->started + deadline;
   flow->attempt.emplace(std::move(*attempt));
   logins_.put(flow);
-  note_operating_threshold(call);
   const bool live = flow->live_check;
   reply_json(call, http::status::created,
              {{"id", flow->id},
@@ -1472,6 +1471,9 @@ void Api::login_frame(Call& call) {
             fmt::format("Too many failed attempts: try again in {} s.", (*locked + 999) / 1000);
         metrics_.count("facelogin_lockouts_total", "");
       }
+    }
+    if (state == "accepted" || state == "rejected") {
+      note_operating_threshold(c);  // on the worker: it may wait for the gallery
     }
     if (state == "accepted") {
       logins_.erase(flow->id);
@@ -1799,7 +1801,7 @@ void Api::admin_stats(Call& call) {
   for (const auto& [key, n] : *counts) {
     last_day[key] = n;
   }
-  auto population = pool_.any_service().population_status();
+  auto population = pool_.any_service().population_status(/*refresh=*/false);
   if (!population) {
     return reply_error(call, population.error());
   }

@@ -29,7 +29,7 @@ float FaceService::threshold() const {
                                                  : options_.threshold_override;
 }
 
-Result<PopulationStatus> FaceService::population_status() {
+Result<PopulationStatus> FaceService::population_status(bool refresh) {
   PopulationStatus status;
   status.enabled = options_.population_threshold;
   status.base_threshold = threshold();
@@ -37,12 +37,17 @@ Result<PopulationStatus> FaceService::population_status() {
   if (!status.enabled) {
     return status;
   }
-  auto entry = gallery_->current(store_, engine_->recognizer().id);
+  std::shared_ptr<const GalleryCache::Entry> entry =
+      refresh ? nullptr : gallery_->latest(engine_->recognizer().id);
   if (!entry) {
-    return make_error(entry.error());
+    auto current = gallery_->current(store_, engine_->recognizer().id);
+    if (!current) {
+      return make_error(current.error());
+    }
+    entry = std::move(*current);
   }
-  const ImpostorScores& scores = (*entry)->population;
-  status.estimate = (*entry)->population_estimate;
+  const ImpostorScores& scores = entry->population;
+  status.estimate = entry->population_estimate;
   if (status.estimate.usable && status.estimate.threshold) {
     status.operating_threshold = std::max(status.base_threshold, *status.estimate.threshold);
   }
