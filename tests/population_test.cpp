@@ -79,7 +79,10 @@ TEST(ImpostorPopulation, CountsEveryClaimBothWaysAndRemovesExactly) {
 TEST(ImpostorPopulation, BelowTheMinimumPopulationNothingIsEstimated) {
   std::mt19937 rng(1);
   const auto shared = direction(rng);
-  ImpostorPopulation pop(kDim);
+  PopulationOptions options;
+  options.min_users = 5;
+  options.target_fmr = 1e-2;
+  ImpostorPopulation pop(kDim, options);
   for (int u = 0; u < 4; ++u) pop.set_user(u, person(rng, 5, 0.f, shared));
   EXPECT_FALSE(pop.estimate().usable);
   EXPECT_FALSE(pop.estimate().threshold);
@@ -87,6 +90,10 @@ TEST(ImpostorPopulation, BelowTheMinimumPopulationNothingIsEstimated) {
   pop.set_user(4, person(rng, 5, 0.f, shared));
   EXPECT_TRUE(pop.estimate().usable);
   EXPECT_TRUE(pop.estimate().threshold);
+  // Enough people, but 1e-5 lies more than a decade beyond their 100 claims.
+  EXPECT_FALSE(pop.estimate(1e-5).usable);
+  EXPECT_EQ(pop.estimate(1e-5).method, "too-few-claims");
+  EXPECT_EQ(PopulationOptions{}.min_users, 30u);
 }
 
 TEST(ImpostorPopulation, LookAlikePeopleRaiseTheThreshold) {
@@ -94,7 +101,7 @@ TEST(ImpostorPopulation, LookAlikePeopleRaiseTheThreshold) {
   const auto shared = direction(rng);
   ImpostorPopulation strangers(kDim);
   ImpostorPopulation colleagues(kDim);
-  for (int u = 0; u < 40; ++u) {
+  for (int u = 0; u < 80; ++u) {
     strangers.set_user(u, person(rng, 5, 0.f, shared));
     colleagues.set_user(u, person(rng, 5, 1.5f, shared));  // a strong common component
   }
@@ -102,7 +109,7 @@ TEST(ImpostorPopulation, LookAlikePeopleRaiseTheThreshold) {
   const auto b = colleagues.estimate(1e-5);
   ASSERT_TRUE(a.threshold && b.threshold);
   EXPECT_GT(*b.threshold, *a.threshold + 0.1f);
-  EXPECT_EQ(a.method, "tail-fit");  // 200 x 39 claims cannot resolve 1e-5 empirically
+  EXPECT_EQ(a.method, "tail-fit");  // 400 x 79 claims cannot resolve 1e-5 empirically
   // The estimated rate falls as the threshold rises, and is about the target at the estimate.
   const double at = *colleagues.fmr_at(*b.threshold);
   EXPECT_NEAR(std::log10(at), -5.0, 0.2);

@@ -41,7 +41,8 @@ struct PopulationEstimate {
   // nullopt when not usable.
   std::optional<float> threshold;
   // How the threshold was found: "empirical", "tail-fit", "above-all-claims" (no tail could be
-  // fitted: just above the highest impostor claim), or "" when not usable.
+  // fitted: just above the highest impostor claim), "too-few-claims" (not usable: the target is
+  // further beyond the claims than max_decades), or "" when not usable for want of people.
   std::string method;
   // The fitted tail (diagnostics): its start, its share of the claims, its shape and scale.
   float tail_start = 0;
@@ -52,7 +53,14 @@ struct PopulationEstimate {
 
 struct PopulationOptions {
   double target_fmr = 1e-5;
-  std::size_t min_users = 5;
+  // People before the estimate acts. Measured (docs/models.md, "Population-aware threshold"):
+  // on 5 to 9 webcam people the estimate swung from 0.778 to 0.898 with the choice of people
+  // (FNMR 67% at the high end) and was 1,000x off; fewer than about 30 people say nothing at
+  // 1e-5.
+  std::size_t min_users = 30;
+  // A tail fit is trusted at most this many decades beyond the data: target_fmr x claims must
+  // reach 10^-max_decades (a threshold for 1e-5 needs at least 10,000 claims).
+  double max_decades = 1.0;
   // Above this many claims a full computation samples probe templates instead (each sampled
   // probe still against every other user), keeping the cost bounded at startup: 5 million
   // claims are about 25 million dot products (a few seconds of one core), far more than the

@@ -281,6 +281,11 @@ PopulationEstimate ImpostorScores::estimate(double target_fmr) const {
     e.tail_scale = tail->scale;
   }
   const double allowed = target_fmr * static_cast<double>(claims_);
+  if (allowed < std::pow(10.0, -options_.max_decades)) {
+    e.usable = false;
+    e.method = "too-few-claims";
+    return e;
+  }
   if (allowed >= kMinTailClaims) {
     // Enough claims: the lowest bin edge with at most `allowed` claims at or above it.
     std::uint64_t above = 0;
