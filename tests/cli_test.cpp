@@ -786,3 +786,45 @@ TEST(CliAndServer, ShareOneHomeWithoutLosingWrites) {
 
 }  // namespace
 }  // namespace facelogin
+
+namespace facelogin {
+namespace {
+
+TEST_F(Cli, EvalDeploymentEnrolsTheFirstImagesAndClaimsTheOthers) {
+  // alice and bob: two webcam frames each (the first enrolled, the other a probe); carol one.
+  const fs::path images = *root_ / "deployment-images";
+  const std::vector<std::pair<std::string, std::string>> files{
+      {"alice", kAliceEnrol[0]}, {"alice", kAliceProbe}, {"bob", kBobProbe},
+      {"bob", "0007/0007_01_00_01_280.jpg"}, {"carol", "0003/0003_01_00_01_0.jpg"}};
+  for (const auto& [person, frame] : files) {
+    if (!fs::exists(*nuaa_ / frame)) {
+      GTEST_SKIP() << *nuaa_ / frame << " not found";
+    }
+    fs::create_directories(images / person);
+    fs::copy_file(*nuaa_ / frame, images / person / fs::path(frame).filename(),
+                  fs::copy_options::skip_existing);
+  }
+  const CliRun r = run(
+      {"--json", "eval", "deployment", "--images", images.string(), "--enrol", "1", "--no-cache"});
+  ASSERT_EQ(r.exit_code, kExitOk) << r;
+  const json doc = r.doc();
+  EXPECT_EQ(doc.value("images", 0), 5);
+  EXPECT_EQ(doc.value("people", 0), 3);
+  const int enrolled = doc.value("enrolled_people", 0);
+  const int probes = doc.value("probes", -1);
+  EXPECT_GE(enrolled, 2);
+  EXPECT_EQ(doc.value("enrolled_templates", 0) + probes, doc.value("usable_images", -1));
+  EXPECT_EQ(doc.value("impostor_claims", 0) + doc.value("genuine_claims", 0), probes * enrolled);
+  EXPECT_GE(doc.value("threshold", 0.f), doc.value("model_threshold", 1.f));
+  EXPECT_TRUE(doc.contains("population_estimate")) << doc.dump();
+  EXPECT_TRUE(doc.contains("at_model_threshold")) << doc.dump();
+
+  const fs::path empty = *root_ / "deployment-empty";
+  fs::create_directories(empty / "nobody");
+  const CliRun none = run({"eval", "deployment", "--images", empty.string(), "--no-cache"});
+  EXPECT_EQ(none.exit_code, kExitUsage) << none;
+  EXPECT_NE(none.err.find("no JPEG or PNG"), std::string::npos) << none;
+}
+
+}  // namespace
+}  // namespace facelogin

@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "facelogin/population.h"
 #include "facelogin/status.h"
 
 namespace facelogin::eval {
@@ -285,6 +286,142 @@ struct FirstPassCheck {
                                                       std::span<const int> identities,
                                                       float threshold, float margin,
                                                       int threads = 0);
+
+// ---------------------------------------------------------------------------------------------
+// Deployment simulation (issue 15): a folder of people enrolled and claimed as the product would
+
+// One image of a deployment folder, as the product analysed it for enrolment or login (quality
+// gate on, several faces refused, the full template).
+struct DeploymentImage {
+  std::string key;  // "<person>/<file>": the person is key_identity(key)
+  // The template (dim unit floats) when the image holds exactly one usable face; nullopt
+  // otherwise, and `unusable` says why ("no_face", "several_faces", "poor_quality:too_dark",
+  // "bad_image", ...).
+  std::optional<std::vector<float>> face;
+  std::string unusable;
+};
+
+struct DeploymentOptions {
+  std::size_t enrol = 5;  // images of one enrolment (>= 1)
+  // The recogniser's threshold (RecognizerSpec::cosine_threshold, or an override): the operating
+  // threshold never goes below it.
+  float model_threshold = 0.f;
+  // RecognizerSpec::same_person_threshold: every pair of one enrolment's faces must reach it (or
+  // the threshold in force, if that is lower), as FaceService::same_person_threshold().
+  float same_person_threshold = 0.f;
+  // target_fmr and min_users of the population estimate (max_claims is kept as given).
+  PopulationOptions population;
+  // 0: the estimate is made on every enrolled person and error rates are measured on everyone.
+  // K > 0: the estimate is made on K enrolled people drawn at random (`seed`), and error rates
+  // are measured only on claims between the others (held out), so that the estimate's predicted
+  // FMR can be compared with the FMR measured on people it never saw.
+  std::size_t calibrate_people = 0;
+  std::uint64_t seed = 1;
+  int threads = 1;  // for scoring the claims (0 = the hardware's concurrency)
+  // false: no duplicate-face refusal at enrolment (not the product's rule). The duplicate check
+  // censors the enrolled population: no two enrolled people score at or above the threshold
+  // in force, so the population estimate never sees the look-alikes it should account for;
+  // turning it off measures how much that costs the estimate.
+  bool check_duplicates = true;
+};
+
+// The claims of a deployment decided at one threshold.
+struct DeploymentRates {
+  float threshold = 0.f;
+  // 1:1, the product's rule: a probe against a user is accepted iff its best score over the
+  // user's templates reaches the threshold. Impostor: the probe shows someone else.
+  std::uint64_t impostor_claims = 0;
+  std::uint64_t false_accepts = 0;
+  double fmr = 0.0;  // false_accepts / impostor_claims (0 without claims)
+  // The same for probes of enrolled people only, the claims a population estimate (made on
+  // enrolled people) speaks of; the rest are probes of people refused or with too few images,
+  // among them look-alikes refused as duplicates, whose claims are accepted far more often.
+  std::uint64_t enrolled_impostor_claims = 0;
+  std::uint64_t enrolled_false_accepts = 0;
+  double enrolled_fmr = 0.0;
+  std::uint64_t genuine_claims = 0;  // probes of enrolled people against themselves
+  std::uint64_t false_rejects = 0;
+  double fnmr = 0.0;
+  // Face-only identification (1:N, rank 1): every probe against the whole gallery.
+  std::uint64_t identification_probes = 0;
+  // The best user is someone else and reaches the threshold (per probe).
+  std::uint64_t false_identifications = 0;
+  double false_identification_rate = 0.0;
+  std::uint64_t genuine_identification_probes = 0;  // probes of enrolled people
+  // The best user is not the probe's person, or is but below the threshold.
+  std::uint64_t identification_misses = 0;
+  double identification_miss_rate = 0.0;
+};
+
+// What became of one person of the folder at enrolment.
+struct DeploymentPerson {
+  std::string name;
+  std::size_t images = 0;
+  std::size_t usable = 0;  // images with one usable face
+  // "enrolled"; refused: "too_few_images" (fewer usable images than an enrolment needs),
+  // "different_people" (two of the faces below the same-person threshold), "duplicate_face"
+  // (a face reaches the threshold in force against an already enrolled user).
+  std::string status;
+  std::string detail;  // for refusals: which faces, which user, what score
+  float threshold_in_force = 0.f;  // the duplicate-check threshold when this person came
+  bool calibration = false;        // one of the K people of the estimate (held-out runs)
+  std::size_t probes = 0;          // usable images not enrolled: claimed against everyone
+};
+
+struct DeploymentReport {
+  std::size_t people = 0;
+  std::size_t images = 0;
+  std::size_t usable_images = 0;
+  std::map<std::string, std::size_t> unusable;  // by reason
+  std::size_t enrolled_people = 0;
+  std::size_t enrolled_templates = 0;
+  std::map<std::string, std::size_t> refused;  // by status ("too_few_images", ...)
+  std::vector<DeploymentPerson> persons;        // in name order
+  std::size_t probes = 0;                       // usable images not enrolled (all people)
+
+  // The estimate the operating threshold comes from: every enrolled person, or the K
+  // calibration people of a held-out run.
+  PopulationEstimate estimate;
+  float model_threshold = 0.f;
+  // max(model_threshold, estimate.threshold) when the estimate is usable, else model_threshold.
+  float operating_threshold = 0.f;
+  // The estimate's own false-match rate (ImpostorPopulation::fmr_at) at each threshold: what it
+  // predicts the measured fmr will be. nullopt when not usable.
+  std::optional<double> predicted_fmr_operating;
+  std::optional<double> predicted_fmr_model;
+
+  // Held-out runs: the people whose claims were measured (enrolled, not calibration).
+  bool held_out = false;
+  std::size_t calibration_people = 0;
+  std::size_t measured_people = 0;  // enrolled people measured as targets
+  std::size_t measured_probes = 0;  // probes of people not in the calibration set
+
+  DeploymentRates at_operating;
+  DeploymentRates at_model;
+  // Hindsight: the lowest threshold (to 1/4096) whose measured FMR on these very claims is at
+  // most the target, and the FNMR there; nullopt without impostor claims.
+  std::optional<float> measured_threshold_for_target;
+  std::optional<double> fnmr_at_measured_threshold;
+};
+
+// Simulates a deployment on `images` (any order; each person's images are taken in key order,
+// people in name order). Enrolment, as FaceService::enroll_templates decides it: a person's first
+// `enrol` usable faces, refused if one of them reaches the threshold in force against any
+// template of an already enrolled person (duplicate_face; checked first, as the service does),
+// or if two of them score below min(same_person_threshold, threshold in force)
+// (different_people). The threshold in force is the operating threshold of the people enrolled
+// so far (the product's rule; model_threshold below min_users). A person with fewer usable faces
+// is not enrolled (too_few_images). Every usable image that was not enrolled is a probe, claimed
+// against every enrolled person: impostor if the person differs, genuine if it is the same.
+// Then the operating threshold is computed (from everyone enrolled, or the calibration people)
+// and the claims are decided at it and at model_threshold.
+// Thread-compatible; splits the claims over options.threads threads (no result depends on it).
+// Errors: kInvalidArgument for dim == 0, enrol == 0, a template not of dim floats, a
+// non-finite threshold, a target FMR outside (0, 1), no image, fewer than 2 enrolled people,
+// or calibrate_people not below the number of enrolled people (none left to measure on).
+[[nodiscard]] Result<DeploymentReport> simulate_deployment(std::span<const DeploymentImage> images,
+                                                           std::size_t dim,
+                                                           const DeploymentOptions& options);
 
 // ---------------------------------------------------------------------------------------------
 // Embedding cache

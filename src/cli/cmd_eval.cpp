@@ -1,6 +1,8 @@
 // eval lfw: the LFW View-2 protocol on any pairs file, plus all-pairs FMR/FNMR, a DET plot and
 // an embedding cache. eval gallery: 1:N identification on the same images, exact in fp32 and
-// fp16 and through the approximate index, next to each other.
+// fp16 and through the approximate index, next to each other. eval calibrate: every pair of a
+// deployment's own people. eval deployment: a folder of people enrolled and claimed as the
+// product would (the simulation itself is eval::simulate_deployment).
 
 #include <unistd.h>
 
@@ -125,12 +127,16 @@ FaceViews unflatten(const ViewsLayout& layout, const std::vector<float>& flat) {
   return views;
 }
 
-// Computes the views of every key missing from the cache with `threads` workers; progress on a
-// terminal.
-Status embed_missing(const Engine& engine, const ViewsLayout& layout,
-                     const std::filesystem::path& images_dir, const std::vector<std::string>& keys,
-                     eval::EmbeddingCache& cache, int threads,
-                     const std::filesystem::path& cache_path, bool quiet) {
+// What one worker makes of one image for a cache entry (the image's path given).
+using MakeEntry = std::function<Result<std::optional<std::vector<float>>>(Worker&,
+                                                                          const std::filesystem::path&)>;
+
+// Fills the cache entry of every key missing from it with `threads` workers; progress on stderr
+// (a live line on a terminal, a line per 1,000 images otherwise) unless `quiet`. The cache is
+// saved every 2,000 new entries and at the end, so that an interrupted run resumes.
+Status fill_cache(const Engine& engine, const std::filesystem::path& images_dir,
+                  const std::vector<std::string>& keys, eval::EmbeddingCache& cache, int threads,
+                  const std::filesystem::path& cache_path, bool quiet, const MakeEntry& make_entry) {
   std::vector<std::string> todo;
   for (const auto& k : keys) {
     if (!cache.entries.contains(k)) {
@@ -145,11 +151,6 @@ Status embed_missing(const Engine& engine, const ViewsLayout& layout,
   std::atomic<std::size_t> done{0};
   std::mutex mu;  // guards cache and first_error
   Status first_error;
-  AnalyzeOptions analyze;
-  analyze.embed = false;                 // views are computed below
-  analyze.enforce_quality = false;       // LFW is scored as it is, like every published figure
-  analyze.refuse_several_faces = false;  // LFW crops often show other people
-  analyze.subject = SubjectPolicy::kCentral;
   const auto start = Clock::now();
   const auto record_error = [&](Status s) {
     std::lock_guard lock(mu);
@@ -165,38 +166,24 @@ Status embed_missing(const Engine& engine, const ViewsLayout& layout,
       return;
     }
     for (std::size_t i = next++; i < todo.size(); i = next++) {
-      std::optional<std::vector<float>> entry;
-      auto image = load_image_file(images_dir / todo[i]);
-      if (!image) {
-        record_error(
-            Status(image.error().code(), fmt::format("{}: {}", todo[i], image.error().message())));
+      auto entry = make_entry(**worker, images_dir / todo[i]);
+      if (!entry) {
+        record_error(entry.error());
         return;
-      }
-      auto analysis = (*worker)->analyze(*image, analyze);
-      if (!analysis) {
-        record_error(analysis.error());
-        return;
-      }
-      if (analysis->subject) {
-        auto views = (*worker)->embed_views(*image, analysis->faces[*analysis->subject]);
-        if (!views) {
-          record_error(views.error());
-          return;
-        }
-        entry = flatten(layout, *views);
-      }
-      {
-        std::lock_guard lock(mu);
-        cache.entries[todo[i]] = std::move(entry);
       }
       const std::size_t n = ++done;
-      if (tty && (n % 25 == 0 || n == todo.size())) {
+      std::lock_guard lock(mu);
+      cache.entries[todo[i]] = std::move(*entry);
+      if (!cache_path.empty() && n % 2000 == 0) {
+        (void)eval::save_embedding_cache(cache_path, cache);  // a checkpoint; the end reports
+      }
+      if ((!quiet && (tty ? n % 25 == 0 : n % 1000 == 0)) || (tty && n == todo.size())) {
         const double secs = std::chrono::duration<double>(Clock::now() - start).count();
         const double rate = static_cast<double>(n) / std::max(secs, 1e-3);
-        std::lock_guard lock(mu);
-        std::cerr << fmt::format("\r  embedding: {}/{} images ({:.1f}/s, {:.0f} s left)   ", n,
-                                 todo.size(), rate,
-                                 static_cast<double>(todo.size() - n) / std::max(rate, 1e-3))
+        std::cerr << fmt::format("{}  embedding: {}/{} images ({:.1f}/s, {:.0f} s left){}",
+                                 tty ? "\r" : "", n, todo.size(), rate,
+                                 static_cast<double>(todo.size() - n) / std::max(rate, 1e-3),
+                                 tty ? "   " : "\n")
                   << std::flush;
       }
     }
@@ -218,6 +205,42 @@ Status embed_missing(const Engine& engine, const ViewsLayout& layout,
     }
   }
   return first_error;
+}
+
+// Computes the views of every key missing from the cache, as published LFW figures are made:
+// no quality gate, other faces allowed, the central face.
+Status embed_missing(const Engine& engine, const ViewsLayout& layout,
+                     const std::filesystem::path& images_dir, const std::vector<std::string>& keys,
+                     eval::EmbeddingCache& cache, int threads,
+                     const std::filesystem::path& cache_path, bool quiet) {
+  AnalyzeOptions analyze;
+  analyze.embed = false;                 // views are computed below
+  analyze.enforce_quality = false;       // LFW is scored as it is, like every published figure
+  analyze.refuse_several_faces = false;  // LFW crops often show other people
+  analyze.subject = SubjectPolicy::kCentral;
+  const MakeEntry make_entry =
+      [&](Worker& worker,
+          const std::filesystem::path& path) -> Result<std::optional<std::vector<float>>> {
+    std::optional<std::vector<float>> entry;
+    auto image = load_image_file(path);
+    if (!image) {
+      return make_error(image.error().code(),
+                        fmt::format("{}: {}", path.string(), image.error().message()));
+    }
+    auto analysis = worker.analyze(*image, analyze);
+    if (!analysis) {
+      return make_error(analysis.error());
+    }
+    if (analysis->subject) {
+      auto views = worker.embed_views(*image, analysis->faces[*analysis->subject]);
+      if (!views) {
+        return make_error(views.error());
+      }
+      entry = flatten(layout, *views);
+    }
+    return entry;
+  };
+  return fill_cache(engine, images_dir, keys, cache, threads, cache_path, quiet, make_entry);
 }
 
 struct RecognizerResult {
@@ -899,6 +922,368 @@ int run_eval_gallery(Context& ctx, const EvalOptions& opts) {
   return kExitOk;
 }
 
+// --- eval deployment ---------------------------------------------------------------------
+
+struct DeploymentCliOptions {
+  EvalOptions eval;
+  std::size_t enrol = 5;
+  double target_fmr = 1e-5;
+  std::size_t calibrate_people = 0;
+  std::uint64_t seed = 1;
+  bool no_duplicate_check = false;
+};
+
+// A deployment cache entry: the outcome code, then (outcome kOk) the views as in the LFW cache,
+// zeros otherwise.
+constexpr float kEntryOk = 0.f;
+constexpr float kEntryNoFace = 1.f;
+constexpr float kEntrySeveralFaces = 2.f;
+constexpr float kEntryBadImage = 3.f;
+constexpr float kEntryPoorQuality = 10.f;  // plus the first QualityIssue's value
+constexpr int kLastQualityIssue = static_cast<int>(QualityIssue::kTurnedAway);
+
+std::string unusable_reason(float code) {
+  if (code == kEntryNoFace) {
+    return "no_face";
+  }
+  if (code == kEntrySeveralFaces) {
+    return "several_faces";
+  }
+  if (code == kEntryBadImage) {
+    return "bad_image";
+  }
+  const int issue = static_cast<int>(code - kEntryPoorQuality);
+  if (code >= kEntryPoorQuality && issue <= kLastQualityIssue) {
+    return "poor_quality:" + std::string(quality_issue_name(static_cast<QualityIssue>(issue)));
+  }
+  return "unusable";
+}
+
+// Every image of the folder analysed as enrolment and login analyse a frame (quality gate on
+// unless --no-quality, several faces refused, the largest face), from the cache or computed:
+// templates of `spec`, or why the image is unusable.
+Result<std::vector<eval::DeploymentImage>> deployment_images(Context& ctx,
+                                                             const DeploymentCliOptions& opts,
+                                                             const std::vector<std::string>& keys,
+                                                             const RecognizerSpec& spec,
+                                                             int threads) {
+  Context local = ctx;
+  local.recognizer = spec.id;
+  auto engine = local.open_engine(1);
+  if (!engine) {
+    return make_error(engine.error());
+  }
+  const EngineOptions& eo = (*engine)->options();
+  const ViewsLayout layout = views_layout((*engine)->recognizer(), eo.detector_id);
+  AnalyzeOptions analyze;  // FaceService::check_frame's
+  analyze.embed = false;   // views are computed below
+  analyze.enforce_quality = !ctx.no_quality;
+  // Everything that decides whether an image is usable is part of the fingerprint too.
+  const QualityOptions& q = eo.quality;
+  eval::EmbeddingCache cache;
+  cache.recognizer_id = "deployment-" + layout.cache_id;
+  cache.fingerprint = fmt::format(
+      "{}|deployment-1:quality={}:several={}:subject=largest:max_side={}:score={}:second={}:"
+      "q={},{},{},{},{},{},{},{},{},{}",
+      layout.fingerprint, analyze.enforce_quality, analyze.refuse_several_faces,
+      eo.detect_max_side, eo.detect_score_threshold, eo.second_face_area_ratio, q.min_face_px,
+      q.max_face_fraction, q.max_outside_fraction, q.min_brightness, q.max_brightness,
+      q.max_saturated_fraction, q.min_sharpness, q.max_yaw, q.max_pitch, q.max_roll);
+  cache.dim = layout.dim + 1;
+  std::filesystem::path cache_path;
+  if (!opts.eval.no_cache) {
+    // Keys are only "<person>/<file>": each folder gets its own cache, as for eval calibrate.
+    std::error_code ec;
+    const std::string folder = std::filesystem::weakly_canonical(opts.eval.images, ec).string();
+    const std::filesystem::path dir =
+        std::filesystem::path(opts.eval.cache_dir) /
+        fmt::format("deployment-{:016x}", std::hash<std::string>{}(folder));
+    std::filesystem::create_directories(dir, ec);
+    cache_path = dir / (cache.recognizer_id + ".embcache");
+    if (auto loaded = eval::load_embedding_cache(cache_path, cache.recognizer_id, cache.fingerprint)) {
+      cache = std::move(*loaded);
+    } else if (loaded.error().code() != ErrorCode::kNotFound && !ctx.json) {
+      std::cerr << fmt::format("  ignoring cache {}: {}\n", cache_path.string(),
+                               loaded.error().message());
+    }
+  }
+  const MakeEntry make_entry =
+      [&](Worker& worker,
+          const std::filesystem::path& path) -> Result<std::optional<std::vector<float>>> {
+    std::vector<float> entry(layout.dim + 1, 0.f);
+    auto image = load_image_file(path);
+    if (!image) {
+      const ErrorCode code = image.error().code();
+      if (code == ErrorCode::kNotFound || code == ErrorCode::kIoError) {
+        return make_error(code, fmt::format("{}: {}", path.string(), image.error().message()));
+      }
+      entry[0] = kEntryBadImage;  // the product refuses it as an unusable image
+      return entry;
+    }
+    auto analysis = worker.analyze(*image, analyze);
+    if (!analysis) {
+      return make_error(analysis.error());
+    }
+    switch (analysis->outcome) {
+      case FrameOutcome::kOk: {
+        auto views = worker.embed_views(*image, analysis->faces[*analysis->subject]);
+        if (!views) {
+          return make_error(views.error());
+        }
+        const std::vector<float> flat = flatten(layout, *views);
+        std::copy(flat.begin(), flat.end(), entry.begin() + 1);
+        entry[0] = kEntryOk;
+        break;
+      }
+      case FrameOutcome::kNoFace:
+        entry[0] = kEntryNoFace;
+        break;
+      case FrameOutcome::kSeveralFaces:
+        entry[0] = kEntrySeveralFaces;
+        break;
+      case FrameOutcome::kPoorQuality:
+        entry[0] = kEntryPoorQuality +
+                   (analysis->quality.issues.empty()
+                        ? 0.f
+                        : static_cast<float>(static_cast<int>(analysis->quality.issues.front())));
+        break;
+    }
+    return entry;
+  };
+  if (Status s = fill_cache(**engine, opts.eval.images, keys, cache, threads, cache_path, ctx.json,
+                            make_entry);
+      !s.ok()) {
+    return make_error(s);
+  }
+  std::vector<eval::DeploymentImage> out;
+  out.reserve(keys.size());
+  for (const auto& key : keys) {
+    eval::DeploymentImage image;
+    image.key = key;
+    const auto& entry = cache.entries.at(key);
+    if (!entry || entry->empty()) {
+      image.unusable = "no_face";
+    } else if ((*entry)[0] != kEntryOk) {
+      image.unusable = unusable_reason((*entry)[0]);
+    } else {
+      const std::vector<float> flat(entry->begin() + 1, entry->end());
+      auto tmpl = compose_template(spec, unflatten(layout, flat));
+      if (!tmpl) {
+        return make_error(tmpl.error());
+      }
+      image.face = std::move(tmpl->embedding);
+    }
+    out.push_back(std::move(image));
+  }
+  return out;
+}
+
+nlohmann::json rates_json(const eval::DeploymentRates& r) {
+  return {{"threshold", r.threshold},
+          {"impostor_claims", r.impostor_claims},
+          {"false_accepts", r.false_accepts},
+          {"fmr", r.fmr},
+          {"enrolled_impostor_claims", r.enrolled_impostor_claims},
+          {"enrolled_false_accepts", r.enrolled_false_accepts},
+          {"enrolled_fmr", r.enrolled_fmr},
+          {"genuine_claims", r.genuine_claims},
+          {"false_rejects", r.false_rejects},
+          {"fnmr", r.fnmr},
+          {"identification",
+           {{"probes", r.identification_probes},
+            {"false_identifications", r.false_identifications},
+            {"false_identification_rate", r.false_identification_rate},
+            {"genuine_probes", r.genuine_identification_probes},
+            {"misses", r.identification_misses},
+            {"miss_rate", r.identification_miss_rate}}}};
+}
+
+nlohmann::json optional_json(const std::optional<double>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+// eval deployment: a folder of people enrolled as `enroll` would enrol them, every other image
+// claimed against every enrolled person, at the population-aware operating threshold and at the
+// recogniser's own.
+int run_eval_deployment(Context& ctx, const DeploymentCliOptions& opts) {
+  auto keys = eval::list_identity_images(opts.eval.images);
+  if (!keys) {
+    return ctx.fail(keys.error());
+  }
+  if (keys->empty()) {
+    return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                           fmt::format("no JPEG or PNG images in identity folders below {} "
+                                       "(expected DIR/<person>/<image>)",
+                                       opts.eval.images)));
+  }
+  auto chosen = chosen_recognizer(ctx);
+  if (!chosen) {
+    return ctx.fail(chosen.error());
+  }
+  const RecognizerSpec* spec = *chosen;
+  const int threads = eval_threads(opts.eval);
+  auto images = deployment_images(ctx, opts, *keys, *spec, threads);
+  if (!images) {
+    return ctx.fail(images.error());
+  }
+  eval::DeploymentOptions options;
+  options.enrol = opts.enrol;
+  options.model_threshold = std::isnan(ctx.threshold) ? spec->cosine_threshold() : ctx.threshold;
+  options.same_person_threshold = spec->same_person_threshold;
+  options.population.target_fmr = opts.target_fmr;
+  options.calibrate_people = opts.calibrate_people;
+  options.seed = opts.seed;
+  options.threads = threads;
+  options.check_duplicates = !opts.no_duplicate_check;
+  const auto t0 = Clock::now();
+  auto report = eval::simulate_deployment(
+      *images, static_cast<std::size_t>(recognizer_embedding_size(*spec)), options);
+  if (!report) {
+    return ctx.fail(report.error());
+  }
+  const double simulate_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  const eval::DeploymentReport& r = *report;
+  const PopulationEstimate& e = r.estimate;
+
+  nlohmann::json refused = nlohmann::json::array();
+  for (const auto& p : r.persons) {
+    if (p.status != "enrolled") {
+      refused.push_back({{"person", p.name},
+                         {"status", p.status},
+                         {"detail", p.detail},
+                         {"usable_images", p.usable}});
+    }
+  }
+  nlohmann::json doc = rates_json(r.at_operating);
+  doc["ok"] = true;
+  doc["recognizer"] = spec->id;
+  doc["images_dir"] = opts.eval.images;
+  doc["model_threshold"] = r.model_threshold;
+  doc["model_threshold_overridden"] = !std::isnan(ctx.threshold);
+  doc["enrol"] = opts.enrol;
+  doc["duplicate_check"] = !opts.no_duplicate_check;
+  doc["target_fmr"] = opts.target_fmr;
+  doc["people"] = r.people;
+  doc["images"] = r.images;
+  doc["usable_images"] = r.usable_images;
+  doc["unusable"] = r.unusable;
+  doc["enrolled_people"] = r.enrolled_people;
+  doc["enrolled_templates"] = r.enrolled_templates;
+  doc["refused"] = r.refused;
+  doc["refused_people"] = refused;
+  doc["probes"] = r.probes;
+  doc["at_model_threshold"] = rates_json(r.at_model);
+  doc["population_estimate"] = {
+      {"users", e.users},
+      {"templates", e.templates},
+      {"claims", e.claims},
+      {"sampled", e.sampled},
+      {"usable", e.usable},
+      {"target_fmr", e.target_fmr},
+      {"threshold", e.threshold ? nlohmann::json(*e.threshold) : nlohmann::json(nullptr)},
+      {"method", e.method},
+      {"tail_start", e.tail_start},
+      {"tail_share", e.tail_share},
+      {"tail_shape", e.tail_shape},
+      {"tail_scale", e.tail_scale},
+      {"predicted_fmr_at_threshold", optional_json(r.predicted_fmr_operating)},
+      {"predicted_fmr_at_model_threshold", optional_json(r.predicted_fmr_model)}};
+  doc["held_out"] = r.held_out
+                        ? nlohmann::json{{"calibration_people", r.calibration_people},
+                                         {"seed", opts.seed},
+                                         {"measured_people", r.measured_people},
+                                         {"measured_probes", r.measured_probes}}
+                        : nlohmann::json(nullptr);
+  doc["measured_threshold_for_target"] =
+      r.measured_threshold_for_target ? nlohmann::json(*r.measured_threshold_for_target)
+                                      : nlohmann::json(nullptr);
+  doc["fnmr_at_measured_threshold"] = optional_json(r.fnmr_at_measured_threshold);
+  doc["simulate_seconds"] = simulate_s;
+  ctx.emit_json(doc);
+  if (ctx.json) {
+    return kExitOk;
+  }
+
+  std::string unusable;
+  for (const auto& [reason, n] : r.unusable) {
+    unusable += fmt::format("{}{} {}", unusable.empty() ? "" : ", ", n, reason);
+  }
+  std::cout << fmt::format("Deployment of {} on {}: {} people, {} images, {} usable{}\n",
+                           spec->id, opts.eval.images, r.people, r.images, r.usable_images,
+                           unusable.empty() ? "" : fmt::format(" (unusable: {})", unusable));
+  std::string refusals;
+  for (const auto& [status, n] : r.refused) {
+    refusals += fmt::format("{}{} {}", refusals.empty() ? "" : ", ", n, status);
+  }
+  std::cout << fmt::format(
+      "Enrolled {} people from their first {} usable image(s) ({} templates); not enrolled: "
+      "{}{}\n",
+      r.enrolled_people, opts.enrol, r.enrolled_templates, refusals.empty() ? "none" : refusals,
+      opts.no_duplicate_check ? " (no duplicate-face check)" : "");
+  std::size_t shown = 0;
+  for (const auto& p : r.persons) {
+    if (p.status != "enrolled" && p.status != "too_few_images" && shown++ < 10) {
+      std::cout << fmt::format("  {}: {} ({})\n", p.name, p.status, p.detail);
+    }
+  }
+  if (r.held_out) {
+    std::cout << fmt::format(
+        "Held out: the estimate is made on {} enrolled people drawn with seed {}; claims are "
+        "measured between the {} other enrolled people and {} probes of people outside the "
+        "calibration set\n",
+        r.calibration_people, opts.seed, r.measured_people, r.measured_probes);
+  }
+  std::cout << fmt::format("Probes: {} usable images not enrolled, each claimed against every "
+                           "{}enrolled person\n\n",
+                           r.held_out ? r.measured_probes : r.probes, r.held_out ? "measured " : "");
+  if (e.usable && e.threshold) {
+    std::cout << fmt::format(
+        "Population estimate on {} people ({} templates, {} impostor claims{}): threshold "
+        "{:.4f} for FMR {:.0e} ({}; tail from {:.4f}, {:.2f}% of claims, shape {:.3f}, scale "
+        "{:.4f})\n",
+        e.users, e.templates, e.claims, e.sampled ? ", sampled" : "", *e.threshold, e.target_fmr,
+        e.method, e.tail_start, 100 * e.tail_share, e.tail_shape, e.tail_scale);
+  } else {
+    std::cout << fmt::format(
+        "Population estimate: not usable ({} people, {} impostor claims; {}): the "
+        "recogniser's threshold holds\n",
+        e.users, e.claims,
+        e.method == "too-few-claims"
+            ? fmt::format("FMR {:.0e} is more than a decade beyond them", e.target_fmr)
+            : fmt::format("at least {} people needed", PopulationOptions{}.min_users));
+  }
+  std::cout << fmt::format(
+      "{:<10} {:>7} {:>15} {:>8} {:>9} {:>13} {:>9} {:>7} {:>7} {:>9} {:>10}\n", "threshold",
+      "value", "impostor claims", "accepted", "FMR", "FMR enrolled", "predicted", "genuine",
+      "FNMR", "1:N false", "1:N misses");
+  const auto row = [&](const char* name, const eval::DeploymentRates& x,
+                       const std::optional<double>& predicted) {
+    std::cout << fmt::format(
+        "{:<10} {:>7.4f} {:>15} {:>8} {:>9.2e} {:>13.2e} {:>9} {:>7} {:>6.2f}% {:>9} {:>9.2f}%\n",
+        name, x.threshold, x.impostor_claims, x.false_accepts, x.fmr, x.enrolled_fmr,
+        predicted ? fmt::format("{:.2e}", *predicted) : std::string("-"), x.genuine_claims,
+        100 * x.fnmr, x.false_identifications, 100 * x.identification_miss_rate);
+  };
+  row("model", r.at_model, r.predicted_fmr_model);
+  row("operating", r.at_operating, r.predicted_fmr_operating);
+  if (r.measured_threshold_for_target) {
+    std::cout << fmt::format(
+        "\nIn hindsight, threshold {:.4f} held FMR {:.0e} on these claims{}\n",
+        *r.measured_threshold_for_target, opts.target_fmr,
+        r.fnmr_at_measured_threshold
+            ? fmt::format(" (FNMR {:.2f}%)", 100 * *r.fnmr_at_measured_threshold)
+            : std::string());
+  }
+  std::cout << "\nClaims are 1:1, the probe against all of a user's templates (impostor: someone "
+               "else's image; genuine: the user's own images not enrolled). FMR enrolled: "
+               "impostor claims by enrolled people only, the population the estimate is made "
+               "on (the others include people refused as duplicates). predicted: the "
+               "estimate's FMR at that threshold. 1:N false: probes whose best user is someone "
+               "else at or above the threshold; 1:N misses: enrolled people's probes not "
+               "identified as themselves.\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 void register_eval_commands(CLI::App& app, Context& ctx, int& exit_code) {
@@ -965,6 +1350,48 @@ void register_eval_commands(CLI::App& app, Context& ctx, int& exit_code) {
       ->check(CLI::Range(0, 256));
   calibrate->callback([&ctx, &exit_code, calibrate_opts] {
     exit_code = run_eval_calibrate(ctx, *calibrate_opts);
+  });
+
+  auto deployment_opts = std::make_shared<DeploymentCliOptions>();
+  deployment_opts->eval.cache_dir = ".cache/eval";
+  auto* deployment = eval_cmd->add_subcommand(
+      "deployment",
+      "A deployment simulated on a folder of people: the first N images of each enrolled as "
+      "`enroll` would, every other image claimed against every enrolled person at the "
+      "population-aware operating threshold and at the recogniser's");
+  deployment
+      ->add_option("--images", deployment_opts->eval.images,
+                   "Folder holding <person>/<image>.jpg|.png, one folder per person")
+      ->required();
+  deployment->add_option("--enrol", deployment_opts->enrol, "Images per enrolment")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  deployment
+      ->add_option("--target-fmr", deployment_opts->target_fmr,
+                   "False-match rate per claim the operating threshold must hold")
+      ->check(CLI::Range(1e-12, 0.5))
+      ->capture_default_str();
+  deployment
+      ->add_option("--calibrate-people", deployment_opts->calibrate_people,
+                   "Estimate the threshold on K enrolled people drawn at random, measure on the "
+                   "others (0: estimate and measure on everyone)")
+      ->capture_default_str();
+  deployment->add_option("--seed", deployment_opts->seed, "Seed of the --calibrate-people draw")
+      ->capture_default_str();
+  deployment
+      ->add_option("--cache-dir", deployment_opts->eval.cache_dir,
+                   "Where image analyses are cached (one cache per --images folder)")
+      ->capture_default_str();
+  deployment->add_flag("--no-duplicate-check", deployment_opts->no_duplicate_check,
+                       "Enrol people even when a face matches an enrolled user (not what "
+                       "`enroll` does: shows what the duplicate check does to the estimate)");
+  deployment->add_flag("--no-cache", deployment_opts->eval.no_cache,
+                       "Neither read nor write the cache");
+  deployment
+      ->add_option("--threads", deployment_opts->eval.threads, "Worker threads (default: all cores)")
+      ->check(CLI::Range(0, 256));
+  deployment->callback([&ctx, &exit_code, deployment_opts] {
+    exit_code = run_eval_deployment(ctx, *deployment_opts);
   });
 }
 
