@@ -17,18 +17,13 @@
 #include "test_data.h"
 #include "test_engine.h"
 
+#include "synthetic_faces.h"
+
 namespace facelogin::eval {
 namespace {
 
 namespace fs = std::filesystem;
 constexpr std::size_t kDim = 32;
-
-std::vector<float> unit(std::vector<float> v) {
-  double n = 0;
-  for (float x : v) n += static_cast<double>(x) * x;
-  for (float& x : v) x = static_cast<float>(x / std::sqrt(n));
-  return v;
-}
 
 // Synthetic people: a random centre per person (plus `shared_weight` times a direction common to
 // everyone, which makes people alike), each image the centre plus a little noise.
@@ -49,7 +44,7 @@ class Synthetic {
     std::normal_distribution<float> g(0.f, 1.f);
     std::vector<float> t(dim_);
     for (std::size_t i = 0; i < dim_; ++i) t[i] = centre[i] + noise * g(rng_);
-    return unit(t);
+    return testing::normalized(t);
   }
 
   // `count` images of a new person called `name`.

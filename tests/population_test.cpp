@@ -9,17 +9,12 @@
 #include <random>
 #include <vector>
 
+#include "synthetic_faces.h"
+
 namespace facelogin {
 namespace {
 
 constexpr std::size_t kDim = 32;
-
-std::vector<float> unit(std::vector<float> v) {
-  double n = 0;
-  for (float x : v) n += static_cast<double>(x) * x;
-  for (float& x : v) x = static_cast<float>(x / std::sqrt(n));
-  return v;
-}
 
 // `count` templates of one person: a centre plus noise; `spread` sets how alike people are
 // (a shared component of that weight).
@@ -32,7 +27,7 @@ std::vector<std::vector<float>> person(std::mt19937& rng, int count, float share
   for (int k = 0; k < count; ++k) {
     std::vector<float> t(kDim);
     for (std::size_t i = 0; i < kDim; ++i) t[i] = centre[i] + 0.3f * g(rng);
-    out.push_back(unit(t));
+    out.push_back(testing::normalized(t));
   }
   return out;
 }
