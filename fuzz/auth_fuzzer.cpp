@@ -145,13 +145,23 @@ std::string expected_client(const std::vector<std::string>& xff_fields, const st
       hops.emplace_back(hop);
     }
   }
+  // From the right: the first hop that is not a trusted proxy, compared and returned in its
+  // parsed form without an IPv6 scope ("::2%eth0" is the proxy "::2"); garbage: the peer.
   for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
-    if (is_trusted(*it)) {
+    boost::system::error_code ec;
+    auto address = boost::asio::ip::make_address(*it, ec);
+    if (ec) {
+      return peer;
+    }
+    if (address.is_v6()) {
+      auto v6 = address.to_v6();
+      v6.scope_id(0);
+      address = v6;
+    }
+    if (is_trusted(address.to_string())) {
       continue;
     }
-    boost::system::error_code ec;
-    const auto address = boost::asio::ip::make_address(*it, ec);
-    return ec ? peer : address.to_string();
+    return address.to_string();
   }
   return peer;
 }
