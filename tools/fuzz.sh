@@ -9,6 +9,8 @@
 #   bash tools/fuzz.sh --runs 1000000         # a fixed number of executions each
 #   bash tools/fuzz.sh --targets api_fuzzer,config_fuzzer --seconds 60
 #   bash tools/fuzz.sh --build-only
+#   bash tools/fuzz.sh --build-dir build-asan --seconds 5   # targets of a tree configured already
+#   bash tools/fuzz.sh --toolchain-only    # installs clang + libFuzzer if root; fails without them
 #
 # Corpora grow in build-fuzz/corpus/<target> across runs; crash reproducers go to
 # build-fuzz/findings/<target>/ (replay: build-fuzz/fuzz/<target> FILE); logs to
@@ -23,15 +25,22 @@ runs=""
 only=""
 build_only=0
 skip_if_unavailable=0
+build_dir=""
+toolchain_only=0
 while (($#)); do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --targets) only="$2"; shift 2 ;;
     --build-only) build_only=1; shift ;;
+    # A tree already configured with -DFACELOGIN_BUILD_FUZZERS=ON (tools/test.sh's sanitizer
+    # build, which holds the tests and the fuzz targets): build the targets there, no configure.
+    --build-dir) build_dir="$2"; shift 2 ;;
+    --toolchain-only) toolchain_only=1; shift ;;
     # tools/test.sh: without clang/libFuzzer and without root to install them, say so and pass.
     --skip-if-unavailable) skip_if_unavailable=1; shift ;;
-    *) echo "usage: $0 [--seconds N | --runs N] [--targets a,b] [--build-only] [--skip-if-unavailable]" >&2
+    *) echo "usage: $0 [--seconds N | --runs N] [--targets a,b] [--build-only] [--build-dir DIR]" \
+            "[--toolchain-only] [--skip-if-unavailable]" >&2
        exit 2 ;;
   esac
 done
@@ -51,7 +60,7 @@ fuzzer_runtime() {
 if ! command -v clang++ >/dev/null || ! fuzzer_runtime; then
   if [[ $(id -u) -ne 0 ]]; then
     echo "fuzz: clang++ with libFuzzer is missing: sudo apt-get install -y clang libclang-rt-14-dev" >&2
-    ((skip_if_unavailable)) && { echo "fuzz: skipping the fuzz targets" >&2; exit 0; }
+    ((skip_if_unavailable && !toolchain_only)) && { echo "fuzz: skipping the fuzz targets" >&2; exit 0; }
     exit 1
   fi
   echo "== installing clang and libFuzzer (Debian clang, libclang-rt-14-dev)"
@@ -59,13 +68,23 @@ if ! command -v clang++ >/dev/null || ! fuzzer_runtime; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang \
     libclang-rt-14-dev >/dev/null
 fi
+((toolchain_only)) && exit 0
 
-build="$root/build-fuzz"
 jobs="$(nproc)"
-echo "== building the fuzz targets in build-fuzz (clang, ASan + UBSan, tests off)"
 start=$(date +%s)
-cmake -S . -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DFACELOGIN_BUILD_FUZZERS=ON \
-  -DFACELOGIN_BUILD_TESTS=OFF >/dev/null
+if [[ -n "$build_dir" ]]; then
+  build="$(cd "$build_dir" && pwd)"
+  if ! grep -q '^FACELOGIN_BUILD_FUZZERS:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
+    echo "fuzz: $build_dir is not configured with -DFACELOGIN_BUILD_FUZZERS=ON" >&2
+    exit 2
+  fi
+  echo "== building the fuzz targets in $build_dir"
+else
+  build="$root/build-fuzz"
+  echo "== building the fuzz targets in build-fuzz (clang, ASan + UBSan, tests off)"
+  cmake -S . -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DFACELOGIN_BUILD_FUZZERS=ON \
+    -DFACELOGIN_BUILD_TESTS=OFF >/dev/null
+fi
 # Only the fuzz targets, their seed writers and the core they need: not the CLI or benches.
 cmake --build "$build" -j"$jobs" --target fuzzers
 echo "   built in $(($(date +%s) - start)) s"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: sets up (packages, models) if needed, builds with warnings as errors, runs the
-# suite, then builds and runs it again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# suite, then builds and runs it again under AddressSanitizer + UndefinedBehaviorSanitizer, then
+# runs each fuzz target for a few seconds.
 #
 #   bash tools/test.sh              # both builds
 #   bash tools/test.sh --no-sanitize
@@ -48,22 +49,37 @@ fi
 echo "== tests (Release, -Werror)"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
+# The sanitizer build is also the fuzz build: with clang (installed here when root, as chromium
+# above) it holds the tests and the libFuzzer targets, so one instrumented compile of the core
+# serves both. Without clang it is a g++ build of the tests only and the fuzz step is skipped.
+fuzz_seconds="${FACELOGIN_FUZZ_SECONDS:-5}"
 if ((sanitize)); then
-  echo "== tests under ASan + UBSan"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFACELOGIN_WERROR=ON \
-    -DFACELOGIN_SANITIZE=ON >/dev/null
+  asan_cxx=g++
+  asan_fuzz=OFF
+  if bash tools/fuzz.sh --toolchain-only; then
+    asan_cxx=clang++
+    asan_fuzz=ON
+  fi
+  # A tree configured with the other compiler cannot be switched in place.
+  if [[ -f build-asan/CMakeCache.txt ]] &&
+     ! grep -q "^CMAKE_CXX_COMPILER:[A-Z]*=.*$asan_cxx\$" build-asan/CMakeCache.txt; then
+    rm -rf build-asan
+  fi
+  echo "== tests under ASan + UBSan ($asan_cxx)"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="$asan_cxx" \
+    -DFACELOGIN_WERROR=ON -DFACELOGIN_SANITIZE=ON -DFACELOGIN_BUILD_FUZZERS="$asan_fuzz" >/dev/null
   cmake --build build-asan -j"$jobs"
   # LeakSanitizer included: a leak fails the test that made it.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j"$jobs"
-fi
 
-# Every libFuzzer target for a few seconds (tools/fuzz.sh, docs/fuzzing.md): their seeds and
-# whatever the corpus of earlier runs holds must not crash. FACELOGIN_FUZZ_SECONDS=0 skips it;
-# so does a machine without clang/libFuzzer where they cannot be installed (not root), as for
-# chromium above. CI runs as root, so it installs them and runs the step.
-fuzz_seconds="${FACELOGIN_FUZZ_SECONDS:-5}"
-if ((fuzz_seconds > 0)); then
-  echo "== fuzz targets, ${fuzz_seconds} s each"
-  bash tools/fuzz.sh --seconds "$fuzz_seconds" --skip-if-unavailable
+  # Every libFuzzer target for a few seconds (tools/fuzz.sh, docs/fuzzing.md): their seeds and
+  # whatever the corpus of earlier runs holds must not crash. FACELOGIN_FUZZ_SECONDS=0 skips it.
+  if [[ $asan_fuzz == ON ]] && ((fuzz_seconds > 0)); then
+    echo "== fuzz targets, ${fuzz_seconds} s each"
+    bash tools/fuzz.sh --build-dir build-asan --seconds "$fuzz_seconds"
+  elif ((fuzz_seconds > 0)); then
+    echo "test: no clang with libFuzzer (sudo apt-get install clang libclang-rt-14-dev):" \
+      "the fuzz targets are skipped" >&2
+  fi
 fi

@@ -94,8 +94,11 @@ __attribute__((target("avx2,fma,f16c"))) float dot_f16_avx2(const std::uint16_t*
 
 __attribute__((target("f16c"))) void to_half(const float* in, std::uint16_t* out,
                                              std::size_t n) {
+  // _mm_cvtps_ph on one lane rather than the _cvtss_sh macro, whose clang expansion is a
+  // compound literal (-Wc99-extensions under -Wpedantic).
   for (std::size_t i = 0; i < n; ++i) {
-    out[i] = _cvtss_sh(in[i], _MM_FROUND_TO_NEAREST_INT);
+    out[i] = static_cast<std::uint16_t>(
+        _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(in[i]), _MM_FROUND_TO_NEAREST_INT), 0));
   }
 }
 
