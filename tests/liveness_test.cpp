@@ -246,6 +246,40 @@ TEST(LivenessSessionTest, DecidesOnTheMeanOfTheNeededFrames) {
   EXPECT_EQ(scorer.calls, calls);
 }
 
+// The adaptive policy's "strong" evidence: a high mean and no frame under the threshold.
+TEST(LivenessSessionTest, StrongEvidenceNeedsAHighMeanAndNoWeakFrame) {
+  FakeScorer scorer;
+  LivenessSessionOptions o;
+  o.frames_needed = 4;
+  o.threshold = 0.5f;
+  o.strong_threshold = 0.9f;
+  const auto run = [&](std::vector<float> scores) {
+    auto s = std::make_unique<LivenessSession>(scorer, o);
+    for (std::size_t i = 0; i < scores.size(); ++i) {
+      EXPECT_TRUE(s->add_frame(frame_with(scores[i], 10 * static_cast<int>(i)), kFace,
+                               milliseconds(33 * static_cast<int>(i)))
+                      .has_value());
+    }
+    return s;
+  };
+  const auto strong = run({0.95f, 0.97f, 0.93f, 0.99f});
+  EXPECT_EQ(strong->verdict(), LivenessVerdict::kLive);
+  EXPECT_TRUE(strong->strong());
+  EXPECT_NEAR(strong->min_score(), 0.93f, 0.01f);
+  // Live, but a mean under the strong threshold: the attempt would step up.
+  const auto middling = run({0.8f, 0.85f, 0.8f, 0.85f});
+  EXPECT_EQ(middling->verdict(), LivenessVerdict::kLive);
+  EXPECT_FALSE(middling->strong());
+  // A high mean with one frame that scored as a screen (a replay flickers): not strong.
+  const auto flicker = run({1.f, 1.f, 1.f, 0.4f});
+  EXPECT_GE(flicker->mean_score(), 0.85f);
+  EXPECT_EQ(flicker->verdict(), LivenessVerdict::kLive);
+  EXPECT_FALSE(flicker->strong());
+  // Not before the verdict, and never when refused.
+  EXPECT_FALSE(run({0.99f, 0.99f})->strong());
+  EXPECT_FALSE(run({0.1f, 0.1f, 0.1f, 0.1f})->strong());
+}
+
 TEST(LivenessSessionTest, ALiveVerdictStillWatchesForRepeatsAndPace) {
   // An attempt goes on after the passive window for an active challenge: the same picture sent
   // again answers nothing (last_frame_repeated) and, sent on and on, ends the attempt.

@@ -62,6 +62,7 @@ flow_ttl_s = 30
 [liveness]
 policy = "off"
 threshold = 0.5
+strong_threshold = 0.8
 frames = 12
 deadline_s = 15.5
 
@@ -108,6 +109,7 @@ max_lock_s = 600
   EXPECT_EQ(options_.flow_ttl, std::chrono::seconds(30));
   EXPECT_EQ(options_.login.liveness.policy, LivenessPolicy::kOff);
   EXPECT_FLOAT_EQ(options_.login.liveness.threshold, 0.5f);
+  EXPECT_FLOAT_EQ(options_.login.liveness.strong_threshold, 0.8f);
   EXPECT_EQ(options_.login.liveness.frames_needed, 12);
   EXPECT_EQ(options_.login.liveness.deadline, std::chrono::milliseconds(15500));
   EXPECT_EQ(options_.enroll_frames_needed, 7);
@@ -127,7 +129,7 @@ TEST_F(ServerConfigTest, AnEmptyFileKeepsTheDefaults) {
   ASSERT_TRUE(apply("# nothing\n").ok());
   const ServerOptions defaults;
   EXPECT_EQ(options_.port, defaults.port);
-  EXPECT_EQ(options_.login.liveness.policy, LivenessPolicy::kPassive);
+  EXPECT_EQ(options_.login.liveness.policy, LivenessPolicy::kAdaptive);
   EXPECT_TRUE(data_.empty());
 }
 
@@ -149,6 +151,8 @@ TEST_F(ServerConfigTest, MistakesAreNamed) {
       {"workers = 1e300\n", "workers: must be between"},
       {"workers = 2.5\n", "workers: expected a whole number"},
       {"[liveness]\nthreshold = 1.5\n", "liveness.threshold: must be between 0 and 1"},
+      {"[liveness]\nstrong_threshold = 2\n",
+       "liveness.strong_threshold: must be between 0 and 1"},
       {"[liveness]\npolicy = \"strict\"\n", "liveness.policy: unknown liveness policy 'strict'"},
       {"secure_cookies = \"yes\"\n", "secure_cookies: expected true or false"},
       {"listen = \"localhost\"\n", "expected HOST:PORT"},

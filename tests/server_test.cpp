@@ -169,7 +169,10 @@ class ServerTest : public ::testing::Test {
       return {};
     }
     if (app_key_.empty()) {
-      app_key_ = make_key("tests", {"login", "enroll"});
+      // Configured passive, as an application that runs its own camera loop and accepts that
+      // risk would: under the default (adaptive) every bearer login steps up to the challenge,
+      // which a recording cannot answer (AdaptiveStepsUpTheLoginsThatNeedIt).
+      app_key_ = make_key("tests", {"login", "enroll"}, "passive");
     }
     return {{"X-API-Key", app_key_}};
   }
@@ -439,6 +442,8 @@ TEST_F(ServerTest, ImpostorPhotoAndUnknownNameAreRefusedThenLockedOut) {
 }
 
 TEST_F(ServerTest, FaceOnlyLoginFindsAliceWhileTheGalleryIsSmall) {
+  // Under the default (adaptive) a face-only login always steps up to the challenge.
+  options_.login.liveness.policy = LivenessPolicy::kPassive;
   start();
   ASSERT_EQ(enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_")).status, 201u);
 
@@ -699,6 +704,94 @@ TEST_F(ServerTest, StartsAreRateLimitedPerAddressAndPerAccount) {
   EXPECT_EQ(start_as("bob", "127.0.0.2").status, 201u);
 }
 
+// Issue 16: under the default policy (adaptive) passive liveness decides alone only for the web
+// app's camera loop with strong evidence; the logins that need it are asked for the challenge in
+// the same attempt, which a recording cannot answer.
+TEST_F(ServerTest, AdaptiveStepsUpTheLoginsThatNeedIt) {
+  start();
+  // Alice's first NUAA session scores strongly live (LoginAttemptTest); she enrols from her second.
+  ASSERT_EQ(enrol("alice", recording("ClientRaw/0001", "0001_00_00_02_"), "cookie").status, 201u);
+  const auto live = recording("ClientRaw/0001", "0001_00_00_01_");
+  // Plays `frames` into a new attempt; returns the last reply and whether any asked for a move.
+  const auto play = [&](const std::vector<fs::path>& frames, const std::string& session,
+                        const std::map<std::string, std::string>& headers) {
+    Reply start = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}, {"session", session}},
+                            headers);
+    EXPECT_EQ(start.status, 201u) << start.raw;
+    EXPECT_EQ(start.body["policy"], "adaptive") << start.raw;
+    // Whether it will step up is not said at the start (it would tell who is an administrator).
+    EXPECT_EQ(start.body["challenge_steps"], 0) << start.raw;
+    std::pair<Reply, bool> out{{}, false};
+    for (const auto& f : frames) {
+      auto h = headers;
+      h["X-Attempt-Nonce"] = start.body["nonce"];
+      out.first = call(port_, http::verb::post,
+                       "/api/v1/login/attempts/" + start.body["id"].get<std::string>() + "/frames",
+                       read_file(f), "image/jpeg", h);
+      out.second = out.second || out.first.body.contains("challenge");
+      if (out.first.status != 200u || out.first.body.value("state", "") != "pending") {
+        break;
+      }
+    }
+    return out;
+  };
+
+  // The web app's loop (a cookie session) with strong evidence: in, without a challenge.
+  auto [in, asked] = play(live, "cookie", {});
+  EXPECT_EQ(in.body["state"], "accepted") << in.raw;
+  EXPECT_FALSE(asked);
+
+  // An application's client (bearer; its key leaves liveness to the server): asked.
+  const std::string app = make_key("kiosk", {"login"});
+  auto [by_app, app_asked] = play(live, "bearer", {{"X-API-Key", app}});
+  EXPECT_TRUE(app_asked) << by_app.raw;
+  EXPECT_NE(by_app.body["state"], "accepted") << by_app.raw;
+
+  // An administrator: asked, though the evidence is as strong as before.
+  ASSERT_TRUE(auth_store_->set_admin("alice", true).ok());
+  auto [admin, admin_asked] = play(live, "cookie", {});
+  EXPECT_TRUE(admin_asked) << admin.raw;
+  EXPECT_NE(admin.body["state"], "accepted") << admin.raw;
+  ASSERT_TRUE(auth_store_->set_admin("alice", false).ok());
+
+  // A printed photo is refused as not_live, counts toward the lockout like a wrong face, and the
+  // account's next logins are asked for the challenge.
+  auto before = auth_store_->failure_state("pair:127.0.0.1/alice");
+  ASSERT_TRUE(before);
+  auto [photo, photo_asked] = play(recording("ImposterRaw/0001", "0001_00_01_02_"), "cookie", {});
+  EXPECT_EQ(photo.body["reason"], "not_live") << photo.raw;
+  EXPECT_FALSE(photo_asked);
+  auto pair = auth_store_->failure_state("pair:127.0.0.1/alice");
+  ASSERT_TRUE(pair);
+  EXPECT_EQ(pair->failures, before->failures + 1);
+  auto [after, after_asked] = play(live, "cookie", {});
+  EXPECT_TRUE(after_asked) << after.raw;
+  EXPECT_NE(after.body["state"], "accepted") << after.raw;
+}
+
+TEST_F(ServerTest, LivenessRefusalsCountTowardTheLockout) {
+  options_.auth.free_failures = 2;
+  start();
+  ASSERT_EQ(enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_"), "cookie").status, 201u);
+  const auto print = recording("ImposterRaw/0001", "0001_00_01_02_");
+  for (int i = 0; i < 3; ++i) {
+    Reply refused = login("alice", print, "cookie");
+    ASSERT_EQ(refused.status, 200u) << refused.raw;
+    EXPECT_EQ(refused.body["reason"], "not_live") << refused.raw;
+  }
+  // Two free failures, the third locked the pair: a replay cannot be retried without limit.
+  Reply locked = post_json(port_, "/api/v1/login/attempts", {{"user", "alice"}});
+  EXPECT_EQ(locked.status, 429u) << locked.raw;
+  // The audit log: the refused start, and before it the third not_live with its lock.
+  auto events = auth_store_->list_audit({.subject = "alice", .before_id = 0, .limit = 2});
+  ASSERT_TRUE(events);
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].outcome, "locked_out");
+  EXPECT_EQ((*events)[1].outcome, "not_live");
+  const json detail = json::parse((*events)[1].detail);
+  EXPECT_GT(detail.value("locked_for_s", 0), 0) << (*events)[1].detail;
+}
+
 TEST_F(ServerTest, WebSocketStreamsALoginForAnApplication) {
   start();
   ASSERT_EQ(enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_")).status, 201u);
@@ -872,6 +965,7 @@ TEST_F(ServerTest, NoPathAroundTheLockoutOrTheNamesOfAccounts) {
 }
 
 TEST_F(ServerTest, AFaceOnlyLoginCannotEnterALockedAccount) {
+  options_.login.liveness.policy = LivenessPolicy::kPassive;  // face-only: see above
   start();
   ASSERT_EQ(enrol("alice", recording("ClientRaw/0001", "0001_00_00_01_")).status, 201u);
   const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -933,7 +1027,7 @@ TEST_F(ServerTest, AKeysLivenessPolicyAppliesOnlyToItsOwnScopes) {
                           {{"X-API-Key", enrol_only}});
   ASSERT_EQ(start.status, 201u) << start.raw;
   EXPECT_EQ(start.body["liveness"], true) << start.raw;
-  EXPECT_EQ(start.body["policy"], "passive") << start.raw;
+  EXPECT_EQ(start.body["policy"], "adaptive") << start.raw;  // the server's default
   Reply last;
   for (const auto& f : recording("ImposterRaw/0001", "0001_00_01_02_")) {
     last = call(port_, http::verb::post,

@@ -104,7 +104,8 @@ export class Camera {
   }
 }
 
-// The active challenge's prompt (login under the active liveness policy): the move asked for
+// The challenge's prompt (a login under the active liveness policy, or one the adaptive policy
+// stepped up to it in the middle of the attempt): the move asked for
 // now, and which step of how many. Hidden when there is no challenge or the attempt is over.
 function showChallenge(challenge, state) {
   const el = document.getElementById('challenge');

@@ -52,6 +52,9 @@ struct AuthOptions {
   // An address the account was given a session from within this long is a known context: the
   // account-wide counter neither counts its failures nor holds it.
   std::chrono::seconds known_context_ttl{std::chrono::hours(24 * 30)};
+  // Under the adaptive liveness policy, a liveness refusal (not_live, flat_motion, still_image)
+  // of the account or the address within this long makes the next logins ask for the challenge.
+  std::chrono::seconds liveness_step_up_window{std::chrono::minutes(15)};
 };
 
 // What an attempt tries: the face (1:1 or 1:N) or a recovery code. Recovery codes are long
@@ -92,6 +95,10 @@ class Authenticator {
   [[nodiscard]] Status record_success(std::string_view user, std::string_view address = {});
   // Whether `user` has had a session from `address` within known_context_ttl.
   [[nodiscard]] Result<bool> known_context(std::string_view user, std::string_view address) const;
+  // Whether a login of `user` (if not empty) or from `address` was refused for liveness within
+  // liveness_step_up_window (the audit log says).
+  [[nodiscard]] Result<bool> liveness_refused_recently(std::string_view user,
+                                                       std::string_view address) const;
 
   // A new session for an enabled user. kind: "cookie" or "bearer".
   [[nodiscard]] Result<IssuedSession> issue_session(std::string_view user, std::string_view kind,

@@ -65,7 +65,7 @@ struct ApiKeyRecord {
   std::int64_t id = 0;
   std::string name;                 // the application, e.g. "intranet"
   std::vector<std::string> scopes;  // "login", "enroll", "admin"
-  std::string liveness;             // "passive", "active", "off", or "" (the deployment's)
+  std::string liveness;             // "adaptive", "passive", "active", "off", or "" (the deployment's)
   std::int64_t created_at = 0;
   bool revoked = false;
 
@@ -129,6 +129,12 @@ class AuthStore {
   [[nodiscard]] virtual Result<bool> has_session_from(std::string_view user,
                                                       std::string_view address,
                                                       std::int64_t since) const = 0;
+  // Whether the audit log holds a login refused for liveness (outcome not_live, flat_motion or
+  // still_image) at or after `since_ms` (Unix milliseconds) for `user` (if not empty) or from
+  // `address` (if not empty): the adaptive liveness policy then asks for the challenge.
+  [[nodiscard]] virtual Result<bool> liveness_refused_since(std::string_view user,
+                                                            std::string_view address,
+                                                            std::int64_t since_ms) const = 0;
 
   [[nodiscard]] virtual Status append_audit(const AuditEvent& event) = 0;
   [[nodiscard]] virtual Result<std::vector<AuditEvent>> list_audit(

@@ -40,6 +40,11 @@ namespace facelogin {
 // mean score of an attempt's frames. How it was chosen: docs/liveness.md.
 inline constexpr float kDefaultLiveThreshold = 0.46f;
 
+// Under the adaptive policy, passive liveness decides alone only when its evidence is strong: the
+// attempt's mean score at or above this and every counted frame at or above the threshold above.
+// Otherwise the attempt steps up to the active challenge. How it was chosen: docs/liveness.md.
+inline constexpr float kDefaultStrongLiveThreshold = 0.90f;
+
 struct LivenessScore {
   float live = 0.f;              // 0..1: mean of the models' real-class probabilities
   std::vector<float> per_model;  // each model's real-class probability, catalog order
@@ -88,17 +93,21 @@ enum class LivenessPolicy {
   kOff,      // every attempt with enough frames passes (deployments that accept the risk)
   kPassive,  // the mean passive score of the counted frames must reach the threshold
   kActive,   // passive, and a random challenge answered with a head that moves like one
+  // Passive; where its evidence is not strong (LivenessSession::strong) or the caller asks for
+  // it (LoginPolicy::step_up), the same attempt goes on with the challenge of kActive.
+  kAdaptive,
 };
 
-// "off", "passive", "active"
+// "off", "passive", "active", "adaptive"
 [[nodiscard]] std::string_view liveness_policy_name(LivenessPolicy policy);
 // Errors: kInvalidArgument naming the accepted values.
 [[nodiscard]] Result<LivenessPolicy> parse_liveness_policy(std::string_view name);
 
 struct LivenessSessionOptions {
-  LivenessPolicy policy = LivenessPolicy::kPassive;
+  LivenessPolicy policy = LivenessPolicy::kAdaptive;
   int frames_needed = 10;  // frames with a face, not repeats, that decide
   float threshold = kDefaultLiveThreshold;
+  float strong_threshold = kDefaultStrongLiveThreshold;  // kAdaptive: see strong()
   std::chrono::milliseconds deadline{20'000};  // from the first frame
   // Frames closer together than this are not from a camera (over 100 frames per second).
   std::chrono::milliseconds min_frame_interval{10};
@@ -152,6 +161,12 @@ class LivenessSession {
   bool last_frame_repeated() const { return last_repeated_; }
   // Mean passive score of the counted frames (0 before the first).
   float mean_score() const;
+  // Lowest passive score of a counted frame (0 before the first).
+  float min_score() const;
+  // The passive evidence is strong enough to decide alone (the adaptive policy): the verdict is
+  // live, the mean score reaches options.strong_threshold and no counted frame scored under
+  // options.threshold (a replayed screen flickers between live and not).
+  bool strong() const;
   const std::vector<float>& scores() const { return scores_; }
 
  private:

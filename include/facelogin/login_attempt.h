@@ -27,6 +27,12 @@ struct LoginPolicy {
   // server must not tell which names exist.
   bool hide_unknown_user = false;
   LivenessSessionOptions liveness;  // policy, frames, threshold, deadline, replay checks
+  // Under LivenessPolicy::kAdaptive: ask for the challenge once the passive window says live,
+  // however strong its evidence, for this reason (the server's: "face_only", "administrator",
+  // "recent_liveness_refusal", "not_camera_loop"). Empty: only weak passive evidence steps up.
+  // The challenge starts at the same point either way, so that its timing does not tell a
+  // client why.
+  std::string step_up;
 };
 
 enum class AttemptState { kPending, kAccepted, kRejected };
@@ -41,7 +47,8 @@ struct FrameFeedback {
   int matching_frames = 0;     // so far
   LivenessVerdict liveness = LivenessVerdict::kPending;
   AttemptState state = AttemptState::kPending;
-  // Under the active policy: what the person should do now, and how far they are.
+  // Under the active policy, or the adaptive one once it stepped up: what the person should do
+  // now, and how far they are.
   std::string prompt;
   std::optional<ChallengeAction> asked;
   int challenge_steps_done = 0;
@@ -79,8 +86,11 @@ class LoginAttempt {
   // The best similarity seen (for the audit log; never the template).
   float best_score() const { return best_score_; }
   const LivenessSession& liveness() const { return *liveness_; }
-  // The challenge under the active policy, else null.
+  // The challenge under the active policy, or the adaptive one once it stepped up; else null.
   const ActiveChallenge* challenge() const { return challenge_ ? &*challenge_ : nullptr; }
+  // Why the adaptive policy asked for the challenge: LoginPolicy::step_up, or "weak_passive"
+  // when the passive evidence was not strong (LivenessSession::strong); empty if it did not.
+  const std::string& step_up() const { return step_up_; }
 
  private:
   LoginAttempt(FaceService& service, std::string user, LoginPolicy policy,
@@ -101,6 +111,7 @@ class LoginAttempt {
   int matching_ = 0;
   int non_matching_ = 0;
   float best_score_ = 0.f;
+  std::string step_up_;
 };
 
 }  // namespace facelogin

@@ -98,6 +98,15 @@ Result<bool> Authenticator::known_context(std::string_view user, std::string_vie
   return auth_store_.has_session_from(user, address, since);
 }
 
+Result<bool> Authenticator::liveness_refused_recently(std::string_view user,
+                                                      std::string_view address) const {
+  if (user.empty() && address.empty()) {
+    return false;
+  }
+  const std::int64_t since = now_ms_() - 1000 * options_.liveness_step_up_window.count();
+  return auth_store_.liveness_refused_since(user, address, since);
+}
+
 Result<std::vector<std::string>> Authenticator::counters(std::string_view user,
                                                          std::string_view address,
                                                          AttemptKind kind) const {

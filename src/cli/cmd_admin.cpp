@@ -460,7 +460,7 @@ void register_admin_commands(CLI::App& app, Context& ctx, int& exit_code) {
   create
       ->add_option("--liveness", key_args->liveness,
                    "Liveness for this key's logins and enrolments (default: the server's)")
-      ->check(CLI::IsMember({"passive", "active", "off"}));
+      ->check(CLI::IsMember({"adaptive", "passive", "active", "off"}));
   create->callback(
       [&ctx, &exit_code, key_args] { exit_code = run_apikeys_create(ctx, *key_args); });
   apikeys->add_subcommand("list", "List keys (never the keys themselves)")->callback([&] {

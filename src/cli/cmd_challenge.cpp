@@ -1,16 +1,20 @@
 // `facelogin eval challenge`: the active challenge (signals 2 and 3 of issue 4) measured on real
 // recordings: live attempts arranged from a live recording's frames, and replays of recordings
 // played as a camera that cannot see the prompts. See include/facelogin/challenge_eval.h.
+// `facelogin eval replay`: whole login sessions over recordings, started at every second, under
+// each liveness policy (issue 16). See include/facelogin/replay_eval.h.
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <charconv>
+#include <sstream>
 #include <iostream>
 
 #include "cli/context.h"
 #include "facelogin/challenge_eval.h"
 #include "facelogin/matching.h"
+#include "facelogin/replay_eval.h"
 
 namespace facelogin::cli {
 namespace {
@@ -29,6 +33,9 @@ struct ChallengeEvalOptions {
 struct Recording {
   std::vector<Image> frames;
   double fps = 0;
+  // When each frame was taken, in seconds from the first: i / fps for a video; for a folder the
+  // number in the name over fps (NUAA keeps every 4th frame of most recordings: gaps are kept).
+  std::vector<double> times;
 };
 
 long trailing_number(const std::string& name) {
@@ -59,12 +66,16 @@ Result<Recording> read_recording(const std::string& path, double folder_fps) {
       const long nb = trailing_number(b.string());
       return na != nb ? na < nb : a < b;
     });
+    const long first = files.empty() ? 0 : std::max(0L, trailing_number(files.front().string()));
     for (const auto& file : files) {
       auto image = load_image_file(file);
       if (!image) {
         return make_error(image.error());
       }
       out.frames.push_back(std::move(*image));
+      const long number = trailing_number(file.string());
+      out.times.push_back(number >= first ? static_cast<double>(number - first) / folder_fps
+                                          : static_cast<double>(out.times.size()) / folder_fps);
     }
     out.fps = folder_fps;
   } else {
@@ -81,6 +92,7 @@ Result<Recording> read_recording(const std::string& path, double folder_fps) {
       if (!*frame) {
         break;
       }
+      out.times.push_back(static_cast<double>(out.frames.size()) / out.fps);
       out.frames.push_back(std::move(**frame));
     }
   }
@@ -260,7 +272,228 @@ int run_challenge_eval(Context& ctx, const ChallengeEvalOptions& opts) {
   return kExitOk;
 }
 
+struct ReplayEvalOptions {
+  std::vector<std::string> live;
+  std::vector<std::string> attacks;
+  std::string policies = "passive,adaptive,active";
+  double fps = 30;  // of frame folders
+  double send_fps = 10;
+  double every = 1;
+};
+
+nlohmann::json summary_json(const eval::ReplaySummary& s) {
+  return {{"sessions", s.sessions},
+          {"accepted", s.accepted},
+          {"accepted_without_challenge", s.accepted_without_challenge},
+          {"stepped_up", s.stepped_up},
+          {"stepped_up_accepted", s.stepped_up_accepted},
+          {"refusals", s.refusals},
+          {"undecided", s.undecided}};
+}
+
+std::string summary_text(const eval::ReplaySummary& s) {
+  std::string refusals;
+  for (const auto& [reason, n] : s.refusals) {
+    refusals += fmt::format(" {} {}", reason, n);
+  }
+  if (s.undecided > 0) {
+    refusals += fmt::format(" undecided {}", s.undecided);
+  }
+  return fmt::format("accepted {}/{} ({} without a challenge, {} after one); asked for a "
+                     "challenge {}; refused:{}",
+                     s.accepted, s.sessions, s.accepted_without_challenge, s.stepped_up_accepted,
+                     s.stepped_up, refusals.empty() ? " none" : refusals);
+}
+
+// Enrols the recording's own first five usable frames as `user` in a throw-away store (a replay
+// shows the account holder), so that what is measured is liveness, recognition never refusing.
+Result<std::unique_ptr<Store>> enrol_recording(const Context& ctx, const ScratchDir& scratch,
+                                               const std::string& path, const Recording& rec,
+                                               const std::string& user) {
+  auto key = load_or_create_key(scratch.path() / "key");
+  if (!key) {
+    return make_error(key.error());
+  }
+  SqliteStoreOptions store_options;
+  store_options.key = *key;
+  auto store = open_sqlite_store(scratch.path() / "replay.db", store_options);
+  if (!store) {
+    return make_error(store.error());
+  }
+  auto service = ctx.open_service(**store);
+  if (!service) {
+    return make_error(service.error());
+  }
+  std::vector<FaceTemplate> faces;
+  std::vector<std::string> sources;
+  for (std::size_t i = 0; i < rec.frames.size() && faces.size() < 5; ++i) {
+    auto check = service->check_frame({fmt::format("frame {}", i), rec.frames[i]});
+    if (!check) {
+      return make_error(check.error());
+    }
+    if (check->face) {
+      faces.push_back(std::move(*check->face));
+      sources.push_back(fmt::format("frame {}", i));
+    }
+  }
+  if (faces.empty()) {
+    return make_error(ErrorCode::kNoFace, fmt::format("{}: no usable face to enrol", path));
+  }
+  auto enrolled = service->enroll_templates(user, faces, sources, false);
+  if (!enrolled) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("{}: cannot enrol its first faces: {}", path,
+                                  enrolled.error().message()));
+  }
+  return std::move(*store);
+}
+
+int run_replay_eval(Context& ctx, const ReplayEvalOptions& opts) {
+  std::vector<LivenessPolicy> policies;
+  std::stringstream list(opts.policies);
+  for (std::string name; std::getline(list, name, ',');) {
+    auto policy = parse_liveness_policy(name);
+    if (!policy) {
+      return ctx.fail(policy.error());
+    }
+    if (*policy == LivenessPolicy::kOff) {
+      return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                             "eval replay measures liveness: 'off' accepts every replay"));
+    }
+    policies.push_back(*policy);
+  }
+  if (policies.empty() || (opts.live.empty() && opts.attacks.empty())) {
+    return ctx.fail(Status(ErrorCode::kInvalidArgument,
+                           "give --policies and at least one --live or --attack recording"));
+  }
+  auto models = LivenessModels::load(ctx.models);
+  if (!models) {
+    return ctx.fail(models.error());
+  }
+  auto scorer = (*models)->make_scorer();
+  if (!scorer) {
+    return ctx.fail(scorer.error());
+  }
+  eval::ReplayOptions replay;
+  replay.send_fps = opts.send_fps;
+  replay.every_seconds = opts.every;
+
+  // Totals per policy and kind, over every recording.
+  std::map<std::pair<std::string, bool>, std::vector<eval::ReplayOutcome>> totals;
+  nlohmann::json recordings = nlohmann::json::array();
+  std::vector<std::pair<std::string, bool>> inputs;
+  for (const auto& p : opts.live) {
+    inputs.emplace_back(p, true);
+  }
+  for (const auto& p : opts.attacks) {
+    inputs.emplace_back(p, false);
+  }
+  for (const auto& [path, live] : inputs) {
+    auto rec = read_recording(path, opts.fps);
+    if (!rec) {
+      return ctx.fail(rec.error());
+    }
+    auto scratch = ScratchDir::make("facelogin-replay");
+    if (!scratch) {
+      return ctx.fail(scratch.error());
+    }
+    const std::string user = "subject";
+    auto store = enrol_recording(ctx, **scratch, path, *rec, user);
+    if (!store) {
+      return ctx.fail(store.error());
+    }
+    auto service = ctx.open_service(**store);
+    if (!service) {
+      return ctx.fail(service.error());
+    }
+    nlohmann::json doc = {{"source", path},
+                          {"kind", live ? "live" : "attack"},
+                          {"frames", rec->frames.size()},
+                          {"fps", rec->fps}};
+    if (!ctx.json) {
+      fmt::print("{} {} ({} frames at {:.0f}/s):\n", live ? "live" : "attack", path,
+                 rec->frames.size(), rec->fps);
+    }
+    for (LivenessPolicy policy : policies) {
+      LoginPolicy login;
+      login.liveness.policy = policy;
+      auto outcomes = eval::run_replay_sessions(*service, **scorer, rec->frames, rec->times,
+                                                rec->fps, user, login, replay);
+      if (!outcomes) {
+        return ctx.fail(Status(outcomes.error().code(),
+                               fmt::format("{}: {}", path, outcomes.error().message())));
+      }
+      const std::string name(liveness_policy_name(policy));
+      const auto summary = eval::summarise(*outcomes);
+      nlohmann::json sessions = nlohmann::json::array();
+      for (const auto& o : *outcomes) {
+        sessions.push_back({{"start_s", o.start_seconds},
+                            {"accepted", o.accepted},
+                            {"reason", o.reason},
+                            {"step_up", o.step_up},
+                            {"frames", o.frames},
+                            {"passive_mean", o.passive_mean}});
+      }
+      doc["policies"][name] = summary_json(summary);
+      doc["policies"][name]["per_session"] = sessions;
+      auto& all = totals[{name, live}];
+      all.insert(all.end(), outcomes->begin(), outcomes->end());
+      if (!ctx.json) {
+        fmt::print("  {:<9} {}\n", name, summary_text(summary));
+        std::fflush(stdout);  // progress, when the output goes to a file
+      }
+    }
+    recordings.push_back(std::move(doc));
+  }
+  nlohmann::json total = nlohmann::json::object();
+  if (!ctx.json) {
+    fmt::print("\nAll recordings:\n");
+  }
+  for (LivenessPolicy policy : policies) {
+    const std::string name(liveness_policy_name(policy));
+    for (bool live : {true, false}) {
+      if (!totals.contains({name, live})) {
+        continue;
+      }
+      const auto summary = eval::summarise(totals.at({name, live}));
+      total[name][live ? "live" : "attack"] = summary_json(summary);
+      if (!ctx.json) {
+        fmt::print("  {:<9} {:<6} {}\n", name, live ? "live" : "attack", summary_text(summary));
+      }
+    }
+  }
+  ctx.emit_json({{"ok", true},
+                 {"send_fps", opts.send_fps},
+                 {"every_seconds", opts.every},
+                 {"recordings", recordings},
+                 {"total", total}});
+  return kExitOk;
+}
+
 }  // namespace
+
+void register_replay_eval(CLI::App& eval, Context& ctx, int& exit_code) {
+  auto opts = std::make_shared<ReplayEvalOptions>();
+  auto* cmd = eval.add_subcommand(
+      "replay",
+      "Logins over recordings played as the camera from every second, under each liveness "
+      "policy: attacks accepted, live logins passed without or asked for a challenge");
+  cmd->add_option("--live", opts->live, "Live recordings (videos or frame folders)");
+  cmd->add_option("--attack", opts->attacks,
+                  "Attack recordings: replays, prints (videos or frame folders)");
+  cmd->add_option("--policies", opts->policies, "Comma-separated liveness policies")
+      ->capture_default_str();
+  cmd->add_option("--fps", opts->fps, "Frame rate of frame folders")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 120.0));
+  cmd->add_option("--send-fps", opts->send_fps, "Frames the camera sends per second")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 60.0));
+  cmd->add_option("--every", opts->every, "Seconds between two sessions' starting points")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 600.0));
+  cmd->callback([&ctx, &exit_code, opts] { exit_code = run_replay_eval(ctx, *opts); });
+}
 
 void register_challenge_eval(CLI::App& eval, Context& ctx, int& exit_code) {
   auto opts = std::make_shared<ChallengeEvalOptions>();

@@ -1291,6 +1291,7 @@ void register_eval_commands(CLI::App& app, Context& ctx, int& exit_code) {
   eval_cmd->require_subcommand(1);
   register_spoof_eval(*eval_cmd, ctx, exit_code);
   register_challenge_eval(*eval_cmd, ctx, exit_code);
+  register_replay_eval(*eval_cmd, ctx, exit_code);
   auto opts = std::make_shared<EvalOptions>();
   opts->cache_dir = ".cache/eval";
   auto* lfw = eval_cmd->add_subcommand(

@@ -22,7 +22,7 @@ struct ServeArgs {
   std::filesystem::path data;
   std::filesystem::path web = FACELOGIN_WEB_DIR;
   int workers = 0;
-  std::string liveness = "passive";
+  std::string liveness = "adaptive";
   std::filesystem::path tls_cert;
   std::filesystem::path tls_key;
   std::vector<std::string> trusted_proxies;
@@ -177,7 +177,7 @@ void register_serve_command(CLI::App& app, Context& ctx, int& exit_code) {
           ->check(CLI::Range(0, 256));
   args->given["--liveness"] =
       cmd->add_option("--liveness", args->liveness, "Liveness policy for logins and enrolments")
-          ->check(CLI::IsMember({"passive", "active", "off"}))
+          ->check(CLI::IsMember({"adaptive", "passive", "active", "off"}))
           ->envname("FACELOGIN_LIVENESS");
   args->given["--enroll-frames"] =
       cmd->add_option("--enroll-frames", args->enroll_frames, "Good frames an enrolment needs")

@@ -111,6 +111,8 @@ Result<nlohmann::json> score_video(Context& ctx, LivenessRig& rig, const std::st
   std::size_t frames_with_face = 0;
   std::map<std::string, int> verdicts;
   std::vector<float> means;
+  std::vector<float> mins;
+  int strong = 0;  // live attempts strong enough for the adaptive policy to decide alone
   auto session = std::make_unique<LivenessSession>(*rig.scorer, session_options);
   while (true) {
     auto frame = (*video)->next();
@@ -134,6 +136,8 @@ Result<nlohmann::json> score_video(Context& ctx, LivenessRig& rig, const std::st
     if (*verdict != LivenessVerdict::kPending) {
       ++verdicts[std::string(liveness_verdict_name(*verdict))];
       means.push_back(session->mean_score());
+      mins.push_back(session->min_score());
+      strong += session->strong() ? 1 : 0;
       session = std::make_unique<LivenessSession>(*rig.scorer, session_options);
     }
   }
@@ -149,10 +153,13 @@ Result<nlohmann::json> score_video(Context& ctx, LivenessRig& rig, const std::st
       breakdown += fmt::format("{}{} {}", breakdown.empty() ? "" : ", ", count, name);
     }
     std::cout << fmt::format(
-        "{}: {} of {} attempts live ({}; {} frames, {} with a face, {} per attempt, threshold "
-        "{:.3f})\n",
-        path, live_attempts, attempts, breakdown.empty() ? "no attempt finished" : breakdown,
-        frames, frames_with_face, session_options.frames_needed, session_options.threshold);
+        "{}: {} of {} attempts live, {} of them strong enough to pass without a challenge "
+        "under the adaptive policy ({}; {} frames, {} with a face, {} per attempt, threshold "
+        "{:.3f}, strong {:.3f})\n",
+        path, live_attempts, attempts, strong,
+        breakdown.empty() ? "no attempt finished" : breakdown, frames, frames_with_face,
+        session_options.frames_needed, session_options.threshold,
+        session_options.strong_threshold);
   }
   return nlohmann::json{{"video", path},
                         {"frames", frames},
@@ -160,6 +167,8 @@ Result<nlohmann::json> score_video(Context& ctx, LivenessRig& rig, const std::st
                         {"attempt_frames", session_options.frames_needed},
                         {"attempts", attempts},
                         {"attempts_live", live_attempts},
+                        {"attempts_strong", strong},
+                        {"attempt_min_scores", mins},
                         {"verdicts", verdicts},
                         {"attempt_mean_scores", means},
                         {"live", live}};
@@ -232,7 +241,7 @@ struct LoginOptions {
   std::string user;
   std::string video;
   int camera = -1;
-  std::string liveness = "passive";
+  std::string liveness = "adaptive";
   int timeout_s = 20;
 };
 
@@ -348,8 +357,32 @@ struct SpoofOptions {
   std::string train_subjects = "0001,0002,0003,0004";
   int attempt_frames = 10;
   double max_bpcer = 0.02;
+  float strong = kDefaultStrongLiveThreshold;
   std::string plot;
 };
+
+// The adaptive policy on attempts (kAdaptive, LivenessSession::strong): refused by the passive
+// score, decided live by it alone (strong evidence), or stepped up to the challenge.
+struct StepUpCounts {
+  int refused = 0;
+  int strong = 0;
+  int stepped_up = 0;
+  int total() const { return refused + strong + stepped_up; }
+};
+
+nlohmann::json step_up_json(const StepUpCounts& c) {
+  return {{"attempts", c.total()},
+          {"refused", c.refused},
+          {"passive_alone", c.strong},
+          {"stepped_up", c.stepped_up}};
+}
+
+std::string step_up_line(const StepUpCounts& c) {
+  const double n = std::max(1, c.total());
+  return fmt::format("{} attempts: {:.1f}% refused, {:.1f}% live on passive alone, {:.1f}% "
+                     "stepped up to the challenge",
+                     c.total(), 100 * c.refused / n, 100 * c.strong / n, 100 * c.stepped_up / n);
+}
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -510,6 +543,49 @@ int run_eval_spoof(Context& ctx, const SpoofOptions& opts) {
           rates_line(per_attempt));
     }
   }
+  // The adaptive policy's band at the default threshold: every subject, and the held-out ones.
+  StepUpCounts band[2][2];  // [held-out][live]
+  std::vector<float> live_means;
+  for (const auto& a : attempts) {
+    float lowest = 1.f;
+    for (std::size_t k : a.frames) {
+      lowest = std::min(lowest, scores[k]);
+    }
+    for (int held_out : {0, 1}) {
+      if (held_out == 1 && in_train(a.subject)) {
+        continue;
+      }
+      StepUpCounts& c = band[held_out][a.live ? 1 : 0];
+      if (a.score < kDefaultLiveThreshold) {
+        ++c.refused;
+      } else if (a.score >= opts.strong && lowest >= kDefaultLiveThreshold) {
+        ++c.strong;
+      } else {
+        ++c.stepped_up;
+      }
+    }
+    if (a.live) {
+      live_means.push_back(a.score);
+    }
+  }
+  std::sort(live_means.begin(), live_means.end());
+  const auto live_quantile = [&live_means](double q) {
+    return live_means.empty()
+               ? 0.f
+               : live_means[std::min(live_means.size() - 1,
+                                     static_cast<std::size_t>(q * live_means.size()))];
+  };
+  if (!ctx.json) {
+    std::cout << fmt::format(
+        "\nAdaptive policy (threshold {:.2f}; passive alone at a mean >= {:.2f} with every "
+        "frame >= {:.2f}):\n  live, every subject:      {}\n  live, held-out subjects:  {}\n"
+        "  attacks, every subject:   {}\n  attacks, held-out:        {}\n"
+        "  live attempt means: 10% {:.3f}, 25% {:.3f}, median {:.3f}\n",
+        kDefaultLiveThreshold, opts.strong, kDefaultLiveThreshold, step_up_line(band[0][1]),
+        step_up_line(band[1][1]), step_up_line(band[0][0]), step_up_line(band[1][0]),
+        live_quantile(0.1), live_quantile(0.25), live_quantile(0.5));
+  }
+
   if (!opts.plot.empty()) {
     std::vector<eval::DetSeries> series;
     for (const auto& [name, set] :
@@ -543,7 +619,14 @@ int run_eval_spoof(Context& ctx, const SpoofOptions& opts) {
                  {"test_subjects", test_subjects},
                  {"max_bpcer", opts.max_bpcer},
                  {"liveness_ms_median", median_ms},
-                 {"results", at}});
+                 {"results", at},
+                 {"adaptive",
+                  {{"threshold", kDefaultLiveThreshold},
+                   {"strong", opts.strong},
+                   {"live_all", step_up_json(band[0][1])},
+                   {"live_held_out", step_up_json(band[1][1])},
+                   {"attacks_all", step_up_json(band[0][0])},
+                   {"attacks_held_out", step_up_json(band[1][0])}}}});
   return kExitOk;
 }
 
@@ -559,7 +642,7 @@ void register_liveness_commands(CLI::App& app, Context& ctx, int& exit_code) {
       ->check(CLI::Range(0, 63));
   login->add_option("--liveness", login_opts->liveness, "Liveness policy")
       ->capture_default_str()
-      ->check(CLI::IsMember({"off", "passive", "active"}));
+      ->check(CLI::IsMember({"off", "passive", "active", "adaptive"}));
   login->add_option("--timeout", login_opts->timeout_s, "Seconds before the attempt times out")
       ->capture_default_str()
       ->check(CLI::Range(1, 600));
@@ -606,6 +689,11 @@ void register_spoof_eval(CLI::App& eval, Context& ctx, int& exit_code) {
                    "Share of the training subjects' live attempts the threshold may reject")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 0.5));
+  spoof
+      ->add_option("--strong", opts->strong,
+                   "Adaptive policy: mean score at which passive liveness decides alone")
+      ->capture_default_str()
+      ->check(CLI::Range(0.f, 1.f));
   spoof->add_option("--plot", opts->plot, "Write the APCER/BPCER trade-off (.svg or .png)");
   spoof->callback([&ctx, &exit_code, opts] { exit_code = run_eval_spoof(ctx, *opts); });
 }

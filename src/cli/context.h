@@ -101,6 +101,7 @@ void register_loadtest_command(CLI::App& app, Context& ctx, int& exit_code);
 // Adds `eval spoof` to the `eval` command.
 void register_spoof_eval(CLI::App& eval, Context& ctx, int& exit_code);
 void register_challenge_eval(CLI::App& eval, Context& ctx, int& exit_code);
+void register_replay_eval(CLI::App& eval, Context& ctx, int& exit_code);
 
 // JSON views of engine results (never templates).
 nlohmann::json to_json(const ImageReport& report);

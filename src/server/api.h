@@ -25,6 +25,7 @@
 namespace facelogin::server {
 
 class Api;
+struct LoginFlow;
 
 enum class Body { kNone, kJson, kFrame };
 enum class Access { kPublic, kSession, kAdmin };
@@ -143,6 +144,10 @@ class Api final : public Handler {
              std::string outcome, nlohmann::json detail = nlohmann::json::object());
   // Ok if face-only (1:N) login may be offered now; kForbidden with the reason otherwise.
   Status identification_allowed() const;
+  // Why an adaptive login must step up to the challenge (LoginPolicy::step_up); empty if only
+  // weak passive evidence should. Errors: the stores'.
+  Result<std::string> step_up_reason(const Call& call, const LoginFlow& flow,
+                                     const std::string& user);
   // Audits a change of the operating threshold (the population moved it) since last seen.
   void note_operating_threshold(const Call& call);
   bool submit(Call& call, std::function<void(WorkerSlot&, Call&)> job);

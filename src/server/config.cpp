@@ -225,6 +225,8 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
   Section& liveness = section("liveness");
   results.push_back(liveness.get("policy", &policy));
   results.push_back(liveness.get("threshold", &options->login.liveness.threshold, 0, 1));
+  results.push_back(
+      liveness.get("strong_threshold", &options->login.liveness.strong_threshold, 0, 1));
   results.push_back(liveness.get("frames", &options->login.liveness.frames_needed, 1, 300));
   results.push_back(liveness.get("deadline_s", &deadline_s, 1, 600));
 

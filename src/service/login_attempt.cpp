@@ -122,6 +122,19 @@ Result<FrameFeedback> LoginAttempt::add_frame(const LabeledImage& frame,
   feedback.liveness = *verdict;
   feedback.matching_frames = matching_;
 
+  // Adaptive: once the passive window says live, evidence that is not strong, or a reason of the
+  // caller's, steps up to the challenge in the same attempt; this frame is the challenge's first.
+  if (policy_.liveness.policy == LivenessPolicy::kAdaptive && !challenge_ &&
+      *verdict == LivenessVerdict::kLive &&
+      (!policy_.step_up.empty() || !liveness_->strong())) {
+    auto picked = ActiveChallenge::random(policy_.liveness.challenge);
+    if (!picked) {
+      return make_error(picked.error());
+    }
+    challenge_.emplace(std::move(*picked));
+    step_up_ = policy_.step_up.empty() ? std::string("weak_passive") : policy_.step_up;
+  }
+
   // The challenge counts only frames of the claimed (or, for 1:N, the found) person.
   ChallengeVerdict challenge = ChallengeVerdict::kPassed;
   if (challenge_) {

@@ -233,6 +233,28 @@ class PostgresAuthStore final : public AuthStore {
     return found;
   }
 
+  Result<bool> liveness_refused_since(std::string_view user, std::string_view address,
+                                      std::int64_t since_ms) const override {
+    auto tx = begin(PgTransaction::Kind::kRead);
+    if (!tx) {
+      return make_error(tx.error());
+    }
+    auto rows = tx->exec(
+        "SELECT 1 FROM audit_log WHERE at_ms >= $1 AND event = 'login' "
+        "AND outcome IN ('not_live', 'flat_motion', 'still_image') "
+        "AND (($2 <> '' AND subject = $2) OR ($3 <> '' AND address = $3)) LIMIT 1",
+        {PgParam::int64(since_ms), PgParam::text(user), PgParam::text(address)},
+        "cannot read the audit log");
+    if (!rows) {
+      return make_error(rows.error());
+    }
+    const bool found = rows->size() > 0;
+    if (Status s = tx->commit(); !s.ok()) {
+      return make_error(std::move(s));
+    }
+    return found;
+  }
+
   Status append_audit(const AuditEvent& event) override {
     if (event.event.empty() || event.outcome.empty()) {
       return Status(ErrorCode::kInvalidArgument, "an audit event needs an event and an outcome");

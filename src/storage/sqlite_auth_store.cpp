@@ -200,6 +200,26 @@ class SqliteAuthStore final : public AuthStore {
     return *row && stmt->int64(0) != 0;
   }
 
+  Result<bool> liveness_refused_since(std::string_view user, std::string_view address,
+                                      std::int64_t since_ms) const override {
+    std::lock_guard lock(mu_);
+    // Served by audit_time: only the recent rows are read.
+    auto stmt = Statement::prepare(
+        db(),
+        "SELECT EXISTS (SELECT 1 FROM audit_log WHERE at_ms >= ?1 AND event = 'login' "
+        "AND outcome IN ('not_live', 'flat_motion', 'still_image') "
+        "AND ((?2 <> '' AND subject = ?2) OR (?3 <> '' AND address = ?3)))");
+    if (!stmt) {
+      return make_error(stmt.error());
+    }
+    stmt->bind(1, since_ms).bind(2, user).bind(3, address);
+    auto row = stmt->step();
+    if (!row) {
+      return make_error(row.error());
+    }
+    return *row && stmt->int64(0) != 0;
+  }
+
   Status append_audit(const AuditEvent& event) override {
     if (event.event.empty() || event.outcome.empty()) {
       return Status(ErrorCode::kInvalidArgument, "an audit event needs an event and an outcome");

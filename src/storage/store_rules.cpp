@@ -61,9 +61,10 @@ Status validate_api_key(const ApiKeyRecord& key) {
                     fmt::format("unknown scope '{}' (login, enroll, admin)", shown));
     }
   }
-  if (!key.liveness.empty() && key.liveness != "passive" && key.liveness != "active" &&
-      key.liveness != "off") {
-    return Status(ErrorCode::kInvalidArgument, "liveness must be passive, active, off or empty");
+  if (!key.liveness.empty() && key.liveness != "adaptive" && key.liveness != "passive" &&
+      key.liveness != "active" && key.liveness != "off") {
+    return Status(ErrorCode::kInvalidArgument,
+                  "liveness must be adaptive, passive, active, off or empty");
   }
   return Status::Ok();
 }

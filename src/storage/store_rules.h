@@ -31,7 +31,7 @@ inline constexpr std::size_t kMaxEmbeddingSize = 8192;
 [[nodiscard]] Status check_token_hash(std::string_view hash);
 
 // kInvalidArgument for a bad name (user name rules), no scope or an unknown one, or a liveness
-// policy other than "", "passive", "active", "off". An unknown scope is echoed with anything but
+// policy other than "", "adaptive", "passive", "active", "off". An unknown scope is echoed with anything but
 // printable ASCII replaced by '?'.
 [[nodiscard]] Status validate_api_key(const ApiKeyRecord& key);
 

@@ -53,19 +53,22 @@ std::string_view liveness_policy_name(LivenessPolicy policy) {
       return "passive";
     case LivenessPolicy::kActive:
       return "active";
+    case LivenessPolicy::kAdaptive:
+      return "adaptive";
   }
   return "unknown";
 }
 
 Result<LivenessPolicy> parse_liveness_policy(std::string_view name) {
-  for (LivenessPolicy policy :
-       {LivenessPolicy::kOff, LivenessPolicy::kPassive, LivenessPolicy::kActive}) {
+  for (LivenessPolicy policy : {LivenessPolicy::kOff, LivenessPolicy::kPassive,
+                                LivenessPolicy::kActive, LivenessPolicy::kAdaptive}) {
     if (name == liveness_policy_name(policy)) {
       return policy;
     }
   }
-  return make_error(ErrorCode::kInvalidArgument,
-                    fmt::format("unknown liveness policy '{}': use off, passive or active", name));
+  return make_error(
+      ErrorCode::kInvalidArgument,
+      fmt::format("unknown liveness policy '{}': use off, passive, active or adaptive", name));
 }
 
 namespace {
@@ -115,6 +118,15 @@ float LivenessSession::mean_score() const {
   }
   return static_cast<float>(std::accumulate(scores_.begin(), scores_.end(), 0.0) /
                             static_cast<double>(scores_.size()));
+}
+
+float LivenessSession::min_score() const {
+  return scores_.empty() ? 0.f : *std::min_element(scores_.begin(), scores_.end());
+}
+
+bool LivenessSession::strong() const {
+  return verdict_ == LivenessVerdict::kLive && options_.policy != LivenessPolicy::kOff &&
+         mean_score() >= options_.strong_threshold && min_score() >= options_.threshold;
 }
 
 Result<LivenessVerdict> LivenessSession::add_frame(const Image& frame,

@@ -3,11 +3,12 @@
 //   node tests/e2e/web.mjs --cli build/facelogin --make-y4m build/tests/make_y4m --web web \
 //                          --out build/e2e-artifacts
 //
-// Alice (NUAA subject 0001) signs up through the page from her first recording, logs out, and
-// logs in from her second recording; a recording of her printed photo (NUAA ImposterRaw) is
-// refused for liveness, and Bob (subject 0002) trying to log in as Alice is refused. A second
-// server under the active policy shows the challenge, and Alice's live recording (which cannot
-// answer it) is refused for that. Every page is then checked for accessibility with axe-core
+// Under the default (adaptive) liveness policy: Alice (NUAA subject 0001) signs up through the
+// page from one recording, logs out, and logs in from another without a challenge (strong
+// passive evidence); a recording of her printed photo (NUAA ImposterRaw) is
+// refused for liveness, and Bob (subject 0002) trying to log in as Alice is refused. After the
+// photo, Alice's next login steps up: the page shows the challenge, and her live recording
+// (which cannot answer it) is refused for that. Every page is then checked for accessibility with axe-core
 // (serious and critical violations fail). Screenshots of each step go to --out. Exit 77 (skipped) when Chromium, playwright-core
 // or ../shared are missing, except under CI, where that is a failure.
 
@@ -92,8 +93,10 @@ function step(name) {
 const server = await startServer();
 let failed = false;
 try {
-  const aliceFirst = video('ClientRaw/0001', '0001_00_00_01_', 'alice-1');
-  const aliceSecond = video('ClientRaw/0001', '0001_00_00_02_', 'alice-2');
+  // Alice signs up from her second NUAA session and logs in from her first, which scores strongly
+  // live (the second scores lower: the adaptive policy would step it up).
+  const aliceFirst = video('ClientRaw/0001', '0001_00_00_02_', 'alice-2');
+  const aliceSecond = video('ClientRaw/0001', '0001_00_00_01_', 'alice-1');
   const bob = video('ClientRaw/0002', '0002_01_00_01_', 'bob');
   const photo = video('ImposterRaw/0001', '0001_00_01_02_', 'alice-photo');
 
@@ -127,10 +130,20 @@ try {
   step('alice logs in');
   await page.goto(`${server.url}/login`);
   await page.locator('#user').fill('alice');
+  // Strong passive evidence in the web app's camera loop: in without a challenge (adaptive).
+  let prompted = false;
+  page.on('response', async (r) => {
+    if (r.url().includes('/frames') && r.request().method() === 'POST') {
+      try {
+        if ((await r.json()).challenge) prompted = true;
+      } catch { /* not JSON: an error page */ }
+    }
+  });
   await page.getByRole('button', { name: 'Log in with my face' }).click();
   await page.waitForURL('**/account', { timeout: 120_000 });
   await page.getByText('Logged in as alice.').waitFor();
   await page.screenshot({ path: path.join(out, '3-logged-in.png') });
+  if (prompted) throw new Error('a strongly live login was asked for the challenge');
   await browser.close();
 
   // Alice's printed photo held to the camera: refused for liveness.
@@ -158,26 +171,22 @@ try {
   if (page.url().endsWith('/account')) throw new Error('bob reached the account page');
   await browser.close();
 
-  // The active policy (a second server on the same database): the live recording cannot answer
-  // the random challenge it is shown, so it is refused for that, not for its face.
-  step('under the active policy, alice\'s live recording is refused for not answering the challenge');
-  const active = await startServer(['--liveness', 'active']);
-  try {
-    browser = await browserWith(aliceSecond);
-    page = await browser.newPage();
-    await page.goto(`${active.url}/login`);
-    await page.locator('#user').fill('alice');
-    await page.getByRole('button', { name: 'Log in with my face' }).click();
-    await page.locator('#challenge').filter({ hasText: /^Step 1 of 3: / })
-      .waitFor({ state: 'visible', timeout: 120_000 });
-    await page.screenshot({ path: path.join(out, '6-challenge-prompt.png') });
-    await page.locator('#error').filter({ hasText: /movement/ }).waitFor({ timeout: 120_000 });
-    await page.screenshot({ path: path.join(out, '7-challenge-refused.png') });
-    if (page.url().endsWith('/account')) throw new Error('a recording passed the challenge');
-    await browser.close();
-  } finally {
-    active.child.kill('SIGTERM');
-  }
+  // The default (adaptive) policy steps up after a liveness refusal: alice's next login, from
+  // her live recording, is asked for the random challenge in the same attempt. A recording cannot
+  // answer it, so it is refused for that, not for its face (the step-up a replay meets).
+  step('after the photo, alice\'s live recording is asked for the challenge and refused');
+  browser = await browserWith(aliceSecond);
+  page = await browser.newPage();
+  await page.goto(`${server.url}/login`);
+  await page.locator('#user').fill('alice');
+  await page.getByRole('button', { name: 'Log in with my face' }).click();
+  await page.locator('#challenge').filter({ hasText: /^Step 1 of 3: / })
+    .waitFor({ state: 'visible', timeout: 120_000 });
+  await page.screenshot({ path: path.join(out, '6-challenge-prompt.png') });
+  await page.locator('#error').filter({ hasText: /movement/ }).waitFor({ timeout: 120_000 });
+  await page.screenshot({ path: path.join(out, '7-challenge-refused.png') });
+  if (page.url().endsWith('/account')) throw new Error('a recording passed the challenge');
+  await browser.close();
 
   // Accessibility: axe-core on every page (CSP bypassed only to inject axe itself).
   step('accessibility of every page');
