@@ -678,12 +678,38 @@ TEST_F(Cli, LoginFromAVideoAcceptsAliceAndRefusesHerPrintedPhoto) {
   if (live.empty() || print.empty()) {
     GTEST_SKIP() << "cannot write the test videos";
   }
-  const CliRun ok = run({"--json", "login", "--user", "alice", "--video", live.string()});
+  const CliRun ok =
+      run({"--json", "login", "--user", "alice", "--video", live.string(), "--liveness", "passive"});
   ASSERT_EQ(ok.exit_code, kExitOk) << ok;
   const json accepted = ok.doc();
   EXPECT_TRUE(accepted.value("accepted", false));
   EXPECT_EQ(accepted["liveness"].value("verdict", ""), "live");
   EXPECT_EQ(accepted.dump().find("template"), std::string::npos);  // never a template
+
+  // Under the default (adaptive) the same recording is live too, but with a frame under the
+  // threshold its evidence is not strong: the login asks for the challenge, which a recording
+  // does not answer, and the stream ends undecided, saying what it was asked.
+  const CliRun adaptive = run({"--json", "login", "--user", "alice", "--video", live.string()});
+  const std::size_t first_end = adaptive.out.find("\n}\n");
+  ASSERT_NE(first_end, std::string::npos) << adaptive;
+  const json a = json::parse(adaptive.out.substr(0, first_end + 2));
+  EXPECT_EQ(a["liveness"].value("policy", ""), "adaptive");
+  EXPECT_EQ(a["liveness"].value("verdict", ""), "live");
+  if (a["liveness"].value("strong", false)) {
+    EXPECT_EQ(adaptive.exit_code, kExitOk) << adaptive;
+  } else {
+    EXPECT_EQ(adaptive.exit_code, kExitBadInput) << adaptive;  // undecided: 3
+    EXPECT_EQ(a["liveness"].value("step_up", ""), "weak_passive") << adaptive;
+    EXPECT_TRUE(a["liveness"].value("challenge", false));
+    EXPECT_FALSE(a.value("accepted", true));
+    // The error names what the stream was last asked for, not "no usable face".
+    const json undecided = json::parse(adaptive.out.substr(first_end + 3));
+    const std::string message = undecided["error"].value("message", "");
+    EXPECT_EQ(message.find("no usable face"), std::string::npos) << message;
+    EXPECT_TRUE(message.find("head") != std::string::npos ||
+                message.find("camera") != std::string::npos)
+        << message;
+  }
 
   const CliRun refused = run({"--json", "login", "--user", "alice", "--video", print.string()});
   ASSERT_EQ(refused.exit_code, kExitNoMatch) << refused;

@@ -307,8 +307,10 @@ int run_login(Context& ctx, const LoginOptions& opts) {
     if (!feedback) {
       return ctx.fail(feedback.error());
     }
-    if (!ctx.json && feedback->state == AttemptState::kPending && feedback->advice != last_advice) {
-      std::cerr << feedback->advice << "\n";  // guidance, as the web app will show it
+    if (feedback->state == AttemptState::kPending && feedback->advice != last_advice) {
+      if (!ctx.json) {
+        std::cerr << feedback->advice << "\n";  // guidance, as the web app shows it
+      }
       last_advice = feedback->advice;
     }
     if (feedback->state == AttemptState::kRejected && !ctx.json) {
@@ -329,7 +331,10 @@ int run_login(Context& ctx, const LoginOptions& opts) {
                    {"verdict", std::string(liveness_verdict_name(live.verdict()))},
                    {"frames_counted", live.frames_counted()},
                    {"repeats", live.repeats()},
-                   {"mean_score", live.mean_score()}}}});
+                   {"mean_score", live.mean_score()},
+                   {"strong", live.strong()},
+                   {"challenge", attempt->challenge() != nullptr},
+                   {"step_up", attempt->step_up()}}}});
   switch (attempt->state()) {
     case AttemptState::kAccepted:
       if (!ctx.json) {
