@@ -53,7 +53,8 @@ void check_names(const std::string& name) {
   FUZZ_REQUIRE(recognizer == nullptr || recognizer->id == name, name);
 
   auto policy = facelogin::parse_liveness_policy(name);
-  const bool policy_name = name == "off" || name == "passive" || name == "active";
+  const bool policy_name =
+      name == "off" || name == "passive" || name == "active" || name == "adaptive";
   FUZZ_REQUIRE(policy.has_value() == policy_name, name);
   if (policy) {
     FUZZ_REQUIRE(facelogin::liveness_policy_name(*policy) == name, name);
