@@ -61,8 +61,8 @@ if ((sanitize)); then
     asan_fuzz=ON
   fi
   # A tree configured with the other compiler cannot be switched in place.
-  if [[ -f build-asan/CMakeCache.txt ]] &&
-     ! grep -q "^CMAKE_CXX_COMPILER:[A-Z]*=.*$asan_cxx\$" build-asan/CMakeCache.txt; then
+  cached="$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' build-asan/CMakeCache.txt 2>/dev/null || true)"
+  if [[ -n "$cached" && "$(basename "$cached")" != "$asan_cxx" ]]; then
     rm -rf build-asan
   fi
   echo "== tests under ASan + UBSan ($asan_cxx)"
