@@ -257,6 +257,37 @@ TEST_F(Cli, EnrolsAUserAndDescribesEachImageAsJson) {
   EXPECT_EQ(list[0].value("disabled", true), false);
 }
 
+// Issue 19 (8): the conventions a newcomer tries first.
+TEST_F(Cli, TakesGlobalOptionsAfterTheCommandAndHasVersionHelpAndEnrol) {
+  // --json after the subcommand, as well as before it.
+  const CliRun after = run({"users", "list", "--json"});
+  ASSERT_EQ(after.exit_code, kExitOk) << after;
+  const json users = after.doc();
+  ASSERT_TRUE(users.contains("users")) << after;
+  EXPECT_EQ(users["users"][0].value("name", ""), "alice") << after;
+
+  const CliRun version = run({"--version"});
+  EXPECT_EQ(version.exit_code, kExitOk) << version;
+  EXPECT_EQ(version.out.rfind("facelogin ", 0), 0u) << version;
+
+  // `help COMMAND...` is that command's --help; an unknown one is a usage error.
+  const CliRun help = run({"help", "users", "list"});
+  EXPECT_EQ(help.exit_code, kExitOk) << help;
+  EXPECT_NE(help.out.find("Usage: facelogin users list"), std::string::npos) << help;
+  const CliRun top = run({"help"});
+  EXPECT_NE(top.out.find("Usage: facelogin [OPTIONS] SUBCOMMAND"), std::string::npos) << top;
+  const CliRun unknown = run({"help", "users", "nope"});
+  EXPECT_EQ(unknown.exit_code, kExitUsage) << unknown;
+  EXPECT_NE(unknown.err.find("no command 'nope' under 'users'"), std::string::npos) << unknown;
+
+  // `enrol` is `enroll`: the same command (here refusing the name alice already has).
+  const CliRun enrol = run({"enrol", "--user", "alice", nuaa("0001/0001_00_00_01_0.jpg")});
+  EXPECT_EQ(enrol.exit_code, run({"enroll", "--user", "alice", nuaa("0001/0001_00_00_01_0.jpg")})
+                                 .exit_code)
+      << enrol;
+  EXPECT_NE(enrol.exit_code, kExitUsage) << enrol;
+}
+
 TEST_F(Cli, VerifiesTheEnrolledUserWithExitZero) {
   REQUIRE_CALIBRATED();
   const CliRun r = run({"--json", "verify", "--user", "alice", nuaa(kAliceProbe)});

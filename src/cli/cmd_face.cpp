@@ -168,6 +168,7 @@ struct FaceOptions {
 void register_face_commands(CLI::App& app, Context& ctx, int& exit_code) {
   auto enroll_opts = std::make_shared<FaceOptions>();
   auto* enroll = app.add_subcommand("enroll", "Enrol a user from one or more face images");
+  enroll->alias("enrol");  // the British spelling the docs use
   enroll->add_option("--user", enroll_opts->user, "User name")->required();
   enroll->add_flag("--add", enroll_opts->add,
                    "Add faces to an existing user instead of creating one");

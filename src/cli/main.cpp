@@ -3,6 +3,9 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "cli/context.h"
 
@@ -32,6 +35,10 @@ int main(int argc, char** argv) {
   CLI::App app{"facelogin: face login. Enrol faces, verify and identify them, evaluate and "
                "benchmark the recogniser."};
   app.require_subcommand(1);
+  // Global options are taken after the subcommand too (`users list --json`): set before the
+  // subcommands are made, which inherit it.
+  app.fallthrough();
+  app.set_version_flag("--version", std::string("facelogin ") + FACELOGIN_VERSION);
   app.add_option("--home", ctx.home, "Where the database and key live (env FACELOGIN_HOME)");
   app.add_option("--models", ctx.models, "Model directory (env FACELOGIN_MODEL_DIR)");
   // Options whose default comes from the environment; the command line wins.
@@ -73,6 +80,35 @@ int main(int argc, char** argv) {
   facelogin::cli::register_liveness_commands(app, ctx, exit_code);
   facelogin::cli::register_serve_command(app, ctx, exit_code);
   facelogin::cli::register_loadtest_command(app, ctx, exit_code);
+
+  // `facelogin help [COMMAND...]`, as `--help` of that command.
+  auto topic = std::make_shared<std::vector<std::string>>();
+  auto* help = app.add_subcommand("help", "Show the help of facelogin or of one of its commands");
+  help->add_option("command", *topic, "A command and its subcommands (`help users list`)");
+  help->callback([&app, &exit_code, topic] {
+    const CLI::App* at = &app;
+    std::string parents;  // "facelogin users" for `help users list`, as --help would say
+    for (const std::string& name : *topic) {
+      parents += parents.empty() ? std::string("facelogin") : " " + at->get_name();
+      const CLI::App* next = nullptr;
+      for (const CLI::App* sub : at->get_subcommands([](const CLI::App*) { return true; })) {
+        if (sub->check_name(name)) {
+          next = sub;
+        }
+      }
+      if (next == nullptr) {
+        std::cerr << "facelogin: no command '" << name << "'"
+                  << (at == &app ? std::string() : " under '" + at->get_name() + "'")
+                  << ": see `facelogin help`\n";
+        exit_code = facelogin::cli::kExitUsage;
+        return;
+      }
+      at = next;
+    }
+    // The formatter, not App::help(), which would describe the selected subcommand (`help`).
+    const std::string usage = at == &app ? "facelogin" : parents + " " + at->get_name();
+    std::cout << at->get_formatter()->make_help(at, usage, CLI::AppFormatMode::Normal);
+  });
 
   try {
     app.parse(argc, argv);
