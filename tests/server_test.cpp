@@ -303,6 +303,13 @@ TEST_F(ServerTest, OpenApiDocumentListsExactlyTheRoutes) {
   }
   EXPECT_EQ(call(port_, http::verb::put, "/api/v1/login/attempts").status, 405u);
   EXPECT_EQ(call(port_, http::verb::get, "/api/v1/nothing").status, 404u);
+  // A target that is not a path is refused, not matched after its first character (api_fuzzer
+  // found "&metrics" answered as /metrics).
+  for (const char* target : {"&metrics", "Xapi/v1/session", "*", "http://x/metrics"}) {
+    Reply bad = call(port_, http::verb::get, target);
+    EXPECT_EQ(bad.status, 400u) << target << ": " << bad.raw;
+    EXPECT_NE(bad.raw.find("starts with /"), std::string::npos) << target;
+  }
 }
 
 TEST_F(ServerTest, EnrolLogInUseTheSessionAndDeleteTheAccount) {

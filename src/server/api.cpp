@@ -31,6 +31,9 @@ std::vector<std::string> split_path(std::string_view path) {
 
 // Matches `path` against a route pattern; fills the {placeholders}.
 bool match(const std::string& pattern, std::string_view path, std::vector<std::string>* params) {
+  if (!path.starts_with('/')) {
+    return false;  // split_path skips the first character, which must be the '/'
+  }
   const auto want = split_path(pattern);
   const auto have = split_path(path);
   if (want.size() != have.size()) {
@@ -538,6 +541,13 @@ void Api::handle(Exchange exchange, Reply reply) {
   call.reply = std::move(reply);
   const Request& request = call.exchange.request;
   const std::string_view path = path_of(request);
+  // Origin form only (RFC 9112 3.2.1): the router compares paths after their leading '/', so
+  // "&metrics" would otherwise be served as /metrics (found by api_fuzzer, issue 17).
+  if (!path.starts_with('/')) {
+    call.route = "bad_target";
+    return reply_error(call, Status(ErrorCode::kInvalidArgument,
+                                    "the request target must be a path that starts with /"));
+  }
 
   const Route* found = nullptr;
   bool path_known = false;
