@@ -664,6 +664,33 @@ TEST_F(Cli, EvalCalibrateScoresEveryPairOfAnyIdentityFolders) {
   EXPECT_NE(none.err.find("no JPEG or PNG"), std::string::npos) << none;
 }
 
+// Issue 16: whole logins from every few seconds of a recording, per policy.
+TEST_F(Cli, EvalReplayLetsTheLivePersonInAndNotThePhoneReplay) {
+  if (!liveness_models_present()) {
+    GTEST_SKIP() << "liveness models not in " << *models_ << ": skipping";
+  }
+  const fs::path dir = nuaa_->parent_path().parent_path() / "media/apfol_liveness";
+  if (!fs::is_directory(dir)) {
+    GTEST_SKIP() << dir << " not found";
+  }
+  const CliRun r = run({"--json", "eval", "replay", "--policies", "passive,adaptive", "--every",
+                        "3", "--live", (dir / "live.webm").string(), "--attack",
+                        (dir / "replay_phone_screen.webm").string()});
+  ASSERT_EQ(r.exit_code, kExitOk) << r;
+  const json total = r.doc()["total"];
+  for (const char* policy : {"passive", "adaptive"}) {
+    const json& live = total[policy]["live"];
+    EXPECT_GE(live.value("sessions", 0), 2) << policy;
+    EXPECT_EQ(live.value("accepted_without_challenge", -1), live.value("sessions", 0)) << policy;
+    const json& attack = total[policy]["attack"];
+    EXPECT_GE(attack.value("sessions", 0), 5) << policy;
+    EXPECT_EQ(attack.value("accepted", -1), 0) << policy;
+  }
+  EXPECT_EQ(run({"eval", "replay", "--policies", "off", "--live", (dir / "live.webm").string()})
+                .exit_code,
+            kExitUsage);
+}
+
 TEST_F(Cli, LivenessOnVideosPassesTheLiveRecordingAndRefusesThePhoneReplay) {
   if (!liveness_models_present()) {
     GTEST_SKIP() << "liveness models not in " << *models_ << ": skipping";

@@ -305,31 +305,27 @@ std::string summary_text(const eval::ReplaySummary& s) {
                      s.stepped_up, refusals.empty() ? " none" : refusals);
 }
 
-// Enrols the recording's own first five usable frames as `user` in a throw-away store (a replay
-// shows the account holder), so that what is measured is liveness, recognition never refusing.
-Result<std::unique_ptr<Store>> enrol_recording(const Context& ctx, const ScratchDir& scratch,
-                                               const std::string& path, const Recording& rec,
-                                               const std::string& user) {
+// A throw-away store in `scratch`.
+Result<std::unique_ptr<Store>> open_scratch_store(const ScratchDir& scratch) {
   auto key = load_or_create_key(scratch.path() / "key");
   if (!key) {
     return make_error(key.error());
   }
   SqliteStoreOptions store_options;
   store_options.key = *key;
-  auto store = open_sqlite_store(scratch.path() / "replay.db", store_options);
-  if (!store) {
-    return make_error(store.error());
-  }
-  auto service = ctx.open_service(**store);
-  if (!service) {
-    return make_error(service.error());
-  }
+  return open_sqlite_store(scratch.path() / "replay.db", store_options);
+}
+
+// Enrols the recording's own first five usable frames as `user` (a replay shows the account
+// holder), so that what is measured is liveness, recognition never refusing.
+Status enrol_recording(FaceService& service, const std::string& path, const Recording& rec,
+                       const std::string& user) {
   std::vector<FaceTemplate> faces;
   std::vector<std::string> sources;
   for (std::size_t i = 0; i < rec.frames.size() && faces.size() < 5; ++i) {
-    auto check = service->check_frame({fmt::format("frame {}", i), rec.frames[i]});
+    auto check = service.check_frame({fmt::format("frame {}", i), rec.frames[i]});
     if (!check) {
-      return make_error(check.error());
+      return check.error();
     }
     if (check->face) {
       faces.push_back(std::move(*check->face));
@@ -337,15 +333,14 @@ Result<std::unique_ptr<Store>> enrol_recording(const Context& ctx, const Scratch
     }
   }
   if (faces.empty()) {
-    return make_error(ErrorCode::kNoFace, fmt::format("{}: no usable face to enrol", path));
+    return Status(ErrorCode::kNoFace, fmt::format("{}: no usable face to enrol", path));
   }
-  auto enrolled = service->enroll_templates(user, faces, sources, false);
+  auto enrolled = service.enroll_templates(user, faces, sources, false);
   if (!enrolled) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("{}: cannot enrol its first faces: {}", path,
-                                  enrolled.error().message()));
+    return Status(ErrorCode::kInvalidArgument, fmt::format("{}: cannot enrol its first faces: {}",
+                                                           path, enrolled.error().message()));
   }
-  return std::move(*store);
+  return Status::Ok();
 }
 
 int run_replay_eval(Context& ctx, const ReplayEvalOptions& opts) {
@@ -398,13 +393,16 @@ int run_replay_eval(Context& ctx, const ReplayEvalOptions& opts) {
       return ctx.fail(scratch.error());
     }
     const std::string user = "subject";
-    auto store = enrol_recording(ctx, **scratch, path, *rec, user);
+    auto store = open_scratch_store(**scratch);
     if (!store) {
       return ctx.fail(store.error());
     }
-    auto service = ctx.open_service(**store);
+    auto service = ctx.open_service(**store);  // one engine per recording, not two
     if (!service) {
       return ctx.fail(service.error());
+    }
+    if (Status s = enrol_recording(*service, path, *rec, user); !s.ok()) {
+      return ctx.fail(s);
     }
     nlohmann::json doc = {{"source", path},
                           {"kind", live ? "live" : "attack"},
