@@ -14,6 +14,7 @@
 
 #include "facelogin/auth_store.h"
 #include "facelogin/store.h"
+#include "storage/store_rules.h"
 #include "store_backends.h"
 #include "test_data.h"
 
@@ -54,6 +55,35 @@ class AuthTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<Authenticator> auth_;
   std::atomic<std::int64_t> now_ms_{1'700'000'000'000};
 };
+
+// The lockout arithmetic both backends share (storage::next_failure_state).
+TEST(FailureCounter, CountsForgetsAndNeverShortensALock) {
+  using storage::next_failure_state;
+  const LockoutRule lock_from_3 = [](int failures) -> std::int64_t {
+    return failures >= 3 ? 60'000 : 0;
+  };
+  const std::int64_t forget = 3'600'000;
+  FailureState s = next_failure_state({}, 0, 1'000, forget, lock_from_3);
+  EXPECT_EQ(s.failures, 1);
+  EXPECT_EQ(s.locked_until_ms, 0);
+  s = next_failure_state(s, 1'000, 2'000, forget, lock_from_3);
+  s = next_failure_state(s, 2'000, 3'000, forget, lock_from_3);
+  EXPECT_EQ(s.failures, 3);
+  EXPECT_EQ(s.locked_until_ms, 63'000);
+  // A later failure under a shorter rule keeps the lock in force.
+  const FailureState kept = next_failure_state(
+      s, 3'000, 4'000, forget, [](int) -> std::int64_t { return 1'000; });
+  EXPECT_EQ(kept.locked_until_ms, 63'000);
+  // Untouched for longer than `forget` and no longer locked: it starts again from zero.
+  const FailureState fresh = next_failure_state(s, 3'000, 3'000 + forget + 70'000, forget, {});
+  EXPECT_EQ(fresh.failures, 1);
+  EXPECT_EQ(fresh.locked_until_ms, 0);
+  // ... but not while a lock holds, however old the last write.
+  FailureState long_lock{4, 10 * forget};
+  const FailureState held = next_failure_state(long_lock, 0, 2 * forget, forget, {});
+  EXPECT_EQ(held.failures, 5);
+  EXPECT_EQ(held.locked_until_ms, 10 * forget);
+}
 
 TEST(Tokens, RandomHexAndDistinct) {
   std::set<std::string> seen;

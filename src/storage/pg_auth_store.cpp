@@ -29,8 +29,10 @@ using storage::PgPool;
 using storage::PgRows;
 using storage::PgTransaction;
 
+using storage::check_failure_key;
 using storage::check_token_hash;
 using storage::join_scopes;
+using storage::next_failure_state;
 using storage::kMaxFieldLength;
 using storage::split_scopes;
 constexpr std::size_t kMaxDetailLength = 8192;
@@ -322,8 +324,8 @@ class PostgresAuthStore final : public AuthStore {
   Result<FailureState> record_failure(std::string_view key, std::int64_t now_ms,
                                       std::int64_t forget_after_ms,
                                       const LockoutRule& rule) override {
-    if (key.empty() || key.size() > kMaxFieldLength) {
-      return make_error(ErrorCode::kInvalidArgument, "failure key must be 1-512 bytes");
+    if (Status s = check_failure_key(key); !s.ok()) {
+      return make_error(std::move(s));
     }
     auto tx = begin(PgTransaction::Kind::kWrite);
     if (!tx) {
@@ -341,17 +343,11 @@ class PostgresAuthStore final : public AuthStore {
     if (!current) {
       return make_error(current.error());
     }
-    const int failures = static_cast<int>(current->int64(0, 0));
-    const std::int64_t locked_until_ms = current->int64(0, 1);
-    const std::int64_t updated_ms = current->int64(0, 2);
-
-    // The rule exactly as SqliteAuthStore applies it.
-    FailureState state;
-    const bool stale = updated_ms + forget_after_ms < now_ms && locked_until_ms < now_ms;
-    state.failures = (stale ? 0 : failures) + 1;
-    const std::int64_t lock_ms = rule ? rule(state.failures) : 0;
-    state.locked_until_ms =
-        lock_ms > 0 ? std::max(locked_until_ms, now_ms + lock_ms) : (stale ? 0 : locked_until_ms);
+    FailureState stored;
+    stored.failures = static_cast<int>(current->int64(0, 0));
+    stored.locked_until_ms = current->int64(0, 1);
+    const FailureState state =
+        next_failure_state(stored, current->int64(0, 2), now_ms, forget_after_ms, rule);
     auto update = tx->exec(
         "UPDATE failures SET failures = $2, locked_until_ms = $3, updated_ms = $4 WHERE key = $1",
         {PgParam::bytes(key), PgParam::int64(state.failures), PgParam::int64(state.locked_until_ms),

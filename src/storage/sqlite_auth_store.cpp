@@ -20,8 +20,10 @@ using storage::DbHandle;
 using storage::Statement;
 using storage::Transaction;
 
+using storage::check_failure_key;
 using storage::check_token_hash;
 using storage::join_scopes;
+using storage::next_failure_state;
 using storage::kMaxFieldLength;
 using storage::split_scopes;
 constexpr std::size_t kMaxDetailLength = 8192;
@@ -286,8 +288,8 @@ class SqliteAuthStore final : public AuthStore {
   Result<FailureState> record_failure(std::string_view key, std::int64_t now_ms,
                                       std::int64_t forget_after_ms,
                                       const LockoutRule& rule) override {
-    if (key.empty() || key.size() > kMaxFieldLength) {
-      return make_error(ErrorCode::kInvalidArgument, "failure key must be 1-512 bytes");
+    if (Status s = check_failure_key(key); !s.ok()) {
+      return make_error(std::move(s));
     }
     std::lock_guard lock(mu_);
     auto tx = Transaction::begin(db(), Transaction::Kind::kWrite);
@@ -298,13 +300,8 @@ class SqliteAuthStore final : public AuthStore {
     if (!current) {
       return make_error(current.error());
     }
-    FailureState state;
-    const bool stale =
-        current->second + forget_after_ms < now_ms && current->first.locked_until_ms < now_ms;
-    state.failures = (stale ? 0 : current->first.failures) + 1;
-    const std::int64_t lock_ms = rule ? rule(state.failures) : 0;
-    state.locked_until_ms = lock_ms > 0 ? std::max(current->first.locked_until_ms, now_ms + lock_ms)
-                                        : (stale ? 0 : current->first.locked_until_ms);
+    const FailureState state =
+        next_failure_state(current->first, current->second, now_ms, forget_after_ms, rule);
     auto upsert = Statement::prepare(
         db(),
         "INSERT INTO failures (key, failures, locked_until_ms, updated_ms) VALUES (?1, ?2, ?3, "

@@ -44,6 +44,25 @@ Status check_token_hash(std::string_view hash) {
   return Status::Ok();
 }
 
+Status check_failure_key(std::string_view key) {
+  if (key.empty() || key.size() > kMaxFieldLength) {
+    return Status(ErrorCode::kInvalidArgument, "failure key must be 1-512 bytes");
+  }
+  return Status::Ok();
+}
+
+FailureState next_failure_state(const FailureState& current, std::int64_t updated_ms,
+                                std::int64_t now_ms, std::int64_t forget_after_ms,
+                                const LockoutRule& rule) {
+  FailureState next;
+  const bool stale = updated_ms + forget_after_ms < now_ms && current.locked_until_ms < now_ms;
+  next.failures = (stale ? 0 : current.failures) + 1;
+  const std::int64_t lock_ms = rule ? rule(next.failures) : 0;
+  next.locked_until_ms = lock_ms > 0 ? std::max(current.locked_until_ms, now_ms + lock_ms)
+                                     : (stale ? 0 : current.locked_until_ms);
+  return next;
+}
+
 Status validate_api_key(const ApiKeyRecord& key) {
   if (Status s = validate_user_name(key.name); !s.ok()) {
     return Status(ErrorCode::kInvalidArgument,

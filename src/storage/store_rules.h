@@ -51,6 +51,17 @@ struct SealedRow {
 [[nodiscard]] Result<std::vector<StoredTemplate>> decrypt_templates(const TemplateCipher& cipher,
                                                                     std::vector<SealedRow> rows);
 
+// kInvalidArgument unless a failure counter's key is 1-512 bytes.
+[[nodiscard]] Status check_failure_key(std::string_view key);
+
+// The lockout arithmetic of AuthStore::record_failure, one copy for every backend: the counter
+// `current` (zeros when there is none), last written at `updated_ms`, takes one more failure at
+// `now_ms`. A counter untouched for `forget_after_ms` and not locked starts again from zero;
+// `rule` gives the lock for the new count (0: none), which never shortens a lock in force.
+[[nodiscard]] FailureState next_failure_state(const FailureState& current, std::int64_t updated_ms,
+                                              std::int64_t now_ms, std::int64_t forget_after_ms,
+                                              const LockoutRule& rule);
+
 // Scopes as stored: "login,enroll".
 [[nodiscard]] std::string join_scopes(const std::vector<std::string>& scopes);
 [[nodiscard]] std::vector<std::string> split_scopes(std::string_view text);
