@@ -74,6 +74,16 @@ struct LivenessRig {
 };
 [[nodiscard]] Result<LivenessRig> open_rig(const Context& ctx);
 
+// The subject's liveness score, or nullopt (and the reason) without a face.
+struct FrameLiveness {
+  std::optional<LivenessScore> score;
+  std::string no_face_reason;
+  double liveness_ms = 0;
+};
+// Finds the subject of `image` (no quality gate) and scores its liveness. Errors: the engine's
+// and the scorer's.
+[[nodiscard]] Result<FrameLiveness> score_frame(LivenessRig& rig, const Image& image);
+
 // A new private directory under /tmp (mkdtemp, mode 0700), removed with everything in it when
 // the object goes: scratch space for throw-away stores of bench and loadtest.
 class ScratchDir {
