@@ -33,6 +33,10 @@ struct ImageReport {
   bool first_pass = false;
 };
 
+// What a person in front of the camera should do about this frame ("Only one face, please.");
+// empty when the face is usable.
+[[nodiscard]] std::string frame_advice(const ImageReport& report);
+
 struct EnrollResult {
   UserInfo user;
   std::vector<ImageReport> images;

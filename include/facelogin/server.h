@@ -72,6 +72,20 @@ struct ServerOptions {
   int starts_per_minute = 30;
 };
 
+// The server's time: one source for flow expiry, attempt deadlines, lockouts, rate limits and
+// sessions, so that tests can move it without sleeping. The default is the real clocks.
+class ServerClock {
+ public:
+  virtual ~ServerClock() = default;
+  // A monotonic clock: flows, deadlines, the timestamps of a stream's frames.
+  virtual std::chrono::steady_clock::time_point steady() const = 0;
+  // Unix milliseconds: lockouts, rate buckets, sessions and the audit log.
+  virtual std::int64_t unix_ms() const = 0;
+};
+
+// The real clocks.
+[[nodiscard]] std::shared_ptr<const ServerClock> system_server_clock();
+
 struct ServerDeps {
   std::shared_ptr<const Engine> engine;
   Store* store = nullptr;
@@ -79,6 +93,7 @@ struct ServerDeps {
   // Required unless options.login.liveness.policy is kOff.
   std::shared_ptr<const LivenessModels> liveness;
   ServiceOptions service;
+  std::shared_ptr<const ServerClock> clock;  // null: system_server_clock()
 };
 
 // "HOST:PORT", "[IPv6]:PORT" or ":PORT" (loopback) into options->host and port.
@@ -110,6 +125,9 @@ class Server {
   virtual void stop() = 0;
   // Blocks until stop() is called (from another thread or a signal handler's thread).
   virtual void wait() = 0;
+  // Ends the flows past their time now (the server does it every two seconds): an attempt that
+  // saw frames and was left undecided counts as a failed login. Thread-safe.
+  virtual void sweep() = 0;
 };
 
 }  // namespace facelogin

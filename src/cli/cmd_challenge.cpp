@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "cli/context.h"
+#include "facelogin/enrollment_session.h"
 #include "facelogin/challenge_eval.h"
 #include "facelogin/matching.h"
 #include "facelogin/replay_eval.h"
@@ -316,26 +317,32 @@ Result<std::unique_ptr<Store>> open_scratch_store(const ScratchDir& scratch) {
   return open_sqlite_store(scratch.path() / "replay.db", store_options);
 }
 
-// Enrols the recording's own first five usable frames as `user` (a replay shows the account
-// holder), so that what is measured is liveness, recognition never refusing.
+// Enrols the recording's first five usable frames as `user` (a replay shows the account
+// holder), so that what is measured is liveness, recognition never refusing. The server's
+// enrolment rules (EnrollmentSession) without its pose and liveness conditions.
 Status enrol_recording(FaceService& service, const std::string& path, const Recording& rec,
                        const std::string& user) {
-  std::vector<FaceTemplate> faces;
-  std::vector<std::string> sources;
-  for (std::size_t i = 0; i < rec.frames.size() && faces.size() < 5; ++i) {
-    auto check = service.check_frame({fmt::format("frame {}", i), rec.frames[i]});
-    if (!check) {
-      return check.error();
-    }
-    if (check->face) {
-      faces.push_back(std::move(*check->face));
-      sources.push_back(fmt::format("frame {}", i));
+  EnrollmentPolicy policy;
+  policy.frames_needed = 5;
+  policy.min_pose_spread = 0.f;
+  policy.live_check = false;
+  auto session = EnrollmentSession::begin(user, false, policy);
+  if (!session) {
+    return session.error();
+  }
+  for (std::size_t i = 0; i < rec.frames.size() && !session->ready(); ++i) {
+    auto feedback = session->add_frame(service, nullptr, {fmt::format("frame {}", i), rec.frames[i]},
+                                       std::chrono::milliseconds(0));
+    if (!feedback) {
+      return feedback.error();
     }
   }
-  if (faces.empty()) {
-    return Status(ErrorCode::kNoFace, fmt::format("{}: no usable face to enrol", path));
+  if (!session->ready()) {
+    return Status(ErrorCode::kNoFace,
+                  fmt::format("{}: {} usable faces to enrol, {} needed", path,
+                              session->good_frames(), policy.frames_needed));
   }
-  auto enrolled = service.enroll_templates(user, faces, sources, false);
+  auto enrolled = session->finish(service);
   if (!enrolled) {
     return Status(ErrorCode::kInvalidArgument, fmt::format("{}: cannot enrol its first faces: {}",
                                                            path, enrolled.error().message()));

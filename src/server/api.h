@@ -40,6 +40,8 @@ struct Call {
   bool via_cookie = false;
   Reply reply;
   std::string route;  // the route's pattern, for metrics
+  // When the request arrived, on the server's clock (ServerClock::steady): the time of a frame.
+  SteadyClock::time_point at{};
   // A job's reply is sent no earlier than this (see DelayedReplies); default: at once.
   std::chrono::steady_clock::time_point reply_not_before{};
 };
@@ -152,8 +154,11 @@ class Api final : public Handler {
   void note_operating_threshold(const Call& call);
   bool submit(Call& call, std::function<void(WorkerSlot&, Call&)> job);
 
+  SteadyClock::time_point now() const { return clock_->steady(); }
+
   ServerOptions options_;
   ServerDeps deps_;
+  std::shared_ptr<const ServerClock> clock_;
   WorkerPool& pool_;
   Metrics& metrics_;
   Authenticator auth_;

@@ -16,9 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "facelogin/enrollment_session.h"
 #include "facelogin/face_template.h"
 #include "facelogin/liveness.h"
 #include "facelogin/login_attempt.h"
+#include "facelogin/server.h"
 
 namespace facelogin::server {
 
@@ -68,15 +70,8 @@ struct FlowBase {
 
 struct EnrollFlow : FlowBase {
   std::string user;
-  bool done = false;  // finished (set under busy, so a second finish cannot store twice)
-  bool add = false;   // adding faces to the signed-in account
-  struct Face {
-    FaceTemplate face;
-    HeadPose pose;
-    float quality = 0.f;
-  };
-  std::vector<Face> faces;
-  std::unique_ptr<LivenessSession> liveness;  // null under policy off
+  bool add = false;  // adding faces to the signed-in account
+  std::optional<EnrollmentSession> session;  // the rules: faces kept, readiness, the decision
 };
 
 struct LoginFlow : FlowBase {
@@ -88,6 +83,9 @@ struct LoginFlow : FlowBase {
 template <typename Flow>
 class FlowRegistry {
  public:
+  // `clock`: the server's (its steady time), which must outlive the registry.
+  explicit FlowRegistry(const ServerClock& clock) : clock_(clock) {}
+
   void put(std::shared_ptr<Flow> flow) {
     std::lock_guard lock(mu_);
     flows_[flow->id] = std::move(flow);
@@ -97,7 +95,7 @@ class FlowRegistry {
     std::lock_guard lock(mu_);
     auto it = flows_.find(id);
     if (it == flows_.end() || it->second->address != address ||
-        it->second->expires < SteadyClock::now()) {
+        it->second->expires < clock_.steady()) {
       return nullptr;
     }
     return it->second;
@@ -142,13 +140,14 @@ class FlowRegistry {
   // Open (not expired) flows started from `address`.
   std::size_t count_for(const std::string& address) const {
     std::lock_guard lock(mu_);
-    const auto now = SteadyClock::now();
+    const auto now = clock_.steady();
     return static_cast<std::size_t>(std::count_if(flows_.begin(), flows_.end(), [&](const auto& f) {
       return f.second->address == address && f.second->expires >= now;
     }));
   }
 
  private:
+  const ServerClock& clock_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Flow>> flows_;
 };

@@ -26,6 +26,18 @@ using server::HttpListener;
 using server::Metrics;
 using server::WorkerPool;
 
+class SystemClock final : public ServerClock {
+ public:
+  std::chrono::steady_clock::time_point steady() const override {
+    return std::chrono::steady_clock::now();
+  }
+  std::int64_t unix_ms() const override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+};
+
 class ServerImpl final : public Server {
  public:
   ServerImpl(const ServerOptions& options, ServerDeps deps, std::unique_ptr<WorkerPool> pool)
@@ -121,6 +133,8 @@ class ServerImpl final : public Server {
     cv_.wait(lock, [this] { return stopped_; });
   }
 
+  void sweep() override { api_->sweep(); }
+
  private:
   void schedule_sweep() {
     sweep_timer_.expires_after(std::chrono::seconds(2));
@@ -148,6 +162,11 @@ class ServerImpl final : public Server {
 };
 
 }  // namespace
+
+std::shared_ptr<const ServerClock> system_server_clock() {
+  static const auto clock = std::make_shared<const SystemClock>();
+  return clock;
+}
 
 Result<std::unique_ptr<Server>> Server::start(const ServerOptions& given, ServerDeps deps) {
   ServerOptions options = given;

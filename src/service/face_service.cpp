@@ -474,4 +474,20 @@ Status FaceService::search_gallery(const FaceTemplate& probe, std::size_t k,
   return Status::Ok();
 }
 
+std::string frame_advice(const ImageReport& report) {
+  switch (report.outcome) {
+    case FrameOutcome::kOk:
+      return {};
+    case FrameOutcome::kNoFace:
+      return "Look at the camera so that your face is in view.";
+    case FrameOutcome::kSeveralFaces:
+      return "Only one face, please.";
+    case FrameOutcome::kPoorQuality:
+      return report.quality.issues.empty()
+                 ? report.message
+                 : std::string(quality_issue_advice(report.quality.issues.front()));
+  }
+  return report.message;
+}
+
 }  // namespace facelogin
