@@ -85,7 +85,7 @@ TEST_F(ServerClockTest, FlowsEndAtTheirTimeWithoutWaiting) {
 
 TEST_F(ServerClockTest, AbandonedAttemptsCountAsFailuresAndTheLockEndsOnTime) {
   start();
-  // An attempt abandoned before any frame was judged costs nothing.
+  // An attempt abandoned before any face was judged costs nothing.
   ASSERT_EQ(post_json(port_, "/api/v1/login/attempts", {{"user", "bob"}}).status, 201u);
   clock_->advance(options_.flow_ttl + std::chrono::seconds(1));
   server_->sweep();
@@ -117,6 +117,56 @@ TEST_F(ServerClockTest, AbandonedAttemptsCountAsFailuresAndTheLockEndsOnTime) {
   clock_->advance(std::chrono::seconds(6));
   Reply again = post_json(port_, "/api/v1/login/attempts", {{"user", "bob"}});
   EXPECT_EQ(again.status, 201u) << again.raw;
+}
+
+// Issue 19: three Cancels locked the account and address. A cancel before any face was judged
+// costs nothing; after one, it counts like the failure it would have been.
+TEST_F(ServerClockTest, ACancelBeforeAnyFaceCostsNothingAndAfterOneCounts) {
+  start();
+  std::vector<std::uint8_t> blank;
+  ASSERT_TRUE(cv::imencode(".jpg", cv::Mat(480, 640, CV_8UC3, cv::Scalar(90, 90, 90)), blank));
+  const std::string no_face(blank.begin(), blank.end());
+  const auto cancel = [&](const std::string& id, const std::string& nonce) {
+    return call(port_, http::verb::delete_, "/api/v1/login/attempts/" + id, "", "",
+                {{"X-Attempt-Nonce", nonce}});
+  };
+  for (int i = 0; i < options_.auth.free_failures + 2; ++i) {
+    const auto [id, nonce] = begin_login("bob", 0);
+    Reply frame = call(port_, http::verb::post, "/api/v1/login/attempts/" + id + "/frames",
+                       no_face, "image/jpeg", {{"X-Attempt-Nonce", nonce}});
+    ASSERT_EQ(frame.status, 200u) << frame.raw;
+    EXPECT_EQ(frame.body["outcome"], "no_face") << frame.raw;
+    EXPECT_EQ(cancel(id, "wrong").status, 404u);
+    Reply cancelled = cancel(id, nonce);
+    ASSERT_EQ(cancelled.status, 200u) << cancelled.raw;
+    EXPECT_EQ(cancelled.body["counted_as_failure"], false);
+    EXPECT_EQ(cancel(id, nonce).status, 404u);  // gone
+  }
+  EXPECT_EQ(auth_store_->failure_state("addr:127.0.0.1")->failures, 0);
+  {  // The same left to expire: the sweep does not count it either.
+    const auto [id, nonce] = begin_login("bob", 0);
+    ASSERT_EQ(call(port_, http::verb::post, "/api/v1/login/attempts/" + id + "/frames", no_face,
+                   "image/jpeg", {{"X-Attempt-Nonce", nonce}})
+                  .status,
+              200u);
+    clock_->advance(options_.flow_ttl + std::chrono::seconds(1));
+    server_->sweep();
+    EXPECT_EQ(auth_store_->failure_state("addr:127.0.0.1")->failures, 0);
+  }
+
+  const auto [id, nonce] = begin_login("bob", 1);
+  Reply cancelled = cancel(id, nonce);
+  ASSERT_EQ(cancelled.status, 200u) << cancelled.raw;
+  EXPECT_EQ(cancelled.body["counted_as_failure"], true);
+  EXPECT_EQ(auth_store_->failure_state("addr:127.0.0.1")->failures, 1);
+  auto events = auth_store_->list_audit({.subject = "bob", .before_id = 0, .limit = 1});
+  ASSERT_TRUE(events);
+  ASSERT_FALSE(events->empty());
+  EXPECT_EQ(events->front().outcome, "cancelled");
+  // Nor does the expiry sweep count the cancelled attempt a second time.
+  clock_->advance(options_.flow_ttl + std::chrono::seconds(1));
+  server_->sweep();
+  EXPECT_EQ(auth_store_->failure_state("addr:127.0.0.1")->failures, 1);
 }
 
 }  // namespace

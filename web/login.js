@@ -1,6 +1,7 @@
 import { $, api, Camera, showError, streamFrames } from './app.js';
 
 let cancelled = false;
+let current = null;  // the attempt in progress: { id, nonce }
 
 $('start').addEventListener('submit', async (event) => {
   event.preventDefault();
@@ -11,6 +12,7 @@ $('start').addEventListener('submit', async (event) => {
   try {
     const request = user ? { user, session: 'cookie' } : { session: 'cookie' };
     const attempt = await api('POST', '/api/v1/login/attempts', request);
+    current = attempt;
     $('start').classList.add('hidden');
     $('capture').classList.remove('hidden');
     $('guidance').textContent = 'Starting the camera…';
@@ -35,6 +37,14 @@ $('start').addEventListener('submit', async (event) => {
 
 $('cancel').addEventListener('click', () => {
   cancelled = true;
+  // Tell the server, so that an attempt that judged no face yet costs nothing (one that did
+  // still counts as a failure). If a frame is in flight the server says so and lets the
+  // attempt expire instead.
+  if (current) {
+    api('DELETE', `/api/v1/login/attempts/${current.id}`, undefined,
+      { 'X-Attempt-Nonce': current.nonce }).catch(() => {});
+    current = null;
+  }
   $('capture').classList.add('hidden');
   $('start').classList.remove('hidden');
 });

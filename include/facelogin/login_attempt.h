@@ -83,6 +83,9 @@ class LoginAttempt {
   AttemptState state() const { return state_; }
   const std::string& user() const { return user_; }
   const std::string& reason() const { return reason_; }
+  // Frames whose face was compared with the account (matching or not): an attempt abandoned
+  // after any was judged counts as a failure, one abandoned before does not.
+  int faces_judged() const { return matching_ + non_matching_; }
   // The best similarity seen (for the audit log; never the template).
   float best_score() const { return best_score_; }
   const LivenessSession& liveness() const { return *liveness_; }

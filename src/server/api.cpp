@@ -556,10 +556,10 @@ void Api::sweep() {
   enrollments_.take_expired(now);
   for (const auto& flow : logins_.take_expired(now)) {
     std::lock_guard lock(flow->busy);
-    if (flow->frames == 0 || flow->attempt->state() != AttemptState::kPending) {
-      continue;
+    if (flow->attempt->faces_judged() == 0 || flow->attempt->state() != AttemptState::kPending) {
+      continue;  // no face was judged: nothing was tried (issue 19: cancel is not a failure)
     }
-    // An attempt that saw frames and was left undecided counts as a failure: otherwise
+    // An attempt that judged a face and was left undecided counts as a failure: otherwise
     // abandoning attempts just before they fail would dodge the lockout.
     Call call;
     call.exchange.address = flow->address;

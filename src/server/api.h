@@ -88,6 +88,7 @@ class Api final : public Handler {
   // Login.
   void start_login(Call& call);
   void login_frame(Call& call);
+  void cancel_login(Call& call);
   void recovery_login(Call& call);
   void get_session(Call& call);
   void logout(Call& call);

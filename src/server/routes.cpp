@@ -42,6 +42,10 @@ const std::vector<Route>& Api::routes() {
       {V::post, "/api/v1/login/attempts/{id}/frames", Access::kPublic, Body::kFrame,
        "Send one camera frame of an attempt (header X-Attempt-Nonce); feedback, then the decision.",
        &Api::login_frame},
+      {V::delete_, "/api/v1/login/attempts/{id}", Access::kPublic, Body::kNone,
+       "Abandon a login attempt (X-Attempt-Nonce). It counts as a failed login once a face of it "
+       "was judged; before that it costs nothing.",
+       &Api::cancel_login},
       {V::get, "/api/v1/login/attempts/{id}/socket", Access::kPublic, Body::kNone,
        "WebSocket for bearer-session attempts: first a text message {\"nonce\"}, then frames "
        "as binary messages; each answered with feedback, the last with the decision.",

@@ -402,6 +402,40 @@ void Api::login_frame(Call& call) {
   });
 }
 
+void Api::cancel_login(Call& call) {
+  auto flow = logins_.find(call.params[0], call.exchange.address);
+  if (!flow ||
+      !constant_time_equal(header(call.exchange.request, "X-Attempt-Nonce"), flow->nonce)) {
+    return reply_error(call, Status(ErrorCode::kNotFound,
+                                    "no such login attempt, or the nonce does not match"));
+  }
+  std::unique_lock busy(flow->busy, std::try_to_lock);
+  if (!busy.owns_lock()) {
+    // The expiry sweep ends it instead, counted as a failure if a face was judged by then.
+    return reply_error(call, Status(ErrorCode::kAlreadyExists,
+                                    "a frame of this attempt is still being judged: try again"));
+  }
+  if (flow->attempt->state() != AttemptState::kPending) {
+    return reply_json(call, http::status::ok, {{"cancelled", false}});  // already decided
+  }
+  logins_.erase(flow->id);
+  // Once a face was judged it counts, as an attacker who saw his attempt going wrong must not
+  // reset his count by cancelling; before, nothing was tried.
+  const bool judged = flow->attempt->faces_judged() > 0;
+  std::int64_t locked_ms = 0;
+  if (judged) {
+    auto locked = auth_.record_failure(flow->attempt->user(), call.exchange.address);
+    if (!locked) {
+      return reply_error(call, locked.error());
+    }
+    locked_ms = *locked;
+    metrics_.count("facelogin_decisions_total", "flow=\"login\",outcome=\"cancelled\"");
+  }
+  audit(call, "login", flow->actor, flow->attempt->user(), "cancelled",
+        {{"counted", judged}, {"frames", flow->frames}, {"locked_for_s", locked_ms / 1000}});
+  reply_json(call, http::status::ok, {{"cancelled", true}, {"counted_as_failure", judged}});
+}
+
 void Api::recovery_login(Call& call) {
   auto body = json_body(call);
   if (!body) {
