@@ -14,8 +14,8 @@
 
 #include "facelogin/image.h"
 #include "facelogin/store.h"
+#include "nuaa_fixture.h"
 #include "test_data.h"
-#include "test_engine.h"
 
 namespace facelogin {
 namespace {
@@ -23,42 +23,8 @@ namespace {
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
-class EnrollmentSessionTest : public ::testing::Test {
+class EnrollmentSessionTest : public testing::NuaaServiceTest {
  protected:
-  void SetUp() override {
-    FACELOGIN_REQUIRE_DATA(data);
-    FACELOGIN_REQUIRE_ENGINE(engine);
-    nuaa_ = data / "nuaa";
-    if (!fs::is_directory(nuaa_)) {
-      GTEST_SKIP() << nuaa_ << " not found: skipping real-face test";
-    }
-    auto models = LivenessModels::load(*testing::model_dir());
-    if (!models) {
-      GTEST_SKIP() << "liveness models unavailable: " << models.error().message();
-    }
-    auto scorer = (*models)->make_scorer();
-    ASSERT_TRUE(scorer.has_value()) << scorer.error().to_string();
-    scorer_ = std::move(*scorer);
-    dir_ = testing::make_temp_dir("facelogin-enrolment");
-    SqliteStoreOptions options;
-    options.key = std::string(32, '\x34');
-    auto store = open_sqlite_store(dir_ / "facelogin.db", options);
-    ASSERT_TRUE(store.has_value()) << store.error().to_string();
-    store_ = std::move(*store);
-    auto worker = engine->make_worker();
-    ASSERT_TRUE(worker.has_value()) << worker.error().to_string();
-    service_ = std::make_unique<FaceService>(engine, std::move(*worker), *store_);
-  }
-
-  void TearDown() override {
-    service_.reset();
-    store_.reset();
-    if (!dir_.empty()) {
-      std::error_code ec;
-      fs::remove_all(dir_, ec);
-    }
-  }
-
   // Plays a recording into `session` until it is ready or refused (or the recording ends);
   // returns the feedback of the last frame played.
   EnrollmentFeedback play(EnrollmentSession& session, const std::string& folder,
@@ -87,11 +53,6 @@ class EnrollmentSessionTest : public ::testing::Test {
     return last;
   }
 
-  fs::path nuaa_;
-  fs::path dir_;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<FaceService> service_;
-  std::unique_ptr<LivenessScorer> scorer_;
 };
 
 TEST_F(EnrollmentSessionTest, ALivePersonBecomesReadyAndIsStoredOnce) {

@@ -14,8 +14,8 @@
 
 #include "facelogin/image.h"
 #include "facelogin/store.h"
+#include "nuaa_fixture.h"
 #include "test_data.h"
-#include "test_engine.h"
 
 namespace facelogin {
 namespace {
@@ -23,31 +23,13 @@ namespace {
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
-class LoginAttemptTest : public ::testing::Test {
+class LoginAttemptTest : public testing::NuaaServiceTest {
  protected:
   void SetUp() override {
-    FACELOGIN_REQUIRE_DATA(data);
-    FACELOGIN_REQUIRE_ENGINE(engine);
-    nuaa_ = data / "nuaa";
-    if (!fs::is_directory(nuaa_)) {
-      GTEST_SKIP() << nuaa_ << " not found: skipping real-face test";
+    NuaaServiceTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) {
+      return;
     }
-    auto models = LivenessModels::load(*testing::model_dir());
-    if (!models) {
-      GTEST_SKIP() << "liveness models unavailable: " << models.error().message();
-    }
-    auto scorer = (*models)->make_scorer();
-    ASSERT_TRUE(scorer.has_value()) << scorer.error().to_string();
-    scorer_ = std::move(*scorer);
-    dir_ = testing::make_temp_dir("facelogin-login");
-    SqliteStoreOptions options;
-    options.key = std::string(32, '\x33');
-    auto store = open_sqlite_store(dir_ / "facelogin.db", options);
-    ASSERT_TRUE(store.has_value()) << store.error().to_string();
-    store_ = std::move(*store);
-    auto worker = engine->make_worker();
-    ASSERT_TRUE(worker.has_value()) << worker.error().to_string();
-    service_ = std::make_unique<FaceService>(engine, std::move(*worker), *store_);
     // Alice is NUAA subject 0001, enrolled from her second session.
     std::vector<LabeledImage> enrol;
     for (const char* name : {"0001_00_00_02_105.jpg", "0001_00_00_02_123.jpg"}) {
@@ -57,15 +39,6 @@ class LoginAttemptTest : public ::testing::Test {
     }
     auto enrolled = service_->enroll("alice", enrol, false);
     ASSERT_TRUE(enrolled.has_value()) << enrolled.error().to_string();
-  }
-
-  void TearDown() override {
-    service_.reset();
-    store_.reset();
-    if (!dir_.empty()) {
-      std::error_code ec;
-      fs::remove_all(dir_, ec);
-    }
   }
 
   // Plays a recording (frames "<prefix><n>.jpg" of `folder`, n = frame number at 30 fps) into a
@@ -89,11 +62,6 @@ class LoginAttemptTest : public ::testing::Test {
     return std::move(*attempt);
   }
 
-  fs::path nuaa_;
-  fs::path dir_;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<FaceService> service_;
-  std::unique_ptr<LivenessScorer> scorer_;
 };
 
 TEST_F(LoginAttemptTest, AliceLiveIsAccepted) {

@@ -7,6 +7,7 @@
 #   bash tools/fuzz.sh                        # every target for 10 s (the default)
 #   bash tools/fuzz.sh --seconds 600          # a long run: ten minutes each
 #   bash tools/fuzz.sh --runs 1000000         # a fixed number of executions each
+#   bash tools/fuzz.sh --runs 10000000 --seconds 3600   # whichever comes first (issue 17's bar)
 #   bash tools/fuzz.sh --targets api_fuzzer,config_fuzzer --seconds 60
 #   bash tools/fuzz.sh --build-only
 #   bash tools/fuzz.sh --build-dir build-asan --seconds 5   # targets of a tree configured already
@@ -21,6 +22,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 seconds=10
+seconds_given=0
 runs=""
 only=""
 build_only=0
@@ -29,7 +31,7 @@ build_dir=""
 toolchain_only=0
 while (($#)); do
   case "$1" in
-    --seconds) seconds="$2"; shift 2 ;;
+    --seconds) seconds="$2"; seconds_given=1; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --targets) only="$2"; shift 2 ;;
     --build-only) build_only=1; shift ;;
@@ -39,7 +41,7 @@ while (($#)); do
     --toolchain-only) toolchain_only=1; shift ;;
     # tools/test.sh: without clang/libFuzzer and without root to install them, say so and pass.
     --skip-if-unavailable) skip_if_unavailable=1; shift ;;
-    *) echo "usage: $0 [--seconds N | --runs N] [--targets a,b] [--build-only] [--build-dir DIR]" \
+    *) echo "usage: $0 [--seconds N] [--runs N] [--targets a,b] [--build-only] [--build-dir DIR]" \
             "[--toolchain-only] [--skip-if-unavailable]" >&2
        exit 2 ;;
   esac
@@ -146,9 +148,8 @@ for target in "${targets[@]}"; do
         "-rss_limit_mb=4096" "-max_len=$(max_len_of "$target")")
   dict="$(dict_of "$target")"
   [[ -n "$dict" ]] && args+=("-dict=$dict")
-  if [[ -n "$runs" ]]; then
-    args+=("-runs=$runs")
-  else
+  [[ -n "$runs" ]] && args+=("-runs=$runs")
+  if [[ -z "$runs" ]] || ((seconds_given)); then
     args+=("-max_total_time=$seconds")
   fi
   echo "== $target"

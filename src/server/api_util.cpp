@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <span>
 
 namespace facelogin::server {
 namespace {
@@ -22,6 +23,15 @@ json quality_json(const QualityReport& q) {
   }
   return {{"issues", issues},
           {"pose", {{"yaw", q.pose.yaw}, {"pitch", q.pose.pitch}, {"roll", q.pose.roll}}}};
+}
+
+DecodeLimits frame_limits() {
+  DecodeLimits limits;
+  limits.max_pixels = 1920 * 1200;
+  limits.max_side = 2048;
+  limits.max_jpeg_scans = 32;
+  limits.max_png_chunks = 1024;
+  return limits;
 }
 
 }  // namespace
@@ -131,13 +141,10 @@ json frame_json(const ImageReport& report, const Image& image) {
           {"quality", quality_json(report.quality)}};
 }
 
-DecodeLimits frame_limits() {
-  DecodeLimits limits;
-  limits.max_pixels = 1920 * 1200;
-  limits.max_side = 2048;
-  limits.max_jpeg_scans = 32;
-  limits.max_png_chunks = 1024;
-  return limits;
+Result<Image> decode_frame(const Request& request) {
+  const auto& body = request.body();
+  return decode_image(
+      std::span(reinterpret_cast<const std::uint8_t*>(body.data()), body.size()), frame_limits());
 }
 
 double seconds_since(SteadyClock::time_point t) {

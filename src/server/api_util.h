@@ -43,10 +43,11 @@ std::optional<std::int64_t> parse_id(std::string_view text);
 json population_json(const PopulationStatus& p);
 // One camera frame's analysis as the web app shows it (outcome, advice, face box, quality).
 json frame_json(const ImageReport& report, const Image& image);
-// A camera frame, far tighter than a file on the command line: a login needs no more than a
-// 1920x1200 frame (the web app sends 640x480), and every pixel is decoding work a stranger can
-// ask for (issue 17, the decode limits in docs/server.md).
-DecodeLimits frame_limits();
+// The camera frame in a request's body, decoded within a camera frame's limits: far tighter than
+// a file on the command line, as a login needs no more than a 1920x1200 frame (the web app sends
+// 640x480), and every pixel is decoding work a stranger can ask for (issue 17, the decode limits
+// in docs/server.md). Errors: decode_image's.
+Result<Image> decode_frame(const Request& request);
 
 double seconds_since(SteadyClock::time_point t);
 

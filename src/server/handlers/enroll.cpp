@@ -116,9 +116,7 @@ void Api::enrollment_frame(Call& call) {
           c, Status(ErrorCode::kAlreadyExists, "send the frames of an enrolment one at a time"));
     }
     const auto t0 = SteadyClock::now();
-    const auto& body = c.exchange.request.body();
-    auto image = decode_image(
-        std::span(reinterpret_cast<const std::uint8_t*>(body.data()), body.size()), frame_limits());
+    auto image = decode_frame(c.exchange.request);
     if (!image) {
       return reply_error(c, image.error());
     }

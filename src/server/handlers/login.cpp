@@ -267,9 +267,7 @@ void Api::login_frame(Call& call) {
       return reply_error(c, Status(ErrorCode::kNotFound, "this attempt is over: start again"));
     }
     const auto t0 = SteadyClock::now();
-    const auto& body = c.exchange.request.body();
-    auto image = decode_image(
-        std::span(reinterpret_cast<const std::uint8_t*>(body.data()), body.size()), frame_limits());
+    auto image = decode_frame(c.exchange.request);
     if (!image) {
       return reply_error(c, image.error());
     }
