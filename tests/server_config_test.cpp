@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <fstream>
 
 #include "facelogin/server.h"
@@ -59,6 +61,10 @@ non_matching_frames = 3
 identify_max_fmr = 0
 flow_ttl_s = 30
 
+[recognition]
+threshold = 0.85
+population_threshold = false
+
 [liveness]
 policy = "off"
 threshold = 0.5
@@ -107,6 +113,8 @@ max_lock_s = 600
   EXPECT_EQ(options_.login.non_matching_frames_allowed, 3);
   EXPECT_EQ(options_.identify_max_fmr, 0.0);
   EXPECT_EQ(options_.flow_ttl, std::chrono::seconds(30));
+  EXPECT_FLOAT_EQ(options_.threshold, 0.85f);
+  EXPECT_FALSE(options_.population_threshold);
   EXPECT_EQ(options_.login.liveness.policy, LivenessPolicy::kOff);
   EXPECT_FLOAT_EQ(options_.login.liveness.threshold, 0.5f);
   EXPECT_FLOAT_EQ(options_.login.liveness.strong_threshold, 0.8f);
@@ -130,6 +138,8 @@ TEST_F(ServerConfigTest, AnEmptyFileKeepsTheDefaults) {
   const ServerOptions defaults;
   EXPECT_EQ(options_.port, defaults.port);
   EXPECT_EQ(options_.login.liveness.policy, LivenessPolicy::kAdaptive);
+  EXPECT_TRUE(std::isnan(options_.threshold));  // the recogniser's calibrated one
+  EXPECT_TRUE(options_.population_threshold);
   EXPECT_TRUE(data_.empty());
 }
 
@@ -154,6 +164,9 @@ TEST_F(ServerConfigTest, MistakesAreNamed) {
       {"[liveness]\nstrong_threshold = 2\n",
        "liveness.strong_threshold: must be between 0 and 1"},
       {"[liveness]\npolicy = \"strict\"\n", "liveness.policy: unknown liveness policy 'strict'"},
+      {"[recognition]\nthreshold = 1.2\n", "recognition.threshold: must be between -1 and 1"},
+      {"[recognition]\nthreshold = nan\n", "recognition.threshold: expected a finite number"},
+      {"[recognition]\nthreshhold = 0.8\n", "unknown setting recognition.threshhold"},
       {"secure_cookies = \"yes\"\n", "secure_cookies: expected true or false"},
       {"listen = \"localhost\"\n", "expected HOST:PORT"},
       {"listen = \"127.0.0.1:99999\"\n", "port must be a number"},
@@ -187,6 +200,8 @@ TEST(ServerConfigExample, TheDocumentedExampleParsesToTheDefaults) {
   EXPECT_EQ(options.request_timeout, defaults.request_timeout);
   EXPECT_EQ(options.starts_per_minute, defaults.starts_per_minute);
   EXPECT_EQ(options.identify_max_fmr, defaults.identify_max_fmr);
+  EXPECT_TRUE(std::isnan(options.threshold));
+  EXPECT_EQ(options.population_threshold, defaults.population_threshold);
   EXPECT_EQ(options.login.liveness.deadline, defaults.login.liveness.deadline);
   EXPECT_FLOAT_EQ(options.login.liveness.threshold, defaults.login.liveness.threshold);
   EXPECT_EQ(options.login.liveness.frames_needed, defaults.login.liveness.frames_needed);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +61,12 @@ struct ServerOptions {
   int max_flows = 1000;               // enrolments and attempts open at once, in all
   int max_flows_per_address = 10;     // ... and from one client address
   int max_frames_per_flow = 300;
+
+  // [recognition] of the configuration file, for `serve` to pass to ServiceOptions (the server
+  // itself takes them from ServerDeps::service): the decision threshold (cosine; NaN: the
+  // recogniser's calibrated one) and whether the enrolled population may raise it.
+  float threshold = std::numeric_limits<float>::quiet_NaN();
+  bool population_threshold = true;
 
   LoginPolicy login;  // frames, liveness policy and deadline of a login attempt
   // Face-only (1:N) login is offered while the gallery's false-match rate stays within this:

@@ -1,6 +1,8 @@
 // enroll, verify, identify: the face commands.
 
+#include <algorithm>
 #include <iostream>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -19,6 +21,55 @@ Result<std::vector<LabeledImage>> load_images(const std::vector<std::string>& pa
     images.push_back({p, std::move(*image)});
   }
   return images;
+}
+
+// A batch of images (verify, identify): every image gets its row, an image that cannot be
+// checked (unreadable, no face, several, poor quality) gets its error there and the batch goes
+// on; the exit code is the worst of the rows (no match 1, bad input 3). Paths that do not exist
+// are refused by the command line before any image is looked at (exit 2).
+struct Batch {
+  int exit_code = kExitOk;
+  std::optional<Status> worst;  // the error of the worst row, if any row failed
+  int failed = 0;
+
+  // Whether `status` belongs to one image (the batch goes on) rather than to the whole command.
+  static bool per_image(const Status& status) {
+    return exit_code_for(status.code()) == kExitBadInput;
+  }
+  nlohmann::json fail(const std::string& path, const Status& status) {
+    ++failed;
+    const int code = exit_code_for(status.code());
+    if (!worst || code > exit_code) {
+      worst = status;
+    }
+    exit_code = std::max(exit_code, code);
+    return {{"source", path},
+            {"error",
+             {{"code", std::string(error_code_name(status.code()))},
+              {"message", status.message()}}}};
+  }
+  void no_match() { exit_code = std::max(exit_code, static_cast<int>(kExitNoMatch)); }
+  // For stderr: how many images could not be checked, and the worst reason (naming its file).
+  std::string summary(std::size_t images) const {
+    return fmt::format("facelogin: {} of {} image(s) could not be checked; {} [{}]\n", failed,
+                       images, worst->message(), error_code_name(worst->code()));
+  }
+  // The document's error (the worst row's), for --json; null when every image was checked.
+  nlohmann::json error_json() const {
+    if (!worst) {
+      return nullptr;
+    }
+    return {{"code", std::string(error_code_name(worst->code()))}, {"message", worst->message()}};
+  }
+};
+
+// Loads one image of a batch; an unreadable one is named with its path.
+Result<LabeledImage> load_one(const std::string& path) {
+  auto image = load_image_file(path);
+  if (!image) {
+    return make_error(image.error().code(), fmt::format("{}: {}", path, image.error().message()));
+  }
+  return LabeledImage{path, std::move(*image)};
 }
 
 int run_enroll(Context& ctx, const std::string& user, const std::vector<std::string>& paths,
@@ -72,50 +123,63 @@ int run_verify(Context& ctx, const std::string& user, const std::vector<std::str
   if (Status s = validate_user_name(user); !s.ok()) {
     return ctx.fail(s);
   }
-  auto images = load_images(paths);
-  if (!images) {
-    return ctx.fail(images.error());
-  }
   auto store = ctx.open_store();
   if (!store) {
     return ctx.fail(store.error());
+  }
+  if (auto known = (*store)->get_user(user); !known) {
+    return ctx.fail(known.error());  // an unknown user is the command's error, not an image's
   }
   auto service = ctx.open_service(**store);
   if (!service) {
     return ctx.fail(service.error());
   }
   nlohmann::json results = nlohmann::json::array();
-  bool all_match = true;
-  for (const auto& image : *images) {
-    auto r = service->verify(user, image);
+  Batch batch;
+  for (const auto& path : paths) {
+    auto image = load_one(path);
+    auto r = image ? service->verify(user, *image) : Result<VerifyResult>(make_error(image.error()));
     if (!r) {
-      return ctx.fail(r.error());
+      if (image && !Batch::per_image(r.error())) {
+        return ctx.fail(r.error());
+      }
+      results.push_back(batch.fail(path, r.error()));
+      if (!ctx.json) {
+        std::cout << fmt::format("{} (not checked)\n", r.error().message());  // names the file
+      }
+      continue;
     }
-    all_match &= r->decision.match;
+    if (!r->decision.match) {
+      batch.no_match();
+    }
     results.push_back({{"image", to_json(r->image)},
                        {"match", r->decision.match},
                        {"score", r->decision.score},
                        {"threshold", r->decision.threshold}});
     if (!ctx.json) {
-      std::cout << fmt::format("{}: {} (score {:.3f}{}, threshold {:.3f})\n", image.source,
+      std::cout << fmt::format("{}: {} (score {:.3f}{}, threshold {:.3f})\n", path,
                                r->decision.match ? "MATCH" : "no match", r->decision.score,
                                r->image.first_pass ? " on the first pass" : "",
                                r->decision.threshold);
     }
   }
-  ctx.emit_json({{"ok", true}, {"user", user}, {"match", all_match}, {"results", results}});
+  const bool all_match = batch.exit_code == kExitOk;
+  ctx.emit_json({{"ok", batch.failed == 0},
+                 {"user", user},
+                 {"match", all_match},
+                 {"error", batch.error_json()},
+                 {"results", results}});
   if (!ctx.json) {
     std::cout << (all_match ? fmt::format("Verified: this is {}.\n", user)
                             : fmt::format("Not verified as {}.\n", user));
+    if (batch.failed > 0) {
+      std::cerr << batch.summary(paths.size());
+    }
   }
-  return all_match ? kExitOk : kExitNoMatch;
+  return batch.exit_code;
 }
 
 int run_identify(Context& ctx, const std::vector<std::string>& paths, std::size_t top_k) {
-  auto images = load_images(paths);
-  if (!images) {
-    return ctx.fail(images.error());
-  }
   auto store = ctx.open_store();
   if (!store) {
     return ctx.fail(store.error());
@@ -125,13 +189,24 @@ int run_identify(Context& ctx, const std::vector<std::string>& paths, std::size_
     return ctx.fail(service.error());
   }
   nlohmann::json results = nlohmann::json::array();
-  bool all_match = true;
-  for (const auto& image : *images) {
-    auto r = service->identify(image, top_k);
+  Batch batch;
+  for (const auto& path : paths) {
+    auto image = load_one(path);
+    auto r = image ? service->identify(*image, top_k)
+                   : Result<IdentifyResult>(make_error(image.error()));
     if (!r) {
-      return ctx.fail(r.error());
+      if (image && !Batch::per_image(r.error())) {
+        return ctx.fail(r.error());
+      }
+      results.push_back(batch.fail(path, r.error()));
+      if (!ctx.json) {
+        std::cout << fmt::format("{} (not checked)\n", r.error().message());  // names the file
+      }
+      continue;
     }
-    all_match &= r->match;
+    if (!r->match) {
+      batch.no_match();
+    }
     nlohmann::json candidates = nlohmann::json::array();
     for (const auto& c : r->candidates) {
       candidates.push_back({{"user", c.user}, {"score", c.score}});
@@ -143,7 +218,7 @@ int run_identify(Context& ctx, const std::vector<std::string>& paths, std::size_
                        {"threshold", r->threshold},
                        {"candidates", candidates}});
     if (!ctx.json) {
-      std::cout << fmt::format("{}: {}\n", image.source,
+      std::cout << fmt::format("{}: {}\n", path,
                                r->match ? fmt::format("identified as {}", r->candidates[0].user)
                                         : std::string("nobody we know"));
       for (const auto& c : r->candidates) {
@@ -152,8 +227,14 @@ int run_identify(Context& ctx, const std::vector<std::string>& paths, std::size_
       }
     }
   }
-  ctx.emit_json({{"ok", true}, {"match", all_match}, {"results", results}});
-  return all_match ? kExitOk : kExitNoMatch;
+  ctx.emit_json({{"ok", batch.failed == 0},
+                 {"match", batch.exit_code == kExitOk},
+                 {"error", batch.error_json()},
+                 {"results", results}});
+  if (!ctx.json && batch.failed > 0) {
+    std::cerr << batch.summary(paths.size());
+  }
+  return batch.exit_code;
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // `facelogin serve`: the login server and web app.
 
 #include <fmt/format.h>
+
+#include <cmath>
 #include <pthread.h>
 #include <signal.h>
 
@@ -114,9 +116,10 @@ int run_serve(Context& ctx, const ServeArgs& args) {
   deps.store = store->get();
   deps.auth_store = auth_store->get();
   deps.service.analyze.enforce_quality = true;
-  deps.service.threshold_override = ctx.threshold;
+  // --threshold and --no-population-threshold (before or after `serve`) win over [recognition].
+  deps.service.threshold_override = std::isnan(ctx.threshold) ? options.threshold : ctx.threshold;
   deps.service.early_decision = !ctx.no_early_decision;
-  deps.service.population_threshold = !ctx.no_population_threshold;
+  deps.service.population_threshold = options.population_threshold && !ctx.no_population_threshold;
   // Loaded even under policy off when present: an API key may ask for liveness.
   if (auto liveness = LivenessModels::load(ctx.models)) {
     deps.liveness = *liveness;
@@ -131,6 +134,12 @@ int run_serve(Context& ctx, const ServeArgs& args) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // For the banner: the base threshold, and whether the enrolled population may raise it.
+  const std::string threshold_text = fmt::format(
+      "{:.4f}{}",
+      std::isnan(deps.service.threshold_override) ? (*engine)->recognizer().threshold
+                                                  : deps.service.threshold_override,
+      deps.service.population_threshold ? " raised by the population" : "");
   auto server = Server::start(options, std::move(deps));
   if (!server) {
     return ctx.fail(server.error());
@@ -142,8 +151,9 @@ int run_serve(Context& ctx, const ServeArgs& args) {
   if (ctx.json) {
     ctx.emit_json({{"listening", url}, {"port", (*server)->port()}});
   } else {
-    fmt::print("facelogin serve: listening on {} (recogniser {}, liveness {}, data {})\n", url,
-               (*engine)->recognizer().id, policy_name, ctx.home.string());
+    fmt::print("facelogin serve: listening on {} (recogniser {}, threshold {}, liveness {}, "
+               "data {})\n",
+               url, (*engine)->recognizer().id, threshold_text, policy_name, ctx.home.string());
   }
   std::cout.flush();
   std::fflush(stdout);

@@ -222,6 +222,10 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
   results.push_back(login.get("identify_max_fmr", &options->identify_max_fmr, 0, 1));
   results.push_back(login.get("flow_ttl_s", &flow_ttl_s, 5, 3600));
 
+  Section& recognition = section("recognition");
+  results.push_back(recognition.get("threshold", &options->threshold, -1, 1));
+  results.push_back(recognition.get("population_threshold", &options->population_threshold));
+
   Section& liveness = section("liveness");
   results.push_back(liveness.get("policy", &policy));
   results.push_back(liveness.get("threshold", &options->login.liveness.threshold, 0, 1));
@@ -258,7 +262,8 @@ Status apply_server_config(const std::filesystem::path& file, ServerOptions* opt
     }
   }
   static const std::set<std::string> kSections = {
-      "tls", "limits", "login", "liveness", "enrollment", "sessions", "search", "lockout"};
+      "tls",      "limits",   "login",  "recognition", "liveness",
+      "enrollment", "sessions", "search", "lockout"};
   for (const auto& [key, node] : root) {
     if (node.is_table() && !kSections.contains(std::string(key.str()))) {
       return Status(ErrorCode::kInvalidArgument,
