@@ -36,7 +36,11 @@ struct Batch {
   static bool per_image(const Status& status) {
     return exit_code_for(status.code()) == kExitBadInput;
   }
-  nlohmann::json fail(const std::string& path, const Status& status) {
+  // The row of an image that could not be checked (and its line, without --json).
+  nlohmann::json fail(const std::string& path, const Status& status, bool json_output) {
+    if (!json_output) {
+      std::cout << fmt::format("{} (not checked)\n", status.message());  // names the file
+    }
     ++failed;
     const int code = exit_code_for(status.code());
     if (!worst || code > exit_code) {
@@ -143,10 +147,7 @@ int run_verify(Context& ctx, const std::string& user, const std::vector<std::str
       if (image && !Batch::per_image(r.error())) {
         return ctx.fail(r.error());
       }
-      results.push_back(batch.fail(path, r.error()));
-      if (!ctx.json) {
-        std::cout << fmt::format("{} (not checked)\n", r.error().message());  // names the file
-      }
+      results.push_back(batch.fail(path, r.error(), ctx.json));
       continue;
     }
     if (!r->decision.match) {
@@ -198,10 +199,7 @@ int run_identify(Context& ctx, const std::vector<std::string>& paths, std::size_
       if (image && !Batch::per_image(r.error())) {
         return ctx.fail(r.error());
       }
-      results.push_back(batch.fail(path, r.error()));
-      if (!ctx.json) {
-        std::cout << fmt::format("{} (not checked)\n", r.error().message());  // names the file
-      }
+      results.push_back(batch.fail(path, r.error(), ctx.json));
       continue;
     }
     if (!r->match) {
