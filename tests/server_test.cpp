@@ -7,12 +7,8 @@
 namespace facelogin {
 namespace {
 
-using namespace server_test;  // NOLINT: the fixture and its helpers
-namespace fs = std::filesystem;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace net = boost::asio;
-using json = nlohmann::json;
+// The fixture, its helpers and its aliases (fs, beast, http, net, json).
+using namespace server_test;  // NOLINT
 
 TEST_F(ServerTest, HealthMetricsAndSecurityHeaders) {
   start();
