@@ -97,7 +97,7 @@ TEST(RefinedDetector, KeepsYunetsBoxesAndMovesTheLandmarksOnlySlightly) {
 }
 
 TEST(RefinedDetector, IsTheEnginesDefaultAndFallsBackToYunetWithoutTheLandmarkModel) {
-  const auto dir = models_with({kRefinedId, "dlib-resnet-v1", "mobilefacenet-faceplugin-v1"});
+  const auto dir = models_with({kRefinedId, std::string(default_recognizer_id())});
   if (!dir) {
     GTEST_SKIP() << "models missing: run tools/fetch_models.sh";
   }

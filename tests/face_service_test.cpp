@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "facelogin/image.h"
+#include "facelogin/models.h"
 #include "facelogin/store.h"
+#include "synthetic_faces.h"
 #include "test_data.h"
 #include "test_engine.h"
 
@@ -281,6 +283,29 @@ TEST_F(FaceServiceTest, AnAccountOfAnotherRecogniserFailsBeforeTheFrameIsAnalyse
   EXPECT_NE(r.error().message().find("re-enrol"), std::string::npos) << r.error().message();
 }
 
+// After the default recogniser changed, a user re-enrolled with the new one (enroll --add) keeps
+// the old recogniser's templates: they are left out of the comparison, not a reason to refuse.
+TEST_F(FaceServiceTest, AUserReEnrolledWithThisRecogniserIsComparedOnItsTemplatesOnly) {
+  REQUIRE_CALIBRATED();
+  FaceTemplate old;
+  old.model_id = "some-other-recogniser";
+  old.embedding.assign(128, 0.f);
+  old.embedding[0] = 1.f;
+  ASSERT_TRUE(store_->create_user("alice", {old}).has_value());
+  auto before = service_->verify_frame("alice", frame(kAliceProbe));
+  ASSERT_FALSE(before.has_value());
+  EXPECT_EQ(before.error().code(), ErrorCode::kModelMismatch);
+
+  auto added = service_->enroll("alice", frames(kAliceEnrol), true);
+  ASSERT_TRUE(added.has_value()) << added.error().to_string();
+  auto after = service_->verify("alice", frame(kAliceProbe));
+  ASSERT_TRUE(after.has_value()) << after.error().to_string();
+  EXPECT_TRUE(after->decision.match);
+  auto stranger = service_->verify("alice", frame(kBobProbe));
+  ASSERT_TRUE(stranger.has_value()) << stranger.error().to_string();
+  EXPECT_FALSE(stranger->decision.match);
+}
+
 TEST_F(FaceServiceTest, IdentifiesNobodyInAnEmptyStore) {
   auto r = service_->identify(frame(kAliceProbe), 3);
   ASSERT_TRUE(r.has_value()) << r.error().to_string();
@@ -419,6 +444,46 @@ TEST_F(FaceServiceTest, RefusesAMalformedNameBeforeLookingAtTheImages) {
   ASSERT_FALSE(none.has_value());
   EXPECT_EQ(none.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_TRUE(users().empty());
+}
+
+// A store enrolled before the default recogniser changed keeps its recogniser; a new or mixed
+// store gets the default (issue 15 changed the default to MobileFaceNet from expo).
+TEST(StoreRecognizer, IsTheDefaultUnlessOnlyAnotherRecognisersTemplatesAreStored) {
+  const fs::path dir = testing::make_temp_dir("facelogin-store-recognizer");
+  SqliteStoreOptions options;
+  options.key = std::string(32, '\x44');
+  auto store = open_sqlite_store(dir / "facelogin.db", options);
+  ASSERT_TRUE(store) << store.error().to_string();
+  std::mt19937 rng(7);
+  const auto person = [&](const std::string& model_id) {
+    const RecognizerSpec* spec = find_recognizer(model_id);
+    const auto dim = static_cast<std::size_t>(recognizer_embedding_size(*spec));
+    return testing::synthetic_person(model_id, testing::random_direction(dim, rng), 0.f, 2, rng);
+  };
+  const std::string fallback(default_recognizer_id());
+  const std::string old_default = "fusion-dlib-mfn-v1";
+  ASSERT_NE(fallback, old_default);
+
+  auto empty = store_recognizer(**store);
+  ASSERT_TRUE(empty) << empty.error().to_string();
+  EXPECT_EQ(*empty, fallback);
+
+  ASSERT_TRUE((*store)->create_user("ada", person(old_default)));
+  ASSERT_TRUE((*store)->create_user("bob", person(old_default)));
+  ASSERT_TRUE((*store)->create_user("cy", person("dlib-resnet-v1")));
+  auto old = store_recognizer(**store);
+  ASSERT_TRUE(old) << old.error().to_string();
+  EXPECT_EQ(*old, old_default) << "the recogniser that made the most templates";
+
+  // Once anyone is enrolled with the default, it is the default again (the others re-enrol).
+  ASSERT_TRUE((*store)->create_user("dee", person(fallback)));
+  auto mixed = store_recognizer(**store);
+  ASSERT_TRUE(mixed) << mixed.error().to_string();
+  EXPECT_EQ(*mixed, fallback);
+
+  store->reset();
+  std::error_code ec;
+  fs::remove_all(dir, ec);
 }
 
 }  // namespace

