@@ -682,6 +682,36 @@ TEST_F(Cli, EvalCalibrateScoresEveryPairOfAnyIdentityFolders) {
     EXPECT_FALSE(p.value("resolvable", true)) << "8 pairs resolve no FMR below 1/8: " << p.dump();
   }
 
+  EXPECT_TRUE(doc["matched_people"].empty()) << doc.dump();
+  EXPECT_TRUE(doc["advised_threshold"].is_null()) << doc.dump();
+
+  // At a threshold every face passes, the advice names who matched whom, most image pairs first,
+  // and a threshold above the highest different-person score (8 pairs resolve no FMR row).
+  const CliRun low = run({"--json", "--threshold=-1", "eval", "calibrate", "--images",
+                          images.string(), "--no-cache"});
+  ASSERT_EQ(low.exit_code, kExitOk) << low;
+  const json advice = low.doc();
+  EXPECT_EQ(advice.value("false_matches", -1), 8) << advice.dump();
+  ASSERT_EQ(advice["matched_people"].size(), 3u) << advice.dump();
+  const json& top = advice["matched_people"][0];
+  EXPECT_EQ(top["people"], json::array({"alice", "bob"})) << top.dump();
+  EXPECT_EQ(top.value("image_pairs", 0), 4);
+  EXPECT_EQ(top["images"][0].get<std::string>().rfind("alice/", 0), 0u) << top.dump();
+  EXPECT_EQ(top["images"][1].get<std::string>().rfind("bob/", 0), 0u) << top.dump();
+  float highest = -1.f;
+  for (const json& m : advice["matched_people"]) {
+    EXPECT_EQ(m.value("image_pairs", 0), m["people"][0] == "alice" && m["people"][1] == "bob" ? 4 : 2);
+    highest = std::max(highest, m.value("highest", -1.f));
+  }
+  ASSERT_TRUE(advice["advised_threshold"].is_number()) << advice.dump();
+  EXPECT_GT(advice["advised_threshold"].get<float>(), highest);
+  EXPECT_LE(advice["advised_threshold"].get<float>(), highest + 2e-4f);
+  const CliRun text = run({"--threshold=-1", "eval", "calibrate", "--images", images.string(),
+                           "--no-cache"});
+  ASSERT_EQ(text.exit_code, kExitOk) << text;
+  EXPECT_NE(text.out.find("alice and bob: 4 image pair(s)"), std::string::npos) << text;
+  EXPECT_NE(text.out.find("facelogin serve --threshold"), std::string::npos) << text;
+
   // One person alone has no different-person pair: a clear error, as is a folder of no images.
   const fs::path alone = *root_ / "calibrate-alone";
   fs::create_directories(alone / "alice");

@@ -829,6 +829,45 @@ TEST(EvalAllPairs, HandlesTinyInputsAndRejectsBadSizes) {
   EXPECT_FALSE(all_pairs_scores(two, 0, std::vector<int>{0, 1}, 1).has_value());
 }
 
+// Who is taken for whom (eval calibrate's advice): person pairs above the threshold, grouped,
+// the highest pair's rows, most pairs first; the same person's pairs and faceless rows are out.
+TEST(EvalMatchedPeople, GroupsTheDifferentPeoplesPairsAboveTheThreshold) {
+  const float c = std::cos(0.3f);
+  const float s = std::sin(0.3f);
+  // Rows: 0 and 1 are person 5 (identical), 2 is person 7 at an angle of 0.3 rad from them,
+  // 3 is person 9 at 0.1 rad from row 2, row 4 has no face, row 5 is person 9 far away.
+  const float c2 = std::cos(0.4f);
+  const float s2 = std::sin(0.4f);
+  std::vector<float> rows{1.f, 0.f, 1.f, 0.f, c, s, c2, s2, 1.f, 0.f, 0.f, 1.f};
+  const std::vector<int> ids{5, 5, 7, 9, -1, 9};
+  auto m = matched_people(rows, 2, ids, 0.9f);
+  ASSERT_TRUE(m.has_value()) << m.error().to_string();
+  ASSERT_EQ(m->size(), 3u);
+  // 5-7: rows 0 and 1 against row 2, both at cos 0.3 = 0.955: two pairs.
+  EXPECT_EQ((*m)[0].first, 5);
+  EXPECT_EQ((*m)[0].second, 7);
+  EXPECT_EQ((*m)[0].pairs, 2u);
+  EXPECT_NEAR((*m)[0].highest, std::cos(0.3f), 1e-6);
+  EXPECT_EQ((*m)[0].first_row, 0u);
+  EXPECT_EQ((*m)[0].second_row, 2u);
+  // 5-9: rows 0 and 1 against row 3, cos 0.4 = 0.921: two pairs, after 5-7's higher score;
+  // 7-9: row 2 against row 3, cos 0.1 = 0.995, but one pair only, so last.
+  EXPECT_EQ((*m)[1].first, 5);
+  EXPECT_EQ((*m)[1].second, 9);
+  EXPECT_EQ((*m)[1].pairs, 2u);
+  EXPECT_EQ((*m)[1].second_row, 3u);
+  EXPECT_EQ((*m)[2].first, 7);
+  EXPECT_EQ((*m)[2].second, 9);
+  EXPECT_EQ((*m)[2].pairs, 1u);
+  EXPECT_NEAR((*m)[2].highest, std::cos(0.1f), 1e-6);
+
+  auto none = matched_people(rows, 2, ids, 0.999f);
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->empty());
+  EXPECT_FALSE(matched_people(rows, 0, ids, 0.5f).has_value());
+  EXPECT_FALSE(matched_people(rows, 2, std::vector<int>{5, 5}, 0.5f).has_value());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Plots
 

@@ -260,6 +260,26 @@ struct AllPairsScores {
                                                       std::span<const int> identities,
                                                       int threads = 0);
 
+// Two different people some of whose image pairs score at or above a threshold (eval calibrate
+// names them, so that a deployment sees who is taken for whom).
+struct MatchedPeople {
+  int first = 0;   // identities, first < second
+  int second = 0;
+  std::size_t pairs = 0;  // their image pairs at or above the threshold
+  float highest = 0.f;    // the highest of them, between rows first_row and second_row
+  std::size_t first_row = 0;
+  std::size_t second_row = 0;
+};
+
+// Every pair of different people with an image pair at or above `threshold`, most such pairs
+// first (then the highest score, then the identities). Same input as all_pairs_scores; plain
+// loops over all N^2/2 pairs, about 0.2 s of one core for the 929 images of a NUAA folder.
+// Errors: kInvalidArgument for dim == 0 or mismatched sizes.
+[[nodiscard]] Result<std::vector<MatchedPeople>> matched_people(std::span<const float> embeddings,
+                                                                std::size_t dim,
+                                                                std::span<const int> identities,
+                                                                float threshold);
+
 // ---------------------------------------------------------------------------------------------
 // Early decision (RecognizerSpec::first_pass_margin)
 

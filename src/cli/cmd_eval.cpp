@@ -633,7 +633,9 @@ int run_eval_calibrate(Context& ctx, const EvalOptions& opts) {
   }
   std::vector<float> matrix;
   std::vector<int> identities;
+  std::vector<std::string> row_keys;  // the image of each row
   std::map<std::string, int, std::less<>> ids;
+  std::vector<std::string> people;  // by identity
   std::size_t no_face = 0;
   const std::size_t dim = static_cast<std::size_t>(recognizer_embedding_size(*spec));
   for (const auto& key : *keys) {
@@ -648,7 +650,11 @@ int run_eval_calibrate(Context& ctx, const EvalOptions& opts) {
     }
     auto [it, inserted] =
         ids.try_emplace(std::string(eval::key_identity(key)), static_cast<int>(ids.size()));
+    if (inserted) {
+      people.push_back(it->first);
+    }
     identities.push_back(it->second);
+    row_keys.push_back(key);
     matrix.insert(matrix.end(), tmpl->embedding.begin(), tmpl->embedding.end());
   }
   auto all = eval::all_pairs_scores(matrix, dim, identities, threads);
@@ -671,6 +677,27 @@ int run_eval_calibrate(Context& ctx, const EvalOptions& opts) {
         std::count_if(v.begin(), v.end(), [threshold](float x) { return x >= threshold; }));
   };
   const std::size_t false_matches = at_or_above(all->impostor);
+  auto matched = eval::matched_people(matrix, dim, identities, threshold);
+  if (!matched) {
+    return ctx.fail(matched.error());
+  }
+  // The threshold to use: the strictest FMR row these pairs resolve, rounded up to 1e-4 as the
+  // catalog's thresholds are; with no row resolvable, just above the highest different-person
+  // score (all that these people can say). Only advised when it is above the one in use.
+  float advised = 0.f;
+  bool advised_from_row = false;
+  for (const auto& p : *points) {
+    if (p.resolvable) {
+      advised = static_cast<float>(p.threshold);
+      advised_from_row = true;
+    }
+  }
+  if (!advised_from_row) {
+    advised = *std::max_element(all->impostor.begin(), all->impostor.end());
+  }
+  advised = static_cast<float>(
+      std::ceil(static_cast<double>(advised) * 1e4 + (advised_from_row ? 0.0 : 1e-3)) / 1e4);
+  const bool advise = false_matches > 0 && advised > threshold;
   const std::size_t genuine_accepted = at_or_above(all->genuine);
   const double fmr =
       static_cast<double>(false_matches) / static_cast<double>(all->impostor.size());
@@ -686,6 +713,14 @@ int run_eval_calibrate(Context& ctx, const EvalOptions& opts) {
                    {"false_matches", p.false_matches},
                    {"resolvable", p.resolvable}});
   }
+  nlohmann::json matched_json = nlohmann::json::array();
+  for (const auto& m : *matched) {
+    matched_json.push_back({{"people", {people[static_cast<std::size_t>(m.first)],
+                                        people[static_cast<std::size_t>(m.second)]}},
+                            {"image_pairs", m.pairs},
+                            {"highest", m.highest},
+                            {"images", {row_keys[m.first_row], row_keys[m.second_row]}}});
+  }
   ctx.emit_json({{"ok", true},
                  {"recognizer", spec->id},
                  {"images", keys->size()},
@@ -697,7 +732,9 @@ int run_eval_calibrate(Context& ctx, const EvalOptions& opts) {
                  {"false_matches", false_matches},
                  {"fmr", fmr},
                  {"fnmr", fnmr},
-                 {"operating_points", ops}});
+                 {"operating_points", ops},
+                 {"matched_people", matched_json},
+                 {"advised_threshold", advise ? nlohmann::json(advised) : nlohmann::json()}});
   if (ctx.json) {
     return kExitOk;
   }
@@ -723,11 +760,36 @@ int run_eval_calibrate(Context& ctx, const EvalOptions& opts) {
           p.target_fmr, all->impostor.size(), std::ceil(1 / p.target_fmr));
     }
   }
-  if (fmr > spec->threshold_fmr && false_matches > 0) {
+  if (!matched->empty()) {
+    constexpr std::size_t kShown = 10;
     std::cout << fmt::format(
-        "\nThese people match each other more often than LFW's did at this threshold. Run the "
-        "server with a higher --threshold (the highest resolvable row above, or higher), and "
-        "measure again on more people.\n");
+        "\nDifferent people who matched at {:.4f} ({} pair(s) of people; most image pairs "
+        "first):\n",
+        threshold, matched->size());
+    for (std::size_t i = 0; i < std::min(kShown, matched->size()); ++i) {
+      const auto& m = (*matched)[i];
+      std::cout << fmt::format("  {} and {}: {} image pair(s), highest {:.4f} ({}, {})\n",
+                               people[static_cast<std::size_t>(m.first)],
+                               people[static_cast<std::size_t>(m.second)], m.pairs, m.highest,
+                               row_keys[m.first_row], row_keys[m.second_row]);
+    }
+    if (matched->size() > kShown) {
+      std::cout << fmt::format("  ... and {} more (all of them with --json)\n",
+                               matched->size() - kShown);
+    }
+  }
+  if (advise) {
+    std::cout << fmt::format(
+        "\n{} Use a threshold of {:.4f}: `facelogin serve --threshold {:.4f}`, or `threshold = "
+        "{:.4f}` under [recognition] in the server's config; `--threshold {:.4f}` for the other "
+        "commands. {}\n",
+        fmr > spec->threshold_fmr ? "These people match each other more often than LFW's did "
+                                    "at this threshold."
+                                  : "Some of these people match each other at this threshold.",
+        advised, advised, advised, advised,
+        advised_from_row ? "Measure again on more people: a row resting on few pairs is rough."
+                         : "No FMR row is measurable on so few pairs: that is just above the "
+                           "highest different-person score; measure again on more people.");
   }
   return kExitOk;
 }

@@ -16,9 +16,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <map>
 #include <new>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "facelogin/eval.h"
 
@@ -228,6 +230,66 @@ Result<AllPairsScores> all_pairs_scores(std::span<const float> embeddings, std::
     return make_error(ErrorCode::kInternal,
                       fmt::format("out of memory scoring all pairs of {} rows", identities.size()));
   }
+}
+
+Result<std::vector<MatchedPeople>> matched_people(std::span<const float> embeddings,
+                                                  std::size_t dim, std::span<const int> identities,
+                                                  float threshold) {
+  if (dim == 0) {
+    return make_error(ErrorCode::kInvalidArgument, "embedding dimension is 0");
+  }
+  if (embeddings.size() / dim != identities.size() || embeddings.size() % dim != 0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("{} floats do not make {} rows of {}", embeddings.size(),
+                                  identities.size(), dim));
+  }
+  std::map<std::pair<int, int>, MatchedPeople> found;
+  for (std::size_t a = 0; a < identities.size(); ++a) {
+    if (identities[a] < 0) {
+      continue;
+    }
+    const float* x = embeddings.data() + a * dim;
+    for (std::size_t b = a + 1; b < identities.size(); ++b) {
+      if (identities[b] < 0 || identities[b] == identities[a]) {
+        continue;
+      }
+      const float* y = embeddings.data() + b * dim;
+      float score = 0.f;
+      for (std::size_t k = 0; k < dim; ++k) {
+        score += x[k] * y[k];
+      }
+      if (score < threshold) {
+        continue;
+      }
+      const bool in_order = identities[a] < identities[b];
+      auto [it, inserted] = found.try_emplace(
+          in_order ? std::pair{identities[a], identities[b]} : std::pair{identities[b], identities[a]});
+      MatchedPeople& m = it->second;
+      if (inserted || score > m.highest) {
+        m.first = it->first.first;
+        m.second = it->first.second;
+        m.highest = score;
+        m.first_row = in_order ? a : b;
+        m.second_row = in_order ? b : a;
+      }
+      ++m.pairs;
+    }
+  }
+  std::vector<MatchedPeople> out;
+  out.reserve(found.size());
+  for (auto& [key, m] : found) {
+    out.push_back(m);
+  }
+  std::sort(out.begin(), out.end(), [](const MatchedPeople& l, const MatchedPeople& r) {
+    if (l.pairs != r.pairs) {
+      return l.pairs > r.pairs;
+    }
+    if (l.highest != r.highest) {
+      return l.highest > r.highest;
+    }
+    return std::pair{l.first, l.second} < std::pair{r.first, r.second};
+  });
+  return out;
 }
 
 }  // namespace facelogin::eval
