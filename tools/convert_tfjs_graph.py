@@ -467,8 +467,8 @@ def _zero_and_other(g, name):
 
 
 def _prune(b):
-    """Drops the nodes and constants the output does not need (the Maximum/Minimum halves of
-    a PReLU pattern, heads beside the descriptor)."""
+    """Drops the nodes and constants the output "descriptor" does not need (what a fused
+    pattern replaced, such as the halves of a PReLU, and heads beside the descriptor)."""
     needed, kept = {"descriptor"}, []
     for node in reversed(b.nodes):
         if any(o in needed for o in node.output):
@@ -499,18 +499,20 @@ def build_model(graph, output, descriptor_size=None):
     return model
 
 
-def verify_with_opencv(model_path, graph, output, trials=3, tolerance=1e-3):
+def compare_with_opencv(model_path, h, w, reference, low, high, trials=3, tolerance=1e-3):
+    """Runs the ONNX file in OpenCV on `trials` random NHWC images of H x W x 3 values in
+    [low, high) and compares each output with reference(image). Returns the largest difference
+    relative to the largest reference value (at least 1); raises RuntimeError from `tolerance`."""
     import cv2  # Only needed here: conversion itself must work without OpenCV.
 
     net = cv2.dnn.readNetFromONNX(model_path)
-    h, w = graph.input_shape[1:3]
     rng = np.random.default_rng(1234)
     worst = 0.0
     for _ in range(trials):
-        image = rng.uniform(0, 255, (1, h, w, 3))
+        image = rng.uniform(low, high, (1, h, w, 3))
         net.setInput(image.transpose(0, 3, 1, 2).astype(np.float32))
         got = net.forward().reshape(-1)
-        want = reference_forward(graph, output, image).reshape(-1)
+        want = reference(image).reshape(-1)
         if got.shape != want.shape:
             raise RuntimeError(f"OpenCV output has shape {got.shape}, reference {want.shape}")
         scale = max(1.0, float(np.abs(want).max()))
@@ -519,6 +521,13 @@ def verify_with_opencv(model_path, graph, output, trials=3, tolerance=1e-3):
         raise RuntimeError(f"OpenCV output differs from the reference by {worst:.3g} "
                            "(relative to the largest value)")
     return worst
+
+
+def verify_with_opencv(model_path, graph, output, trials=3, tolerance=1e-3):
+    h, w = graph.input_shape[1:3]
+    return compare_with_opencv(model_path, h, w,
+                               lambda image: reference_forward(graph, output, image), 0, 255,
+                               trials, tolerance)
 
 
 def main(argv=None):

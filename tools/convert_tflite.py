@@ -36,7 +36,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from convert_tfjs_graph import IR_VERSION, OPSET, _pad_same, _ref_conv  # noqa: E402
+from convert_tfjs_graph import (  # noqa: E402
+    IR_VERSION, OPSET, _pad_same, _prune, _ref_conv, compare_with_opencv)
 
 # schema.fbs field slots (vtable offset = 4 + 2 * field index).
 MODEL_OPERATOR_CODES, MODEL_SUBGRAPHS, MODEL_BUFFERS = 1, 2, 4
@@ -346,18 +347,6 @@ class _Builder:
         return self.names[g.output]
 
 
-def _prune(b):
-    """Drops the nodes and constants the output does not need (the RELU/ABS/SUB/MUL halves of
-    a PReLU pattern)."""
-    needed, kept = {"descriptor"}, []
-    for node in reversed(b.nodes):
-        if any(o in needed for o in node.output):
-            kept.append(node)
-            needed.update(node.input)
-    b.nodes = kept[::-1]
-    b.inits = [t for t in b.inits if t.name in needed]
-
-
 def build_model(graph, source):
     b = _Builder(graph)
     result = b.build()
@@ -379,25 +368,11 @@ def build_model(graph, source):
 
 
 def verify_with_opencv(model_path, graph, trials=3, tolerance=1e-3):
-    import cv2  # Only needed here: conversion itself must work without OpenCV.
-
-    net = cv2.dnn.readNetFromONNX(model_path)
+    """OpenCV's run of the ONNX file against reference_forward, on inputs in [-1, 1) (the
+    network's own range: the caller normalises pixels)."""
     h, w = graph.shapes[graph.input][1:3]
-    rng = np.random.default_rng(1234)
-    worst = 0.0
-    for _ in range(trials):
-        image = rng.uniform(-1, 1, (1, h, w, 3))
-        net.setInput(image.transpose(0, 3, 1, 2).astype(np.float32))
-        got = net.forward().reshape(-1)
-        want = reference_forward(graph, image).reshape(-1)
-        if got.shape != want.shape:
-            raise RuntimeError(f"OpenCV output has shape {got.shape}, reference {want.shape}")
-        scale = max(1.0, float(np.abs(want).max()))
-        worst = max(worst, float(np.abs(got - want).max()) / scale)
-    if worst >= tolerance:
-        raise RuntimeError(f"OpenCV output differs from the reference by {worst:.3g} "
-                           "(relative to the largest value)")
-    return worst
+    return compare_with_opencv(model_path, h, w, lambda image: reference_forward(graph, image),
+                               -1, 1, trials, tolerance)
 
 
 def main(argv=None):

@@ -112,17 +112,24 @@ void score_tile(const Job& job, std::size_t i0, std::size_t i1) {
   }
 }
 
+// An N x dim matrix for N identities: what all_pairs_scores and matched_people accept.
+Status check_rows(std::span<const float> embeddings, std::size_t dim, std::size_t rows) {
+  if (dim == 0) {
+    return Status(ErrorCode::kInvalidArgument, "embedding dimension is 0");
+  }
+  if (embeddings.size() / dim != rows || embeddings.size() % dim != 0) {
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("{} floats do not make {} rows of {}", embeddings.size(), rows, dim));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<AllPairsScores> all_pairs_scores(std::span<const float> embeddings, std::size_t dim,
                                         std::span<const int> identities, int threads) {
-  if (dim == 0) {
-    return make_error(ErrorCode::kInvalidArgument, "embedding dimension is 0");
-  }
-  if (embeddings.size() / dim != identities.size() || embeddings.size() % dim != 0) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("{} floats do not make {} rows of {}", embeddings.size(),
-                                  identities.size(), dim));
+  if (Status s = check_rows(embeddings, dim, identities.size()); !s.ok()) {
+    return make_error(std::move(s));
   }
   try {
     AllPairsScores out;
@@ -235,13 +242,8 @@ Result<AllPairsScores> all_pairs_scores(std::span<const float> embeddings, std::
 Result<std::vector<MatchedPeople>> matched_people(std::span<const float> embeddings,
                                                   std::size_t dim, std::span<const int> identities,
                                                   float threshold) {
-  if (dim == 0) {
-    return make_error(ErrorCode::kInvalidArgument, "embedding dimension is 0");
-  }
-  if (embeddings.size() / dim != identities.size() || embeddings.size() % dim != 0) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("{} floats do not make {} rows of {}", embeddings.size(),
-                                  identities.size(), dim));
+  if (Status s = check_rows(embeddings, dim, identities.size()); !s.ok()) {
+    return make_error(std::move(s));
   }
   std::map<std::pair<int, int>, MatchedPeople> found;
   for (std::size_t a = 0; a < identities.size(); ++a) {
