@@ -700,7 +700,8 @@ TEST_F(Cli, EvalCalibrateScoresEveryPairOfAnyIdentityFolders) {
   EXPECT_EQ(top["images"][1].get<std::string>().rfind("bob/", 0), 0u) << top.dump();
   float highest = -1.f;
   for (const json& m : advice["matched_people"]) {
-    EXPECT_EQ(m.value("image_pairs", 0), m["people"][0] == "alice" && m["people"][1] == "bob" ? 4 : 2);
+    const bool alice_bob = m["people"][0] == "alice" && m["people"][1] == "bob";
+    EXPECT_EQ(m.value("image_pairs", 0), alice_bob ? 4 : 2);
     highest = std::max(highest, m.value("highest", -1.f));
   }
   ASSERT_TRUE(advice["advised_threshold"].is_number()) << advice.dump();

@@ -264,8 +264,9 @@ Result<std::vector<MatchedPeople>> matched_people(std::span<const float> embeddi
         continue;
       }
       const bool in_order = identities[a] < identities[b];
-      auto [it, inserted] = found.try_emplace(
-          in_order ? std::pair{identities[a], identities[b]} : std::pair{identities[b], identities[a]});
+      const std::pair key = in_order ? std::pair{identities[a], identities[b]}
+                                     : std::pair{identities[b], identities[a]};
+      auto [it, inserted] = found.try_emplace(key);
       MatchedPeople& m = it->second;
       if (inserted || score > m.highest) {
         m.first = it->first.first;
